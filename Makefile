@@ -1,0 +1,39 @@
+# maildesk: `make run` sets up and starts the daemon; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/maildesk.yaml
+PYTEST_ARGS ?=
+
+.PHONY: run test setup db check bench bench-quick clean
+
+$(BIN)/maildesk: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(BIN)/maildesk
+
+db: setup
+	$(BIN)/maildesk --config $(CONFIG) db upgrade
+
+run: db
+	$(BIN)/maildesk --config $(CONFIG) serve
+
+check: setup
+	$(BIN)/maildesk --config $(CONFIG) check
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench-quick: setup
+	$(BIN)/python benchmarks/smtp_ingest.py --quick
+	$(BIN)/python benchmarks/pipeline.py --quick
+
+bench: setup
+	$(BIN)/python benchmarks/smtp_ingest.py
+	$(BIN)/python benchmarks/pipeline.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache *.egg-info

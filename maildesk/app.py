@@ -1,0 +1,157 @@
+"""The Context (settings, database, clock) and `serve`: listener, processor, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from importlib import resources
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from maildesk.clock import Clock, SystemClock
+from maildesk.config import ConfigError, Settings, load_settings
+from maildesk.db.session import make_engine, make_sessionmaker
+
+log = logging.getLogger("maildesk")
+
+COMPONENTS = ("smtp", "process")
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    make_session: sessionmaker[Session]
+    clock: Clock = field(default_factory=SystemClock)
+
+    @classmethod
+    def load(cls, config_path: str | Path | None = None, clock: Clock | None = None) -> Context:
+        settings = load_settings(config_path)
+        engine = make_engine(settings.database)
+        return cls(settings, engine, make_sessionmaker(engine), clock or SystemClock())
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location",
+                        str(resources.files("maildesk") / "skeleton" / "migrations"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Apply every migration (idempotent); creates the SQLite file's folder if needed."""
+    url = settings.database.url
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(url), "head")
+
+
+class ProcessorThread:
+    """Runs the pipeline in a thread: woken when mail is stored, and every few seconds for mail
+    stored by other processes (`ingest`, a second daemon)."""
+
+    def __init__(self, ctx: Context, poll_seconds: float = 5.0):
+        from maildesk.pipeline.run import Processor
+
+        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._poll = poll_seconds
+        self._thread = threading.Thread(target=self._run, name="processor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+        self.processor.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._poll)
+            self._wake.clear()
+            try:
+                while not self._stop.is_set():
+                    outcomes = self.processor.run_batch()
+                    for o in outcomes:
+                        log.info("inbound %s: %s%s", o.inbound_id, o.status,
+                                 f" ticket {o.ticket_number}" if o.ticket_number else
+                                 f" ({o.reason.splitlines()[0]})" if o.reason else "")
+                    if not outcomes or all(o.status == "retry" for o in outcomes):
+                        break
+            except Exception:  # a locked or lost database: log, wait, try again
+                log.exception("processing pass failed; retrying shortly")
+
+
+async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
+    from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
+    from maildesk.store.raw import GroupCommitWriter
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    current = {"settings": ctx.settings}
+    processor = ProcessorThread(ctx) if "process" in components else None
+    writer = GroupCommitWriter(ctx.make_session,
+                               on_stored=processor.wake if processor else None)
+    server = None
+    handler = None
+    if "smtp" in components and ctx.settings.smtp.enabled:
+        handler = SupportHandler(lambda: current["settings"], writer, ctx.clock)
+        s = ctx.settings.smtp
+        server = await loop.create_server(make_smtp_factory(handler, ctx.settings), s.host, s.port)
+        log.info("SMTP listener on %s:%s for %s", s.host, s.port,
+                 ", ".join(ctx.settings.support_addresses))
+    if processor:
+        processor.start()
+        processor.wake()
+
+    def reload() -> None:
+        try:
+            new = load_settings(config_path or ctx.settings.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays in force:\n%s", exc)
+            return
+        current["settings"] = new
+        if processor:
+            processor.processor.settings = new
+        log.info("configuration reloaded from %s", new.config_path)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    print(f"maildesk serving ({', '.join(components)}); SIGTERM stops, SIGHUP reloads", flush=True)
+    await stop.wait()
+    log.info("stopping: no new connections; finishing what is in flight")
+    if server is not None:
+        server.close()
+    if handler is not None:
+        for _ in range(300):  # up to 30 s for DATA commands already under way
+            if handler.in_flight == 0:
+                break
+            await asyncio.sleep(0.1)
+        handler.closing = True
+    await loop.run_in_executor(None, writer.close)
+    if processor:
+        await loop.run_in_executor(None, processor.stop)
+    log.info("stopped")
+    return 0
+
+
+def serve(ctx: Context, components: tuple[str, ...], config_path: str | None = None) -> int:
+    return asyncio.run(_serve(ctx, components, config_path))

@@ -1,0 +1,339 @@
+"""The `maildesk` command line: thin wrappers that parse options, call a service and print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from maildesk.app import COMPONENTS, Context, serve, upgrade_database
+from maildesk.config import ConfigError, load_settings
+from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketStatus
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def _ctx(obj: dict[str, Any]) -> Context:
+    if "context" not in obj:
+        try:
+            obj["context"] = Context.load(obj["config"])
+        except ConfigError as exc:
+            _fail(f"configuration errors:\n{exc}")
+    return obj["context"]
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group()
+@click.option("--config", "config", envvar="MAILDESK_CONFIG", default="config/maildesk.yaml",
+              show_default=True, type=click.Path(dir_okay=False),
+              help="maildesk.yaml to use (or $MAILDESK_CONFIG).")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.pass_context
+def main(click_ctx: click.Context, config: str, verbose: bool) -> None:
+    """maildesk: an email-driven helpdesk."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    click_ctx.obj = {"config": config}
+    click_ctx.call_on_close(lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close())
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite files that exist.")
+def init(directory: str, force: bool) -> None:
+    """Write a working example config set and templates into DIRECTORY."""
+    target = Path(directory)
+    skeleton = Path(str(resources.files("maildesk") / "skeleton"))
+    written = 0
+    for part in ("config", "templates"):
+        src_root = skeleton / part
+        for src in sorted(src_root.rglob("*")):
+            if src.is_dir() or "__pycache__" in src.parts:
+                continue
+            dest = target / part / src.relative_to(src_root)
+            if dest.exists() and not force:
+                _fail(f"{dest} exists; use --force to overwrite")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            written += 1
+    click.echo(f"wrote {written} files under {target}; start with: "
+               f"maildesk --config {target / 'config' / 'maildesk.yaml'} db upgrade")
+
+
+@main.command()
+@click.pass_obj
+def check(obj: dict[str, Any]) -> None:
+    """Validate every config file; exit 1 listing each error as file:line: key: problem."""
+    try:
+        settings = load_settings(obj["config"])
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
+    for path in (settings.config_path, settings.lines_path, settings.rules_path, settings.sla_path):
+        click.echo(f"ok  {path}")
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(obj: dict[str, Any]) -> None:
+    """Apply the Alembic migrations (idempotent)."""
+    ctx = _ctx(obj)
+    upgrade_database(ctx.settings)
+    click.echo("database is up to date")
+
+
+@main.command("serve")
+@click.option("--only", default=",".join(COMPONENTS), show_default=True,
+              help=f"Comma-separated subset of: {', '.join(COMPONENTS)}.")
+@click.pass_obj
+def serve_cmd(obj: dict[str, Any], only: str) -> None:
+    """Run the daemon. SIGTERM: stop accepting, finish in-flight work, exit 0. SIGHUP: reload."""
+    parts = tuple(p.strip() for p in only.split(",") if p.strip())
+    unknown = [p for p in parts if p not in COMPONENTS]
+    if unknown:
+        _fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}", 2)
+    sys.exit(serve(_ctx(obj), parts, obj["config"]))
+
+
+@main.command()
+@click.argument("source", type=click.File("rb"))
+@click.option("--sender", help="Envelope sender (MAIL FROM) given by the MTA.")
+@click.option("--recipient", "recipients", multiple=True, help="Envelope recipient(s).")
+@click.option("--no-process", is_flag=True, help="Only store; leave processing to the daemon.")
+@click.pass_obj
+def ingest(obj: dict[str, Any], source: Any, sender: str | None, recipients: tuple[str, ...],
+           no_process: bool) -> None:
+    """Take one raw message from FILE or - (stdin). Exit 0 stored, 75 retry later, 65 refused."""
+    from maildesk.ingress.pipe import EX_TEMPFAIL, ingest_bytes
+
+    try:
+        ctx = Context.load(obj["config"])
+    except ConfigError as exc:
+        click.echo(f"configuration errors:\n{exc}", err=True)
+        sys.exit(EX_TEMPFAIL)
+    obj["context"] = ctx
+    data = source.read()
+    result = ingest_bytes(data, ctx.make_session, ctx.clock,
+                          max_size=ctx.settings.smtp.max_message_size, mail_from=sender,
+                          rcpt_to=tuple(recipients))
+    click.echo(result.message, err=True)
+    if result.code == 0 and not no_process and result.inbound_id is not None:
+        from maildesk.pipeline.run import Processor
+
+        processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+        try:
+            for outcome in processor.run_batch(only=[result.inbound_id]):
+                click.echo(f"inbound {outcome.inbound_id}: {outcome.status}"
+                           + (f" ticket {outcome.ticket_number}" if outcome.ticket_number else ""),
+                           err=True)
+        except Exception as exc:  # stored is what counts for the MTA; the daemon retries
+            click.echo(f"stored; processing deferred: {exc}", err=True)
+        finally:
+            processor.close()
+    sys.exit(result.code)
+
+
+@main.command("process")
+@click.pass_obj
+def process_cmd(obj: dict[str, Any]) -> None:
+    """Process every pending stored message now, then exit."""
+    from maildesk.pipeline.run import Processor
+
+    ctx = _ctx(obj)
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    try:
+        outcomes = processor.drain()
+    finally:
+        processor.close()
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing pending")
+
+
+# -- tickets ----------------------------------------------------------------------------------
+@main.group()
+def tickets() -> None:
+    """Read tickets."""
+
+
+def _truncate(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@tickets.command("list")
+@click.option("--status", type=click.Choice([s.value for s in TicketStatus]))
+@click.option("--line")
+@click.option("--limit", default=100, show_default=True, help="Newest N tickets (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.pass_obj
+def tickets_list(obj: dict[str, Any], status: str | None, line: str | None, limit: int,
+                 as_json: bool) -> None:
+    """List tickets, newest first."""
+    from maildesk.views import ticket_summary
+
+    ctx = _ctx(obj)
+    counts = (select(Message.ticket_id, func.count().label("n")).group_by(Message.ticket_id)
+              .subquery())
+    q = (select(Ticket, func.coalesce(counts.c.n, 0))
+         .outerjoin(counts, counts.c.ticket_id == Ticket.id).order_by(Ticket.number.desc()))
+    if status:
+        q = q.where(Ticket.status == TicketStatus(status))
+    if line:
+        q = q.where(Ticket.line == line)
+    if limit:
+        q = q.limit(limit)
+    tag = ctx.settings.ticket_tag
+    with ctx.make_session() as session:
+        rows = [ticket_summary(t, tag, n) for t, n in session.execute(q).all()]
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo("no tickets")
+        return
+    click.echo(f"{'TICKET':<12} {'STATUS':<9} {'LINE':<8} {'PRIO':<4} {'MSGS':>4}  "
+               f"{'CREATED (UTC)':<16}  {'REQUESTER':<28} SUBJECT")
+    for r in rows:
+        click.echo(f"{r['tag']:<12} {r['status']:<9} {(r['line'] or '-'):<8} "
+                   f"{(r['priority'] or '-'):<4} {r['message_count']:>4}  "
+                   f"{r['created_at'][:16].replace('T', ' '):<16}  "
+                   f"{_truncate(r['requester']['address'], 28):<28} {_truncate(r['subject'], 60)}")
+
+
+@tickets.command("show")
+@click.argument("number")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.pass_obj
+def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
+    """Show one ticket with its messages. NUMBER may be 1042 or MD-1042."""
+    from maildesk.views import ticket_detail
+
+    ctx = _ctx(obj)
+    digits = number.rsplit("-", 1)[-1].strip("[]# ")
+    if not digits.isdigit():
+        _fail(f"not a ticket number: {number}", 2)
+    with ctx.make_session() as session:
+        ticket = session.scalar(
+            select(Ticket).where(Ticket.number == int(digits))
+            .options(selectinload(Ticket.participants),
+                     selectinload(Ticket.messages).selectinload(Message.attachments)))
+        if ticket is None:
+            _fail(f"no ticket {number}")
+        linked = (session.scalar(select(Ticket.number).where(Ticket.id == ticket.linked_ticket_id))
+                  if ticket.linked_ticket_id else None)
+        earlier = session.execute(
+            select(Ticket.number, Ticket.subject, Ticket.status)
+            .where(Ticket.requester == ticket.requester, Ticket.id != ticket.id)
+            .order_by(Ticket.number.desc()).limit(10)).all()
+        data = ticket_detail(ticket, ctx.settings.ticket_tag, linked)
+    data["requester_tickets"] = [{"number": n, "subject": s, "status": st.value}
+                                 for n, s, st in earlier]
+    if as_json:
+        _dump(data)
+        return
+    click.echo(f"{data['tag']}  {data['subject']}")
+    click.echo(f"status {data['status']}, line {data['line'] or '-'}, priority "
+               f"{data['priority'] or '-'}, created {data['created_at']}")
+    click.echo(f"requester {data['requester']['name']} <{data['requester']['address']}>")
+    click.echo(f"reply address {data['reply_address']}")
+    if linked:
+        click.echo(f"linked to {ctx.settings.ticket_tag}-{linked}")
+    if data["requester_tickets"]:
+        click.echo("earlier tickets of this client: " + ", ".join(
+            f"{ctx.settings.ticket_tag}-{t['number']} ({t['status']})"
+            for t in data["requester_tickets"]))
+    for m in data["messages"]:
+        click.echo("")
+        click.echo(f"--- #{m['id']} {m['direction']} {m['role']} {m['received_at']} "
+                   f"from {m['from']['name']} <{m['from']['address']}> ({m['thread_reason']})")
+        click.echo(f"Subject: {m['subject']}")
+        click.echo("")
+        click.echo(m["text"].rstrip())
+        for a in m["attachments"]:
+            click.echo(f"[attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+# -- quarantine -------------------------------------------------------------------------------
+@main.group()
+def quarantine() -> None:
+    """Mail that could not be made into a ticket, with the reason."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def quarantine_list(obj: dict[str, Any], as_json: bool) -> None:
+    from maildesk.views import quarantine_view
+
+    ctx = _ctx(obj)
+    with ctx.make_session() as session:
+        rows = [quarantine_view(i) for i in session.scalars(
+            select(Inbound).where(Inbound.status == InboundStatus.QUARANTINED)
+            .options(selectinload(Inbound.raw)).order_by(Inbound.id))]
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo("quarantine is empty")
+        return
+    for r in rows:
+        first = (r["reason"] or "").strip().splitlines()[0] if r["reason"] else ""
+        click.echo(f"{r['id']:>6}  {r['received_at']}  {r['channel']:<4}  {r['size']:>8} B  "
+                   f"from {r['mail_from'] or '-'}: {first}")
+
+
+@quarantine.command("retry")
+@click.argument("inbound_id", required=False, type=int)
+@click.option("--all", "retry_all", is_flag=True, help="Retry every quarantined message.")
+@click.pass_obj
+def quarantine_retry(obj: dict[str, Any], inbound_id: int | None, retry_all: bool) -> None:
+    """Run quarantined mail through the pipeline again (after a fix or a config change)."""
+    from maildesk.pipeline.run import Processor
+
+    if (inbound_id is None) == (not retry_all):
+        _fail("give one ID or --all", 2)
+    ctx = _ctx(obj)
+    with ctx.make_session.begin() as session:
+        q = select(Inbound).where(Inbound.status == InboundStatus.QUARANTINED)
+        if inbound_id is not None:
+            q = q.where(Inbound.id == inbound_id)
+        rows = session.scalars(q).all()
+        if not rows:
+            _fail(f"no quarantined message {inbound_id}" if inbound_id else "quarantine is empty")
+        ids = [r.id for r in rows]
+        for r in rows:
+            r.status, r.attempts = InboundStatus.PENDING, 0
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    try:
+        for start in range(0, len(ids), 100):
+            for o in processor.run_batch(limit=100, only=ids[start:start + 100]):
+                tail = f" ticket {o.ticket_number}" if o.ticket_number else (
+                    f": {o.reason.strip().splitlines()[0]}" if o.reason else "")
+                click.echo(f"{o.inbound_id}: {o.status}{tail}")
+    finally:
+        processor.close()
+
+
+if __name__ == "__main__":
+    main()

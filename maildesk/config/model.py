@@ -1,0 +1,282 @@
+"""Typed, immutable settings built from the validated YAML files.
+
+A running daemon swaps a whole new Settings in on SIGHUP; nothing here is mutated after load.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from maildesk.config.errors import ConfigError, ConfigProblem
+from maildesk.config.load import LoadedYaml, load_yaml, validate
+
+DEFAULT_CONFIG = Path("config/maildesk.yaml")
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'4h', '1.5d', '30m' -> timedelta (the schema has already checked the form)."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"not a duration: {text!r}")
+    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
+
+
+@dataclass(frozen=True)
+class SmtpListener:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 2525
+    max_message_size: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+    lock_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class SmarthostSettings:
+    host: str
+    port: int = 587
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Outbound:
+    transport: str = "maildir"
+    maildir: Path = Path("var/outbox-maildir")
+    smtp: SmarthostSettings | None = None
+
+
+@dataclass(frozen=True)
+class Processing:
+    max_attempts: int = 5
+    parse_timeout_seconds: float = 20.0
+    parse_memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Agent:
+    address: str
+    name: str = ""
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Line:
+    id: str
+    name: str
+    mailbox: str
+    agents: tuple[Agent, ...] = ()
+    next: str | None = None
+    ola: timedelta | None = None
+    lead: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the daemon and the commands need, resolved to absolute paths."""
+
+    config_path: Path
+    instance_name: str
+    domain: str
+    support_addresses: tuple[str, ...]
+    ticket_tag: str
+    first_ticket_number: int
+    reply_window_days: int
+    database: Database
+    smtp: SmtpListener
+    imap_accounts: tuple[dict[str, Any], ...]
+    outbound: Outbound
+    processing: Processing
+    lines_path: Path
+    rules_path: Path
+    sla_path: Path
+    templates_dir: Path
+    var_dir: Path
+    language: str
+    lines: tuple[Line, ...]
+    rules: dict[str, Any]
+    sla: dict[str, Any]
+
+    def agent_addresses(self) -> frozenset[str]:
+        """Every address (and alias) of every agent of every line, lower-cased."""
+        out = set()
+        for line in self.lines:
+            for agent in line.agents:
+                out.add(agent.address.lower())
+                out.update(a.lower() for a in agent.aliases)
+        return frozenset(out)
+
+    def line_mailboxes(self) -> frozenset[str]:
+        return frozenset(line.mailbox.lower() for line in self.lines)
+
+
+def _secret(spec: dict[str, str], loaded: LoadedYaml, key_path: tuple) -> str:
+    """Read a secret named by {env: NAME} or {file: PATH}; never from the YAML itself."""
+    if "env" in spec:
+        value = os.environ.get(spec["env"])
+        if value is None:
+            raise ConfigError([loaded.problem(key_path, f"environment variable {spec['env']} is not set")])
+        return value
+    path = _resolve(loaded.path.parent, spec["file"])
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError([loaded.problem(key_path, f"cannot read secret file {path}: {exc.strerror}")]) from None
+
+
+def _resolve(base: Path, value: str) -> Path:
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def resolve_database_url(url: str, base: Path) -> str:
+    """Relative SQLite paths are relative to the config file's directory; plain postgresql://
+    URLs use psycopg 3, the driver maildesk installs."""
+    m = re.match(r"^sqlite(\+\w+)?:///(.*)$", url)
+    if m and m.group(2) and m.group(2) != ":memory:" and not m.group(2).startswith("/"):
+        return f"sqlite{m.group(1) or ''}:///{_resolve(base, m.group(2))}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _lines(loaded: LoadedYaml) -> tuple[Line, ...]:
+    out = []
+    ids = set()
+    problems = []
+    for i, raw in enumerate(loaded.data.get("lines", [])):
+        agents = []
+        for a in raw.get("agents", []):
+            if isinstance(a, str):
+                agents.append(Agent(address=a.lower()))
+            else:
+                agents.append(Agent(address=a["address"].lower(), name=a.get("name", ""),
+                                    aliases=tuple(x.lower() for x in a.get("aliases", []))))
+        if raw["id"] in ids:
+            problems.append(loaded.problem(("lines", i, "id"), f"duplicate line id {raw['id']!r}"))
+        ids.add(raw["id"])
+        out.append(Line(id=raw["id"], name=raw.get("name", raw["id"]), mailbox=raw["mailbox"].lower(),
+                        agents=tuple(agents), next=raw.get("next"),
+                        ola=parse_duration(raw["ola"]) if raw.get("ola") else None,
+                        lead=raw.get("lead")))
+    for i, line in enumerate(out):
+        if line.next and line.next not in ids:
+            problems.append(loaded.problem(("lines", i, "next"),
+                                           f"unknown line {line.next!r} (known: {', '.join(sorted(ids))})"))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(out)
+
+
+def _check_sla(loaded: LoadedYaml) -> None:
+    data = loaded.data
+    problems = []
+    for name, policy in data.get("policies", {}).items():
+        if policy["calendar"] not in data.get("calendars", {}):
+            problems.append(loaded.problem(("policies", name, "calendar"),
+                                           f"unknown calendar {policy['calendar']!r}"))
+    default = data.get("default_policy")
+    if default and default not in data.get("policies", {}):
+        problems.append(loaded.problem(("default_policy",), f"unknown policy {default!r}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _load_part(path: Path, schema: str) -> LoadedYaml:
+    loaded = load_yaml(path)
+    validate(loaded, schema)
+    return loaded
+
+
+def load_settings(config_path: str | Path | None = None) -> Settings:
+    """Load maildesk.yaml and the files it names; raise ConfigError listing what is wrong."""
+    path = Path(config_path or os.environ.get("MAILDESK_CONFIG") or DEFAULT_CONFIG).resolve()
+    main = _load_part(path, "maildesk")
+    d = main.data
+    base = path.parent
+    paths = d.get("paths", {})
+    lines_path = _resolve(base, paths.get("lines", "lines.yaml"))
+    rules_path = _resolve(base, paths.get("rules", "rules.yaml"))
+    sla_path = _resolve(base, paths.get("sla", "sla.yaml"))
+
+    problems: list[ConfigProblem] = []
+    parts: dict[str, LoadedYaml] = {}
+    for name, p in (("lines", lines_path), ("rules", rules_path), ("sla", sla_path)):
+        try:
+            parts[name] = _load_part(p, name)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    lines: tuple[Line, ...] = ()
+    if "lines" in parts:
+        try:
+            lines = _lines(parts["lines"])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if "sla" in parts:
+        try:
+            _check_sla(parts["sla"])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+
+    db = d["database"]
+    if "url" in db:
+        url = db["url"]
+    elif "url_env" in db:
+        url = _secret({"env": db["url_env"]}, main, ("database", "url_env"))
+    else:
+        url = _secret({"file": db["url_file"]}, main, ("database", "url_file"))
+
+    out = d.get("outbound", {})
+    smarthost = None
+    if "smtp" in out:
+        s = out["smtp"]
+        password = _secret(s["password"], main, ("outbound", "smtp", "password")) if "password" in s else None
+        security = s.get("security", "starttls")
+        smarthost = SmarthostSettings(host=s["host"], port=s.get("port", 465 if security == "tls" else 587),
+                                      security=security, username=s.get("username"), password=password)
+    if out.get("transport") == "smtp" and smarthost is None:
+        problems.append(main.problem(("outbound", "transport"), "transport smtp needs an outbound.smtp section"))
+    if problems:
+        raise ConfigError(problems)
+
+    tickets = d.get("tickets", {})
+    var_dir = _resolve(base, paths.get("var", "../var"))
+    return Settings(
+        config_path=path,
+        instance_name=d["instance"]["name"],
+        domain=d["instance"]["domain"],
+        support_addresses=tuple(a.lower() for a in d["support_addresses"]),
+        ticket_tag=tickets.get("tag", "MD"),
+        first_ticket_number=tickets.get("first_number", 1000),
+        reply_window_days=tickets.get("reply_window_days", 30),
+        database=Database(url=resolve_database_url(url, base),
+                          lock_timeout_ms=db.get("lock_timeout_ms", 5000)),
+        smtp=SmtpListener(**d.get("smtp", {})),
+        imap_accounts=tuple(d.get("imap", {}).get("accounts", [])),
+        outbound=Outbound(transport=out.get("transport", "maildir"),
+                          maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
+                          smtp=smarthost),
+        processing=Processing(**d.get("processing", {})),
+        lines_path=lines_path,
+        rules_path=rules_path,
+        sla_path=sla_path,
+        templates_dir=_resolve(base, paths.get("templates", "../templates")),
+        var_dir=var_dir,
+        language=d.get("language", "en"),
+        lines=lines,
+        rules=parts["rules"].data,
+        sla=parts["sla"].data,
+    )

@@ -1,0 +1,223 @@
+"""Typed SQLAlchemy 2.0 models. Columns and relations only; the logic lives in the pipeline."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, Index, Integer,
+                        LargeBinary, MetaData, String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in UTC on every backend (SQLite hands back naive values otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, create_constraint=False, length=16,
+                values_callable=lambda e: [m.value for m in e])
+
+
+class Channel(enum.Enum):
+    SMTP = "smtp"
+    IMAP = "imap"
+    PIPE = "pipe"
+
+
+class InboundStatus(enum.Enum):
+    PENDING = "pending"        # stored, not yet processed
+    DONE = "done"              # made into a ticket entry
+    DUPLICATE = "duplicate"    # same Message-ID and content as an earlier message
+    QUARANTINED = "quarantined"  # could not be made into a ticket; `reason` says why
+
+
+class TicketStatus(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+class Direction(enum.Enum):
+    IN = "in"
+    OUT = "out"
+
+
+class Role(enum.Enum):
+    CLIENT = "client"
+    AGENT = "agent"
+    SYSTEM = "system"
+
+
+class Counter(Base):
+    """Named counters bumped inside the transaction that uses them (ticket numbers)."""
+
+    __tablename__ = "counter"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+class RawMessage(Base):
+    """Every received message, byte for byte, once per distinct content."""
+
+    __tablename__ = "raw_message"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Inbound(Base):
+    """One arrival of a raw message (SMTP session, IMAP UID, pipe call) and its processing state."""
+
+    __tablename__ = "inbound"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    raw_id: Mapped[int] = mapped_column(ForeignKey("raw_message.id"), index=True)
+    channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
+    source: Mapped[str | None] = mapped_column(String(512))
+    mail_from: Mapped[str | None] = mapped_column(String(512))
+    rcpt_to: Mapped[list[str]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[InboundStatus] = mapped_column(_enum(InboundStatus, "inbound_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    raw: Mapped[RawMessage] = relationship()
+
+    __table_args__ = (Index("ix_inbound_status_id", "status", "id"),)
+
+
+class Ticket(Base):
+    __tablename__ = "ticket"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, unique=True)
+    reply_token: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(Text)
+    subject_key: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus, "ticket_status"))
+    priority: Mapped[str | None] = mapped_column(String(8))
+    line: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(128))
+    language: Mapped[str | None] = mapped_column(String(8))
+    requester: Mapped[str] = mapped_column(String(320), index=True)
+    requester_name: Mapped[str] = mapped_column(String(320), default="")
+    mailbox: Mapped[str] = mapped_column(String(320))
+    linked_ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_ticket_status_number", "status", "number"),)
+
+    participants: Mapped[list[Participant]] = relationship(back_populates="ticket",
+                                                           order_by="Participant.id")
+    messages: Mapped[list[Message]] = relationship(back_populates="ticket", order_by="Message.id")
+
+
+class Participant(Base):
+    """An address that has written on (or been copied into) a ticket."""
+
+    __tablename__ = "participant"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    address: Mapped[str] = mapped_column(String(320), index=True)
+    name: Mapped[str] = mapped_column(String(320), default="")
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="participants")
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+
+
+class Message(Base):
+    """One mail on a ticket, in or out; the raw bytes stay in raw_message."""
+
+    __tablename__ = "message"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound.id"), unique=True)
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"))
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    from_name: Mapped[str] = mapped_column(String(320), default="")
+    to: Mapped[list[str]] = mapped_column(JSON)
+    cc: Mapped[list[str]] = mapped_column(JSON)
+    subject: Mapped[str] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    body_text: Mapped[str] = mapped_column(Text)
+    has_html: Mapped[bool] = mapped_column(Boolean, default=False)
+    thread_reason: Mapped[str] = mapped_column(String(32))
+    internal: Mapped[bool] = mapped_column(Boolean, default=False)
+    defects: Mapped[list[str]] = mapped_column(JSON)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    attachments: Mapped[list[Attachment]] = relationship(back_populates="message",
+                                                         order_by="Attachment.id")
+
+
+class Attachment(Base):
+    """A part of a message that is not its readable text; the bytes stay in the raw message."""
+
+    __tablename__ = "attachment"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(512))
+    content_type: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    part: Mapped[str] = mapped_column(String(64))
+
+    message: Mapped[Message] = relationship(back_populates="attachments")
+
+
+class TicketEvent(Base):
+    """The history of a ticket: what happened when, for audits and KPIs."""
+
+    __tablename__ = "ticket_event"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(320))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,77 @@
+"""Reads shared by the pipeline and the commands. Every lookup here runs on an index."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from maildesk.db.models import Counter, Message, Participant, Ticket, TicketStatus
+from maildesk.pipeline.thread import TicketFacts
+
+
+def next_ticket_number(session: Session, first: int) -> int:
+    """Bump the ticket counter in the caller's transaction: unique with many writers, and a
+    number is never handed out twice, even after a rollback frees it (it is simply skipped)."""
+    dialect = session.get_bind().dialect.name
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Counter)
+    session.execute(ins.values(name="ticket", value=first - 1)
+                    .on_conflict_do_nothing(index_elements=["name"]))
+    return session.execute(
+        update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
+        .returning(Counter.value)).scalar_one()
+
+
+def _facts(session: Session, tickets: Sequence[Ticket], sender: str) -> list[TicketFacts]:
+    if not tickets:
+        return []
+    ids = [t.id for t in tickets]
+    with_sender = set(session.scalars(
+        select(Participant.ticket_id).where(Participant.ticket_id.in_(ids),
+                                            Participant.address == sender)))
+    return [TicketFacts(id=t.id, number=t.number, status=t.status.value, reply_token=t.reply_token,
+                        participants=frozenset({sender}) if t.id in with_sender else frozenset(),
+                        last_activity_at=t.last_activity_at) for t in tickets]
+
+
+def ticket_by_token(session: Session, number: int, token: str, sender: str) -> TicketFacts | None:
+    ticket = session.scalar(select(Ticket).where(Ticket.number == number))
+    if ticket is None or ticket.reply_token != token:
+        return None
+    return _facts(session, [ticket], sender)[0]
+
+
+def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) -> list[TicketFacts]:
+    """Tickets owning any of `ids`, in the order of the first id each one owns."""
+    if not ids:
+        return []
+    rows = session.execute(select(Message.message_id, Message.ticket_id)
+                           .where(Message.message_id.in_(list(dict.fromkeys(ids))[:200]))).all()
+    owner = {}
+    for mid, tid in rows:
+        owner.setdefault(mid, tid)
+    order = list(dict.fromkeys(owner[i] for i in ids if i in owner))
+    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(order)))}
+    return _facts(session, [tickets[i] for i in order], sender)
+
+
+def tickets_by_numbers(session: Session, numbers: Iterable[int], sender: str) -> list[TicketFacts]:
+    numbers = list(dict.fromkeys(numbers))[:20]
+    if not numbers:
+        return []
+    found = {t.number: t for t in session.scalars(select(Ticket).where(Ticket.number.in_(numbers)))}
+    return _facts(session, [found[n] for n in numbers if n in found], sender)
+
+
+def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10) -> list[TicketFacts]:
+    """Not-closed tickets with this subject key on which `sender` takes part, newest first."""
+    if not key:
+        return []
+    tickets = session.scalars(
+        select(Ticket).join(Participant, Participant.ticket_id == Ticket.id)
+        .where(Ticket.subject_key == key, Ticket.status != TicketStatus.CLOSED,
+               Participant.address == sender)
+        .order_by(Ticket.last_activity_at.desc()).limit(limit)).all()
+    return _facts(session, tickets, sender)

@@ -1,0 +1,54 @@
+"""Engines and sessions: SQLite in WAL with real durability, PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maildesk.config.model import Database
+
+
+def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
+    """An engine with the durability and lock-timeout settings maildesk relies on."""
+    url = db.url
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": db.lock_timeout_ms / 1000,
+                                                  "isolation_level": None,
+                                                  "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA busy_timeout={int(db.lock_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        # pysqlite's own transaction handling starts deferred transactions that fail to upgrade
+        # to a write lock under concurrency; take the write lock up front instead.
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(
+        url, pool_size=pool_size, pool_pre_ping=True,
+        connect_args={"options": f"-c lock_timeout={int(db.lock_timeout_ms)}"})
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A locked or briefly unavailable database: the caller should try again later."""
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    text = str(exc).lower()
+    return "database is locked" in text or "lock timeout" in text or "could not obtain lock" in text

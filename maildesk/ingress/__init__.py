@@ -1,0 +1,1 @@
+"""Ways mail comes in: the SMTP listener, the pipe (`maildesk ingest`), the IMAP poller."""

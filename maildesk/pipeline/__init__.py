@@ -1,0 +1,1 @@
+"""Processing of stored mail: pure stages (parse, classify, thread, decide) and the runner."""

@@ -1,0 +1,89 @@
+"""Run parse_message in a child process with a time and a memory bound.
+
+A pathological message (an HTML part that makes the converter crawl, a bomb of nested parts)
+must not stall the queue behind it: the child is killed at the time limit, runs under an
+address-space limit, and the message is quarantined with the reason. The child is reused for
+the next message, so the cost per message is one pipe round trip.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import resource
+from multiprocessing.connection import Connection
+
+from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
+
+log = logging.getLogger(__name__)
+
+
+def _worker(conn: Connection, memory_mb: int) -> None:
+    limit = memory_mb * 1024 * 1024
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError):  # some sandboxes forbid it; the time bound still holds
+        pass
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except EOFError:
+            return
+        try:
+            result: ParsedMessage | Unparseable = parse_message(raw)
+        except MemoryError:
+            result = Unparseable(f"parsing needed more than {memory_mb} MB of memory "
+                                 "(processing.parse_memory_mb)")
+        except Exception as exc:  # parse_message should never raise; quarantine if it does
+            result = Unparseable(f"the parser failed: {type(exc).__name__}: {exc}")
+        try:
+            conn.send(result)
+        except MemoryError:
+            conn.send(Unparseable(f"the parsed message needed more than {memory_mb} MB"))
+
+
+class ParseSandbox:
+    """A reusable child process that parses one message at a time under limits."""
+
+    def __init__(self, *, timeout: float, memory_mb: int):
+        self.timeout = timeout
+        self.memory_mb = memory_mb
+        self._ctx = mp.get_context("forkserver")
+        self._ctx.set_forkserver_preload(["maildesk.pipeline.parse"])
+        self._proc: mp.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+
+    def _start(self) -> Connection:
+        parent, child = self._ctx.Pipe()
+        self._proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb),
+                                       name="maildesk-parse", daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        return parent
+
+    def _kill(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def parse(self, raw: bytes) -> ParsedMessage | Unparseable:
+        conn = self._conn or self._start()
+        try:
+            conn.send_bytes(raw)
+            if conn.poll(self.timeout):
+                return conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._proc.exitcode if self._proc else None
+            self._kill()
+            return Unparseable(f"the parser process died (exit code {code}); the message may need "
+                               f"more than {self.memory_mb} MB (processing.parse_memory_mb)")
+        self._kill()
+        return Unparseable(f"parsing took longer than {self.timeout:g} s "
+                           "(processing.parse_timeout_seconds)")
+
+    def close(self) -> None:
+        self._kill()

@@ -1,0 +1,91 @@
+"""The Plan for one stored message: what the effects stage must write. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from maildesk.db.models import Role, TicketStatus
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.subject import SubjectInfo
+from maildesk.pipeline.thread import ThreadDecision
+
+
+@dataclass(frozen=True)
+class NewTicket:
+    subject: str
+    subject_key: str
+    requester: str
+    requester_name: str
+    mailbox: str
+    linked_ticket_id: int | None
+    line: str | None
+    priority: str | None
+    category: str | None
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything that one message changes, decided before anything is written."""
+
+    inbound_id: int
+    message: ParsedMessage
+    sender: str
+    role: Role
+    thread: ThreadDecision
+    new_ticket: NewTicket | None = None
+    set_status: TicketStatus | None = None
+    events: tuple[tuple[str, dict[str, object]], ...] = field(default=())
+
+
+def dedupe_key(message: ParsedMessage) -> str:
+    """Same Message-ID and same content: one entry, whichever way the copies arrived."""
+    return hashlib.sha256(f"{message.message_id or ''}\0{message.content_hash}".encode()).hexdigest()
+
+
+def sender_of(message: ParsedMessage, mail_from: str | None) -> tuple[str, str]:
+    """The address a reply goes to and its display name: From, else Reply-To, else envelope."""
+    if message.from_ and message.from_.address:
+        return message.from_.address, message.from_.name
+    for addr in message.reply_to:
+        if addr.address:
+            return addr.address, addr.name
+    return (mail_from or "").lower(), ""
+
+
+def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender_name: str,
+                 role: Role, subject: SubjectInfo, decision: ThreadDecision, mailbox: str,
+                 defaults: dict[str, object], current_status: TicketStatus | None) -> Plan:
+    """Decide what a message does to its ticket (new ticket, reopen, resume) given the thread."""
+    if decision.ticket_id is None:
+        new = NewTicket(
+            subject=subject.clean or "(no subject)",
+            subject_key=subject.key,
+            requester=sender,
+            requester_name=sender_name,
+            mailbox=mailbox,
+            linked_ticket_id=decision.linked_ticket_id,
+            line=defaults.get("line"),  # type: ignore[arg-type]
+            priority=defaults.get("priority"),  # type: ignore[arg-type]
+            category=defaults.get("category"),  # type: ignore[arg-type]
+            language=defaults.get("language"),  # type: ignore[arg-type]
+        )
+        events: list[tuple[str, dict[str, object]]] = [("created", {"reason": decision.reason})]
+        if decision.linked_ticket_id is not None:
+            events.append(("linked", {"ticket_id": decision.linked_ticket_id,
+                                      "reason": decision.reason}))
+        return Plan(inbound_id, message, sender, role, decision, new_ticket=new,
+                    events=tuple(events))
+    status = None
+    events = [("message", {"role": role.value, "reason": decision.reason})]
+    if role is Role.CLIENT:
+        if decision.reopen or current_status is TicketStatus.RESOLVED:
+            status = TicketStatus.OPEN
+            events.append(("reopened", {}))
+        elif current_status is TicketStatus.PENDING:
+            # The client answered: the SLA clock resumes.
+            status = TicketStatus.OPEN
+            events.append(("status", {"from": "pending", "to": "open"}))
+    return Plan(inbound_id, message, sender, role, decision, set_status=status,
+                events=tuple(events))

@@ -1,0 +1,165 @@
+"""Claim stored messages, run the pure stages, apply each Plan; many messages per commit.
+
+Each message is applied inside its own savepoint, so one that fails rolls back alone and is
+retried later (quarantined with the traceback after `processing.max_attempts`), while the
+others in the batch commit together. Replaying is safe: a message already done is not pending
+any more, and a second copy stops at the dedupe key.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maildesk.clock import Clock
+from maildesk.config.model import Settings
+from maildesk.db import queries
+from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Role, Ticket
+from maildesk.effects.apply import apply_plan, mark_inbound
+from maildesk.pipeline.isolate import ParseSandbox
+from maildesk.pipeline.parse import ParsedMessage, Unparseable
+from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
+from maildesk.pipeline.subject import analyse_subject, format_tag
+from maildesk.pipeline.thread import ThreadFacts, decide_thread, parse_reply_token
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    inbound_id: int
+    status: str
+    ticket_number: int | None = None
+    reason: str | None = None
+
+
+def _base_address(address: str) -> str:
+    local, _, domain = address.lower().rpartition("@")
+    return f"{local.partition('+')[0]}@{domain}"
+
+
+class Processor:
+    """Turns pending inbound rows into ticket entries."""
+
+    def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
+                 sandbox: ParseSandbox | None = None):
+        self.settings = settings
+        self.make_session = make_session
+        self.clock = clock
+        self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
+                                               memory_mb=settings.processing.parse_memory_mb)
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+    # -- claiming ---------------------------------------------------------------------------
+    def _pending(self, limit: int, only: list[int] | None) -> list[tuple[int, bytes]]:
+        with self.make_session() as session:
+            q = (select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
+                 .where(Inbound.status == InboundStatus.PENDING).order_by(Inbound.id).limit(limit))
+            if only is not None:
+                q = q.where(Inbound.id.in_(only))
+            return [(i, bytes(d)) for i, d in session.execute(q).all()]
+
+    def run_batch(self, limit: int = 100, only: list[int] | None = None) -> list[Outcome]:
+        """Process up to `limit` pending messages (oldest first); return what became of them."""
+        pending = self._pending(limit, only)
+        if not pending:
+            return []
+        parsed = [(inbound_id, self.sandbox.parse(data)) for inbound_id, data in pending]
+        outcomes: list[Outcome] = []
+        with self.make_session.begin() as session:
+            ids = [i for i, _ in parsed]
+            claim = select(Inbound).where(Inbound.id.in_(ids), Inbound.status == InboundStatus.PENDING)
+            if session.get_bind().dialect.name == "postgresql":
+                claim = claim.with_for_update(skip_locked=True)
+            rows = {row.id: row for row in session.scalars(claim)}
+            for inbound_id, result in parsed:
+                inbound = rows.get(inbound_id)
+                if inbound is None:  # another processor took it
+                    continue
+                savepoint = session.begin_nested()
+                try:
+                    outcome = self._process(session, inbound, result)
+                    savepoint.commit()
+                except Exception:
+                    savepoint.rollback()
+                    outcome = self._failed(inbound, traceback.format_exc())
+                outcomes.append(outcome)
+        return outcomes
+
+    def drain(self, batch: int = 100) -> list[Outcome]:
+        """Process until nothing is pending (messages that keep failing stop counting)."""
+        out: list[Outcome] = []
+        while True:
+            got = self.run_batch(batch)
+            out.extend(got)
+            if not got or all(o.status == "retry" for o in got):
+                return out
+
+    def _failed(self, inbound: Inbound, tb: str) -> Outcome:
+        inbound.attempts += 1
+        log.error("processing inbound %s failed (attempt %d):\n%s", inbound.id, inbound.attempts, tb)
+        if inbound.attempts >= self.settings.processing.max_attempts:
+            reason = f"processing failed {inbound.attempts} times; last error:\n{tb}"
+            mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=self.clock.now())
+            return Outcome(inbound.id, "quarantined", reason=reason)
+        inbound.reason = tb
+        return Outcome(inbound.id, "retry", reason=tb)
+
+    # -- one message --------------------------------------------------------------------------
+    def _process(self, session: Session, inbound: Inbound,
+                 result: ParsedMessage | Unparseable) -> Outcome:
+        now = self.clock.now()
+        if isinstance(result, Unparseable):
+            mark_inbound(inbound, InboundStatus.QUARANTINED, result.reason, now=now)
+            return Outcome(inbound.id, "quarantined", reason=result.reason)
+        message = result
+        key = dedupe_key(message)
+        earlier = session.execute(select(Message.id, Ticket.number).join(Ticket)
+                                  .where(Message.dedupe_key == key)).first()
+        if earlier is not None:
+            reason = (f"duplicate of message {earlier.id} on ticket "
+                      f"{format_tag(self.settings.ticket_tag, earlier.number)}")
+            mark_inbound(inbound, InboundStatus.DUPLICATE, reason, now=now)
+            return Outcome(inbound.id, "duplicate", earlier.number, reason)
+
+        sender, sender_name = sender_of(message, inbound.mail_from)
+        s = self.settings
+        support = frozenset(s.support_addresses)
+        recipients = [*inbound.rcpt_to, *(a.address for a in message.to),
+                      *(a.address for a in message.cc)]
+        token_facts = None
+        for rcpt in recipients:
+            token = parse_reply_token(rcpt, support)
+            if token is not None:
+                token_facts = queries.ticket_by_token(session, token.number, token.token, sender)
+                if token_facts is not None:
+                    break
+        subject = analyse_subject(message.subject, s.ticket_tag)
+        ref_ids = [*message.in_reply_to, *reversed(message.references)]
+        facts = ThreadFacts(
+            token_ticket=token_facts,
+            referenced=tuple(queries.tickets_by_message_ids(session, ref_ids, sender)),
+            tagged=tuple(queries.tickets_by_numbers(session, subject.tag_numbers, sender)),
+            same_subject=tuple(queries.tickets_by_subject(session, subject.key, sender))
+            if (subject.is_reply or subject.is_forward) else (),
+        )
+        decision = decide_thread(sender, subject, facts, now=inbound.received_at,
+                                 reply_window=timedelta(days=s.reply_window_days))
+        role = Role.AGENT if token_facts is not None and sender in s.agent_addresses() else Role.CLIENT
+        mailbox = next((_base_address(r) for r in recipients if _base_address(r) in support),
+                       s.support_addresses[0])
+        current = (session.get_one(Ticket, decision.ticket_id).status
+                   if decision.ticket_id is not None else None)
+        plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
+                            sender_name=sender_name, role=role, subject=subject, decision=decision,
+                            mailbox=mailbox, defaults=dict(s.rules.get("default", {}).get("set", {})),
+                            current_status=current)
+        ticket = apply_plan(session, plan, inbound, now=now, first_number=s.first_ticket_number)
+        return Outcome(inbound.id, "done", ticket.number)

@@ -1,0 +1,90 @@
+"""Which ticket a message belongs to. Pure: the facts are fetched beforehand (db/queries.py).
+
+Order (PRODUCT.md §4): reply token, then In-Reply-To/References, then the subject tag *and* a
+sender who already takes part, then a reply-prefixed subject from a participant of a recent
+ticket that is not closed. A closed ticket is never reopened: the message opens a new ticket that
+links to it. A forward without token or known header opens a new, linked ticket. A stranger
+quoting someone else's tag opens a new ticket and learns nothing of the other one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from maildesk.pipeline.subject import SubjectInfo
+
+_TOKEN = re.compile(r"^(?P<number>\d{1,18})-(?P<token>[a-z0-9]{4,16})$")
+
+
+@dataclass(frozen=True)
+class TicketFacts:
+    id: int
+    number: int
+    status: str
+    reply_token: str
+    participants: frozenset[str]
+    last_activity_at: datetime
+
+
+@dataclass(frozen=True)
+class ThreadFacts:
+    """What the database knows that bears on this message."""
+
+    token_ticket: TicketFacts | None          # named by a valid reply token in the recipients
+    referenced: tuple[TicketFacts, ...]       # owners of In-Reply-To then References ids
+    tagged: tuple[TicketFacts, ...]           # tickets whose tag is in the subject
+    same_subject: tuple[TicketFacts, ...]     # tickets with the same subject key, newest first
+
+
+@dataclass(frozen=True)
+class ThreadDecision:
+    ticket_id: int | None        # None: open a new ticket
+    reason: str                  # token | references | tag | subject | new | forward | after-closed
+    linked_ticket_id: int | None = None
+    reopen: bool = False         # the message reopens a resolved ticket
+
+
+@dataclass(frozen=True)
+class ReplyToken:
+    number: int
+    token: str
+
+
+def parse_reply_token(recipient: str, support_addresses: frozenset[str]) -> ReplyToken | None:
+    """`support+1042-k7f3q@example.com` -> ReplyToken(1042, 'k7f3q') if the base is ours."""
+    local, _, domain = recipient.lower().rpartition("@")
+    base, plus, detail = local.partition("+")
+    if not plus or f"{base}@{domain}" not in support_addresses:
+        return None
+    m = _TOKEN.match(detail)
+    return ReplyToken(int(m.group("number")), m.group("token")) if m else None
+
+
+def _join(ticket: TicketFacts, reason: str) -> ThreadDecision:
+    if ticket.status == "closed":
+        return ThreadDecision(None, "after-closed", linked_ticket_id=ticket.id)
+    return ThreadDecision(ticket.id, reason, reopen=ticket.status == "resolved")
+
+
+def decide_thread(sender: str, subject: SubjectInfo, facts: ThreadFacts, *, now: datetime,
+                  reply_window: timedelta) -> ThreadDecision:
+    """Decide the ticket of a message from `sender` given what the database knows."""
+    if facts.token_ticket is not None:
+        return _join(facts.token_ticket, "token")
+    if facts.referenced:
+        return _join(facts.referenced[0], "references")
+    if subject.is_forward:
+        # A forward starts a new matter even when it quotes a ticket's tag; link what it quotes.
+        known = [t for t in (*facts.tagged, *facts.same_subject) if sender in t.participants]
+        return ThreadDecision(None, "forward", linked_ticket_id=known[0].id if known else None)
+    for ticket in facts.tagged:
+        if sender and sender in ticket.participants:
+            return _join(ticket, "tag")
+    if subject.is_reply and subject.key and sender:
+        for ticket in facts.same_subject:
+            if (ticket.status != "closed" and sender in ticket.participants
+                    and now - ticket.last_activity_at <= reply_window):
+                return _join(ticket, "subject")
+    return ThreadDecision(None, "new")

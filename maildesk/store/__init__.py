@@ -1,0 +1,1 @@
+"""Durable storage of what arrives: raw bytes and arrivals, before anything else happens."""

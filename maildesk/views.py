@@ -1,0 +1,88 @@
+"""Stable JSON shapes of tickets, messages and quarantined mail (documented in README.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from maildesk.db.models import Inbound, Message, Ticket
+from maildesk.pipeline.subject import format_tag
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def reply_address(ticket: Ticket) -> str:
+    local, _, domain = ticket.mailbox.rpartition("@")
+    return f"{local}+{ticket.number}-{ticket.reply_token}@{domain}"
+
+
+def ticket_summary(ticket: Ticket, tag: str, message_count: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "number": ticket.number,
+        "tag": format_tag(tag, ticket.number).strip("[]"),
+        "subject": ticket.subject,
+        "status": ticket.status.value,
+        "priority": ticket.priority,
+        "line": ticket.line,
+        "category": ticket.category,
+        "language": ticket.language,
+        "requester": {"address": ticket.requester, "name": ticket.requester_name},
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        "last_activity_at": iso(ticket.last_activity_at),
+        "resolved_at": iso(ticket.resolved_at),
+        "closed_at": iso(ticket.closed_at),
+    }
+    if message_count is not None:
+        out["message_count"] = message_count
+    return out
+
+
+def message_view(m: Message) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "direction": m.direction.value,
+        "role": m.role.value,
+        "from": {"address": m.from_address, "name": m.from_name},
+        "to": m.to,
+        "cc": m.cc,
+        "subject": m.subject,
+        "message_id": m.message_id,
+        "date": iso(m.sent_at),
+        "received_at": iso(m.received_at),
+        "thread_reason": m.thread_reason,
+        "internal": m.internal,
+        "text": m.body_text,
+        "has_html": m.has_html,
+        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
+                         "sha256": a.sha256} for a in m.attachments],
+        "defects": m.defects,
+    }
+
+
+def ticket_detail(ticket: Ticket, tag: str, linked_number: int | None) -> dict[str, Any]:
+    out = ticket_summary(ticket, tag, len(ticket.messages))
+    out["reply_address"] = reply_address(ticket)
+    out["linked_ticket"] = linked_number
+    out["participants"] = [{"address": p.address, "name": p.name, "role": p.role.value}
+                           for p in ticket.participants]
+    out["messages"] = [message_view(m) for m in ticket.messages]
+    return out
+
+
+def quarantine_view(inbound: Inbound) -> dict[str, Any]:
+    return {
+        "id": inbound.id,
+        "status": inbound.status.value,
+        "channel": inbound.channel.value,
+        "source": inbound.source,
+        "mail_from": inbound.mail_from,
+        "rcpt_to": inbound.rcpt_to,
+        "received_at": iso(inbound.received_at),
+        "attempts": inbound.attempts,
+        "size": inbound.raw.size,
+        "sha256": inbound.raw.sha256,
+        "reason": inbound.reason,
+    }

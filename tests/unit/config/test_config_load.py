@@ -1,0 +1,122 @@
+"""Config files: validated on load, errors name file, line and key."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from maildesk.config import ConfigError, load_settings
+from maildesk.config.model import parse_duration, resolve_database_url
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    return tmp_path / "config"
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def line_of(path: Path, needle: str) -> int:
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(needle)
+
+
+def test_example_config_loads(cfg):
+    s = load_settings(cfg / "maildesk.yaml")
+    assert s.support_addresses == ("support@example.com",)
+    assert s.database.url == f"sqlite:///{(cfg.parent / 'var' / 'maildesk.db').resolve()}"
+    assert [line.id for line in s.lines] == ["line1", "line2", "line3", "vendor"]
+    assert "alice@example.com" in s.agent_addresses()
+
+
+def test_wrong_type_names_file_line_and_key(cfg):
+    path = cfg / "maildesk.yaml"
+    replace(path, "port: 2525", "port: twenty")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    (problem,) = err.value.problems
+    assert problem.file == str(path.resolve())
+    assert problem.line == line_of(path, "port: twenty")
+    assert problem.key == "smtp.port"
+    assert "expected integer" in problem.message
+    assert str(problem).startswith(f"{path.resolve()}:{problem.line}: smtp.port:")
+
+
+def test_unknown_key_is_reported_at_its_line(cfg):
+    path = cfg / "maildesk.yaml"
+    replace(path, "  port: 2525", "  port: 2525\n  prot: 25")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert [(p.key, p.line, p.message) for p in err.value.problems] == [
+        ("smtp.prot", line_of(path, "prot: 25"), "unknown key")]
+
+
+def test_errors_in_other_files_are_reported_together(cfg):
+    replace(cfg / "lines.yaml", "next: line2", "next: line9")
+    replace(cfg / "rules.yaml", "priority: P1", "priority: urgent")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg / "maildesk.yaml")
+    found = {(Path(p.file).name, p.key) for p in err.value.problems}
+    assert ("lines.yaml", "lines[0].next") in found
+    assert ("rules.yaml", "rules[0].set.priority") in found
+
+
+def test_yaml_syntax_error_has_a_line(cfg):
+    path = cfg / "sla.yaml"
+    replace(path, "calendars:", "calendars: [")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg / "maildesk.yaml")
+    assert err.value.problems[0].line is not None
+    assert "YAML syntax" in err.value.problems[0].message
+
+
+def test_duplicate_key_is_an_error(cfg):
+    path = cfg / "maildesk.yaml"
+    replace(path, "language: en", "language: en\nlanguage: ru")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert err.value.problems[0].message == "duplicate key"
+    assert err.value.problems[0].line == line_of(path, "language: ru")
+
+
+def test_secrets_come_from_env_or_file_never_inline(cfg, monkeypatch, tmp_path):
+    path = cfg / "maildesk.yaml"
+    replace(path, "  transport: maildir",
+            "  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    username: md\n"
+            "    password: {env: MD_TEST_SMTP_PASSWORD}")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert "MD_TEST_SMTP_PASSWORD is not set" in str(err.value)
+    monkeypatch.setenv("MD_TEST_SMTP_PASSWORD", "s3cret")
+    assert load_settings(path).outbound.smtp.password == "s3cret"
+    (tmp_path / "pw").write_text("from-file\n")
+    replace(path, "{env: MD_TEST_SMTP_PASSWORD}", f"{{file: {tmp_path / 'pw'}}}")
+    assert load_settings(path).outbound.smtp.password == "from-file"
+    replace(path, f"{{file: {tmp_path / 'pw'}}}", "plaintext")
+    with pytest.raises(ConfigError):
+        load_settings(path)
+
+
+def test_durations_and_database_urls():
+    assert parse_duration("4h").total_seconds() == 4 * 3600
+    assert parse_duration("1.5d").total_seconds() == 36 * 3600
+    assert resolve_database_url("postgresql://u@127.0.0.1/db", Path("/x")) == \
+        "postgresql+psycopg://u@127.0.0.1/db"
+    assert resolve_database_url("sqlite:///rel/md.db", Path("/etc/md")) == "sqlite:////etc/md/rel/md.db"
+    assert resolve_database_url("sqlite:////abs/md.db", Path("/etc/md")) == "sqlite:////abs/md.db"
+
+
+def test_shipped_schemas_are_the_ones_in_config_schema():
+    from maildesk.config.load import schema_dir
+    assert schema_dir().resolve() == (ROOT / "config" / "schema").resolve()
+    assert {p.name for p in (ROOT / "config" / "schema").glob("*.json")} == {
+        "maildesk.schema.json", "lines.schema.json", "rules.schema.json", "sla.schema.json"}

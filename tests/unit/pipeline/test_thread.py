@@ -1,0 +1,88 @@
+"""decide_thread: the order of PRODUCT.md §4 on plain facts."""
+
+from datetime import datetime, timedelta, timezone
+
+from maildesk.pipeline.subject import analyse_subject
+from maildesk.pipeline.thread import (ThreadFacts, TicketFacts, decide_thread, parse_reply_token)
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+WINDOW = timedelta(days=30)
+CLIENT = "client@customer.example"
+
+
+def ticket(id=1, status="open", participants=(CLIENT,), active=NOW - timedelta(days=1)):
+    return TicketFacts(id=id, number=1000 + id, status=status, reply_token="abc123",
+                       participants=frozenset(participants), last_activity_at=active)
+
+
+def facts(token=None, referenced=(), tagged=(), same_subject=()):
+    return ThreadFacts(token, tuple(referenced), tuple(tagged), tuple(same_subject))
+
+
+def decide(subject, f, sender=CLIENT):
+    return decide_thread(sender, analyse_subject(subject, "MD"), f, now=NOW, reply_window=WINDOW)
+
+
+def test_token_wins_over_everything():
+    d = decide("Something else", facts(token=ticket(1), referenced=[ticket(2)]))
+    assert (d.ticket_id, d.reason) == (1, "token")
+
+
+def test_references_join_even_without_prefix_or_tag():
+    d = decide("Printer", facts(referenced=[ticket(2), ticket(3)]))
+    assert (d.ticket_id, d.reason) == (2, "references")
+
+
+def test_tag_needs_the_sender_to_take_part():
+    own = decide("Re: [MD-1001] Printer", facts(tagged=[ticket(1)]))
+    assert (own.ticket_id, own.reason) == (1, "tag")
+    stranger = decide("Re: [MD-1001] Printer", facts(tagged=[ticket(1, participants=())]),
+                      sender="mallory@evil.example")
+    assert stranger.ticket_id is None and stranger.reason == "new"
+    assert stranger.linked_ticket_id is None
+
+
+def test_subject_reply_from_participant_of_recent_open_ticket():
+    d = decide("RE: Printer", facts(same_subject=[ticket(4)]))
+    assert (d.ticket_id, d.reason) == (4, "subject")
+
+
+def test_subject_without_reply_prefix_opens_new_ticket():
+    assert decide("Printer", facts(same_subject=[ticket(4)])).ticket_id is None
+
+
+def test_subject_match_outside_window_or_closed_or_stranger_opens_new_ticket():
+    old = ticket(4, active=NOW - WINDOW - timedelta(hours=1))
+    assert decide("Re: Printer", facts(same_subject=[old])).ticket_id is None
+    assert decide("Re: Printer", facts(same_subject=[ticket(4, status="closed")])).ticket_id is None
+    assert decide("Re: Printer", facts(same_subject=[ticket(4, participants=())])).ticket_id is None
+
+
+def test_closed_ticket_gives_a_new_linked_ticket():
+    d = decide("Re: Printer", facts(referenced=[ticket(5, status="closed")]))
+    assert d.ticket_id is None and d.reason == "after-closed" and d.linked_ticket_id == 5
+
+
+def test_resolved_ticket_is_reopened():
+    d = decide("Re: Printer", facts(token=ticket(6, status="resolved")))
+    assert d.ticket_id == 6 and d.reopen
+
+
+def test_forward_without_token_opens_linked_ticket():
+    d = decide("Fwd: [MD-1007] Printer", facts(tagged=[ticket(7)]))
+    assert d.ticket_id is None and d.reason == "forward" and d.linked_ticket_id == 7
+
+
+def test_forward_of_a_stranger_is_not_linked():
+    d = decide("Fwd: [MD-1007] Printer", facts(tagged=[ticket(7, participants=())]),
+               sender="other@x.example")
+    assert d.ticket_id is None and d.linked_ticket_id is None
+
+
+def test_reply_token_parsing():
+    support = frozenset({"support@example.com"})
+    tok = parse_reply_token("Support+1042-k7f3q@example.com", support)
+    assert tok is not None and (tok.number, tok.token) == (1042, "k7f3q")
+    assert parse_reply_token("support+billing@example.com", support) is None
+    assert parse_reply_token("other+1042-k7f3q@example.com", support) is None
+    assert parse_reply_token("support@example.com", support) is None
