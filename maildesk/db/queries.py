@@ -13,8 +13,8 @@ from maildesk.pipeline.thread import TicketFacts
 
 
 def next_ticket_number(session: Session, first: int) -> int:
-    """Bump the ticket counter in the caller's transaction: unique with many writers, and a
-    number is never handed out twice, even after a rollback frees it (it is simply skipped)."""
+    """Bump the ticket counter in the caller's transaction. The row lock serialises writers, so
+    numbers stay unique; the counter only grows, so a deleted ticket's number is never reused."""
     dialect = session.get_bind().dialect.name
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Counter)
     session.execute(ins.values(name="ticket", value=first - 1)

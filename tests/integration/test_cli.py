@@ -1,0 +1,139 @@
+"""The commands as an admin runs them: init, check, db upgrade, ingest, tickets, quarantine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import cli_json, count, store
+from mails import mail
+from maildesk.db.models import Inbound
+from test_smtp_listener import DatabaseLock
+
+EXE = str(Path(sys.executable).parent / "maildesk")
+
+
+def test_init_writes_a_working_config_set(tmp_path):
+    target = tmp_path / "site"
+    proc = subprocess.run([EXE, "init", str(target)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("maildesk.yaml", "lines.yaml", "rules.yaml", "sla.yaml",
+                 "schema/maildesk.schema.json", "schema/rules.schema.json"):
+        assert (target / "config" / name).is_file(), name
+    check = subprocess.run([EXE, "--config", str(target / "config" / "maildesk.yaml"), "check"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    again = subprocess.run([EXE, "init", str(target)], capture_output=True, text=True)
+    assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_check_reports_file_line_and_key(config_set, cli):
+    rules = config_set.dir / "rules.yaml"
+    text = rules.read_text(encoding="utf-8").replace("priority: P1", "priority: P9")
+    rules.write_text(text, encoding="utf-8")
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "P9" in l)
+    proc = cli("check")
+    assert proc.returncode == 1
+    assert f"{rules}:{line}: rules[0].set.priority: expected one of 'P1', 'P2', 'P3', 'P4', " \
+           f"got 'P9'" in proc.stderr.decode()
+
+
+def test_db_upgrade_is_idempotent(cli):
+    assert cli("db", "upgrade").returncode == 0
+    assert cli("db", "upgrade").returncode == 0
+
+
+def test_ingest_stores_and_tickets(cli, tmp_path):
+    eml = tmp_path / "m.eml"
+    eml.write_bytes(mail(subject="Piped in"))
+    proc = cli("ingest", "--sender", "client@customer.example", "--recipient",
+               "support@example.com", str(eml))
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("ingest", "-", input=mail(subject="From stdin", message_id="<stdin@c>"))
+    assert proc.returncode == 0, proc.stderr
+    subjects = {t["subject"] for t in cli_json(cli, "tickets", "list")}
+    assert subjects == {"Piped in", "From stdin"}
+
+
+def test_ingest_refuses_empty_and_oversize_with_65(cli, config_set):
+    assert cli("ingest", "-", input=b"").returncode == 65
+    config_set.write(smtp={"max_message_size": 2048})
+    proc = cli("ingest", "-", input=mail(body="y" * 5000))
+    assert proc.returncode == 65 and b"over the limit" in proc.stderr
+
+
+def test_ingest_asks_to_retry_with_75_when_the_database_is_locked(cli, ctx):
+    with DatabaseLock(ctx.settings.database.url):
+        proc = cli("ingest", "-", input=mail())
+    assert proc.returncode == 75, proc.stderr
+    assert count(ctx, Inbound) == 0
+
+
+def test_tickets_json_is_stable(cli, ctx, processor):
+    store(ctx, mail(sender="Анна <anna@customer.example>", subject="Не работает сканер",
+                    body="Сканер не включается."))
+    processor.drain()
+    (row,) = cli_json(cli, "tickets", "list")
+    assert set(row) == {"number", "tag", "subject", "status", "priority", "line", "category",
+                        "language", "requester", "created_at", "updated_at", "last_activity_at",
+                        "resolved_at", "closed_at", "message_count"}
+    assert row["tag"] == "MD-1000" and row["status"] == "new" and row["message_count"] == 1
+    assert row["requester"] == {"address": "anna@customer.example", "name": "Анна"}
+    assert row["created_at"].endswith("Z")
+    detail = cli_json(cli, "tickets", "show", "1000")
+    assert set(detail) >= set(row) | {"reply_address", "participants", "messages", "linked_ticket",
+                                      "requester_tickets"}
+    (msg,) = detail["messages"]
+    assert msg["text"].strip() == "Сканер не включается."
+    assert msg["direction"] == "in" and msg["role"] == "client"
+    assert cli_json(cli, "tickets", "list", "--status", "closed") == []
+    assert len(cli_json(cli, "tickets", "list", "--line", "line1")) == 1
+    assert cli("tickets", "show", "9999").returncode == 1
+
+
+def mime_bomb(parts: int) -> bytes:
+    """A message whose parsing takes seconds: the kind that must not stall the queue."""
+    boundary = "b"
+    body = b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(parts))
+    return (b"From: bomber@evil.example\r\nTo: support@example.com\r\nSubject: bomb\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=" + boundary.encode()
+            + b"\r\n\r\n" + body + b"--b--\r\n")
+
+
+def test_slow_message_is_quarantined_and_the_queue_goes_on(config_set, cli, ctx):
+    config_set.write(processing={"parse_timeout_seconds": 0.5})
+    store(ctx, mime_bomb(300_000))
+    store(ctx, mail(subject="After the bomb"))
+    proc = cli("process", check=True)
+    assert "1 done" in proc.stdout.decode() and "1 quarantined" in proc.stdout.decode()
+    (q,) = cli_json(cli, "quarantine", "list")
+    assert "parsing took longer than 0.5 s" in q["reason"]
+    assert [t["subject"] for t in cli_json(cli, "tickets", "list")] == ["After the bomb"]
+    # After the admin raises the limit, a retry makes it a ticket.
+    config_set.write(processing={"parse_timeout_seconds": 300})
+    out = cli("quarantine", "retry", str(q["id"]), check=True).stdout.decode()
+    assert "done ticket 1001" in out
+    assert cli_json(cli, "quarantine", "list") == []
+
+
+def test_unparseable_mail_is_quarantined_with_a_reason(cli, ctx, processor):
+    store(ctx, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(range(256)) * 20)
+    store(ctx, b"Subject: nobody sent this\r\n\r\nno sender at all\r\n")
+    processor.drain()
+    rows = cli_json(cli, "quarantine", "list")
+    assert len(rows) == 2 and all(r["reason"] for r in rows)
+    text = cli("quarantine", "list", check=True).stdout.decode()
+    assert rows[0]["reason"].splitlines()[0] in text
+    assert cli("quarantine", "retry").returncode == 2
+    out = cli("quarantine", "retry", "--all", check=True).stdout.decode()
+    assert out.count("quarantined") == 2
+
+
+def test_alembic_reports_no_drift(ctx):
+    from alembic import command
+    from maildesk.app import alembic_config
+    command.check(alembic_config(ctx.settings.database.url))

@@ -1,0 +1,82 @@
+"""`maildesk serve` as `make run` starts it: a real daemon process, signals included."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import send_smtp
+from mails import mail
+
+EXE = str(Path(sys.executable).parent / "maildesk")
+
+
+@pytest.fixture
+def daemon(config_set, tmp_path):
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([EXE, "--config", str(config_set.path), "serve"],
+                                stdout=subprocess.PIPE, stderr=err)
+        line = proc.stdout.readline().decode()
+        assert "maildesk serving" in line, log.read_text()
+        proc.log = log  # type: ignore[attr-defined]
+        yield proc
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, what: str, limit: float = 60.0):
+    """Wait for the daemon to get somewhere (a bound, not a speed assertion)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def tickets(cli) -> list[dict]:
+    return json.loads(cli("tickets", "list", "--json", check=True).stdout)
+
+
+def test_mail_sent_to_the_daemon_shows_up_in_tickets_list(daemon, config_set, cli):
+    port = config_set.data["smtp"]["port"]
+    send_smtp("127.0.0.1", port, mail(subject="Не работает касса №3"))
+    rows = wait_for(lambda: tickets(cli), "the ticket")
+    assert rows[0]["subject"] == "Не работает касса №3" and rows[0]["tag"] == "MD-1000"
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(60) == 0
+
+
+def test_sighup_with_a_broken_file_keeps_the_old_config(daemon, config_set, cli):
+    port = config_set.data["smtp"]["port"]
+    rules = config_set.dir / "rules.yaml"
+    rules.write_text(rules.read_text(encoding="utf-8").replace("stop: true", "stop: maybe"),
+                     encoding="utf-8")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in daemon.log.read_text(), "the refusal in the log")
+    assert "rules.yaml" in daemon.log.read_text() and "stop" in daemon.log.read_text()
+    send_smtp("127.0.0.1", port, mail(subject="still served"))
+    wait_for(lambda: tickets(cli), "the ticket")
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(60) == 0
+
+
+def test_sigterm_finishes_what_is_in_flight(daemon, config_set, cli):
+    port = config_set.data["smtp"]["port"]
+    for i in range(20):
+        send_smtp("127.0.0.1", port, mail(subject=f"burst {i}"))
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(120) == 0
+    # Everything acknowledged was stored; what the processor had not reached stays pending
+    # and is taken up by the next start (here: a one-shot `process`).
+    cli("process", check=True)
+    assert len(tickets(cli)) == 20
