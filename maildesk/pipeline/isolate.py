@@ -17,6 +17,9 @@ from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
 
 log = logging.getLogger(__name__)
 
+_READY = b"ready"
+STARTUP_SECONDS = 120  # starting the child imports the parser; not part of the parse bound
+
 
 def _worker(conn: Connection, memory_mb: int) -> None:
     limit = memory_mb * 1024 * 1024
@@ -24,6 +27,7 @@ def _worker(conn: Connection, memory_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     except (ValueError, OSError):  # some sandboxes forbid it; the time bound still holds
         pass
+    conn.send_bytes(_READY)
     while True:
         try:
             raw = conn.recv_bytes()
@@ -60,6 +64,10 @@ class ParseSandbox:
         self._proc.start()
         child.close()
         self._conn = parent
+        # The time bound is for parsing, not for starting the interpreter: wait for the child.
+        if not parent.poll(STARTUP_SECONDS) or parent.recv_bytes() != _READY:
+            self._kill()
+            raise RuntimeError("the parser process did not start")
         return parent
 
     def _kill(self) -> None:

@@ -9,6 +9,8 @@ any more, and a second copy stops at the dedupe key.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
@@ -48,11 +50,24 @@ class Processor:
 
     def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
                  sandbox: ParseSandbox | None = None):
-        self.settings = settings
+        self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.clock = clock
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """Swapped whole on reload; what is derived from it is computed once here."""
+        self._settings = settings
+        self._support = frozenset(settings.support_addresses)
+        self._agents = settings.agent_addresses()
+        self._defaults = dict(settings.rules.get("default", {}).get("set", {}))
+        self._window = timedelta(days=settings.reply_window_days)
 
     def close(self) -> None:
         self.sandbox.close()
@@ -67,30 +82,55 @@ class Processor:
             return [(i, bytes(d)) for i, d in session.execute(q).all()]
 
     def run_batch(self, limit: int = 100, only: list[int] | None = None) -> list[Outcome]:
-        """Process up to `limit` pending messages (oldest first); return what became of them."""
+        """Process up to `limit` pending messages (oldest first); return what became of them.
+
+        The child process parses message i+1 while this thread writes message i, so a batch
+        costs about max(parse, write) rather than their sum."""
         pending = self._pending(limit, only)
         if not pending:
             return []
-        parsed = [(inbound_id, self.sandbox.parse(data)) for inbound_id, data in pending]
-        outcomes: list[Outcome] = []
-        with self.make_session.begin() as session:
-            ids = [i for i, _ in parsed]
-            claim = select(Inbound).where(Inbound.id.in_(ids), Inbound.status == InboundStatus.PENDING)
-            if session.get_bind().dialect.name == "postgresql":
-                claim = claim.with_for_update(skip_locked=True)
-            rows = {row.id: row for row in session.scalars(claim)}
-            for inbound_id, result in parsed:
-                inbound = rows.get(inbound_id)
-                if inbound is None:  # another processor took it
-                    continue
-                savepoint = session.begin_nested()
+        parsed: queue.Queue[tuple[int, ParsedMessage | Unparseable | Exception]] = queue.Queue()
+        stop = threading.Event()
+
+        def parse_all() -> None:
+            for inbound_id, data in pending:
+                if stop.is_set():
+                    return
                 try:
-                    outcome = self._process(session, inbound, result)
-                    savepoint.commit()
-                except Exception:
-                    savepoint.rollback()
-                    outcome = self._failed(inbound, traceback.format_exc())
-                outcomes.append(outcome)
+                    parsed.put((inbound_id, self.sandbox.parse(data)))
+                except Exception as exc:  # the sandbox itself failed: not this message's fault
+                    parsed.put((inbound_id, exc))
+                    return
+
+        parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
+        parser.start()
+        outcomes: list[Outcome] = []
+        try:
+            with self.make_session.begin() as session:
+                ids = [i for i, _ in pending]
+                claim = select(Inbound).where(Inbound.id.in_(ids),
+                                              Inbound.status == InboundStatus.PENDING)
+                if session.get_bind().dialect.name == "postgresql":
+                    claim = claim.with_for_update(skip_locked=True)
+                rows = {row.id: row for row in session.scalars(claim)}
+                for _ in pending:
+                    inbound_id, result = parsed.get()
+                    if isinstance(result, Exception):
+                        raise result  # roll the batch back; it stays pending for the next pass
+                    inbound = rows.get(inbound_id)
+                    if inbound is None:  # another processor took it
+                        continue
+                    savepoint = session.begin_nested()
+                    try:
+                        outcome = self._process(session, inbound, result)
+                        savepoint.commit()
+                    except Exception:
+                        savepoint.rollback()
+                        outcome = self._failed(inbound, traceback.format_exc())
+                    outcomes.append(outcome)
+        finally:
+            stop.set()
+            parser.join()
         return outcomes
 
     def drain(self, batch: int = 100) -> list[Outcome]:
@@ -131,7 +171,7 @@ class Processor:
 
         sender, sender_name = sender_of(message, inbound.mail_from)
         s = self.settings
-        support = frozenset(s.support_addresses)
+        support = self._support
         recipients = [*inbound.rcpt_to, *(a.address for a in message.to),
                       *(a.address for a in message.cc)]
         token_facts = None
@@ -151,15 +191,15 @@ class Processor:
             if (subject.is_reply or subject.is_forward) else (),
         )
         decision = decide_thread(sender, subject, facts, now=inbound.received_at,
-                                 reply_window=timedelta(days=s.reply_window_days))
-        role = Role.AGENT if token_facts is not None and sender in s.agent_addresses() else Role.CLIENT
+                                 reply_window=self._window)
+        role = Role.AGENT if token_facts is not None and sender in self._agents else Role.CLIENT
         mailbox = next((_base_address(r) for r in recipients if _base_address(r) in support),
                        s.support_addresses[0])
         current = (session.get_one(Ticket, decision.ticket_id).status
                    if decision.ticket_id is not None else None)
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
-                            mailbox=mailbox, defaults=dict(s.rules.get("default", {}).get("set", {})),
+                            mailbox=mailbox, defaults=self._defaults,
                             current_status=current)
         ticket = apply_plan(session, plan, inbound, now=now, first_number=s.first_ticket_number)
         return Outcome(inbound.id, "done", ticket.number)
