@@ -107,7 +107,7 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     stop = asyncio.Event()
     current = {"settings": ctx.settings}
     processor = ProcessorThread(ctx) if "process" in components else None
-    writer = GroupCommitWriter(ctx.make_session,
+    writer = GroupCommitWriter(ctx.engine,
                                on_stored=processor.wake if processor else None)
     server = None
     handler = None

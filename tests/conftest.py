@@ -178,7 +178,7 @@ def smtp_listener(ctx) -> Iterator[Listener]:
     from maildesk.store.raw import GroupCommitWriter
 
     loop = asyncio.new_event_loop()
-    writer = GroupCommitWriter(ctx.make_session)
+    writer = GroupCommitWriter(ctx.engine)
     handler = SupportHandler(lambda: ctx.settings, writer, ctx.clock)
     ready = threading.Event()
     holder: dict = {}
