@@ -47,6 +47,9 @@ def main(click_ctx: click.Context, config: str, verbose: bool) -> None:
     """maildesk: an email-driven helpdesk."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:  # aiosmtpd logs every SMTP command at INFO: noise, and a cost per message
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     click_ctx.obj = {"config": config}
     click_ctx.call_on_close(lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close())
 

@@ -77,6 +77,6 @@ class SupportHandler:
 def make_smtp_factory(handler: SupportHandler, settings: Settings) -> Callable[[], Any]:
     def factory() -> SMTP:
         return SMTP(handler, data_size_limit=settings.smtp.max_message_size, enable_SMTPUTF8=True,
-                    decode_data=False, hostname=settings.instance_name and settings.domain,
+                    decode_data=False, hostname=settings.domain,
                     ident="maildesk ESMTP")
     return factory
