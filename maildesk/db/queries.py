@@ -15,13 +15,16 @@ from maildesk.pipeline.thread import TicketFacts
 def next_ticket_number(session: Session, first: int) -> int:
     """Bump the ticket counter in the caller's transaction. The row lock serialises writers, so
     numbers stay unique; the counter only grows, so a deleted ticket's number is never reused."""
-    dialect = session.get_bind().dialect.name
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Counter)
-    session.execute(ins.values(name="ticket", value=first - 1)
-                    .on_conflict_do_nothing(index_elements=["name"]))
-    return session.execute(
-        update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
-        .returning(Counter.value)).scalar_one()
+    bump = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
+            .returning(Counter.value))
+    number = session.execute(bump).scalar()
+    if number is None:  # the very first ticket: create the counter (racing writers: one wins)
+        dialect = session.get_bind().dialect.name
+        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Counter)
+        session.execute(ins.values(name="ticket", value=first - 1)
+                        .on_conflict_do_nothing(index_elements=["name"]))
+        number = session.execute(bump).scalar_one()
+    return number
 
 
 def _facts(session: Session, tickets: Sequence[Ticket], sender: str) -> list[TicketFacts]:

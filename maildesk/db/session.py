@@ -26,6 +26,7 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute(f"PRAGMA busy_timeout={int(db.lock_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the ticket indexes stay in memory
             cur.close()
 
         # pysqlite's own transaction handling starts deferred transactions that fail to upgrade

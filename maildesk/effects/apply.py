@@ -44,8 +44,9 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
             if plan.set_status is TicketStatus.OPEN:
                 ticket.resolved_at = None
 
-    if plan.sender and not session.scalar(select(Participant.id).where(
-            Participant.ticket_id == ticket.id, Participant.address == plan.sender)):
+    known = plan.new_ticket is None and session.scalar(select(Participant.id).where(
+        Participant.ticket_id == ticket.id, Participant.address == plan.sender))
+    if plan.sender and not known:
         session.add(Participant(ticket_id=ticket.id, address=plan.sender,
                                 name=plan.message.from_.name if plan.message.from_ else "",
                                 role=plan.role))
