@@ -56,9 +56,8 @@ class SupportHandler:
         data = envelope.original_content
         if data is None:
             data = envelope.content if isinstance(envelope.content, bytes) else b""
-        mail_from = envelope.mail_from or None
-        if mail_from == "<>":
-            mail_from = None
+        # "" is the null reverse path (MAIL FROM:<>): bounces and auto-replies; never answered.
+        mail_from = "" if envelope.mail_from in (None, "", "<>") else envelope.mail_from
         arrival = Arrival(data=bytes(data), channel=Channel.SMTP, received_at=self._clock.now(),
                           mail_from=mail_from, rcpt_to=tuple(envelope.rcpt_tos),
                           source=f"smtp:{session.peer[0] if session.peer else '?'}")

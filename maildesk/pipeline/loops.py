@@ -1,0 +1,85 @@
+"""Mail that must not be answered automatically (RFC 3834) — bounces, auto-replies, lists.
+
+Pure: decides from the parsed message and its envelope whether maildesk may send an
+automatic reply, and says why not. A message can still make a ticket; it just gets no
+autoreply, so two robots can never talk to each other for ever.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.subject import strip_prefixes
+
+_ROBOT_LOCAL = re.compile(
+    r"^(mailer[-_.]?daemon|post[-_.]?master|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?|"
+    r"auto[-_.]?reply|autoresponder|listserv|majordomo|mailman|owner-.+|"
+    r".+-(owner|request|bounces|admin))$", re.I)
+_ROBOT_NAME = re.compile(r"mail delivery (subsystem|system|service)|mailer[- ]daemon", re.I)
+_REPORT = re.compile(r"multipart/report|message/delivery-status|message/disposition-notification",
+                     re.I)
+# Matched after reply/forward prefixes are stripped ("Fwd: Returned mail: ...").
+_AUTO_SUBJECT = re.compile(
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|out of (the )?office|abwesenheitsnotiz|"
+    r"автоответ|автоматический ответ|undeliver|delivery (status |failure )?notification|"
+    r"returned mail|mail delivery (failed|failure|warning)|mail could not be delivered|"
+    r"failure notice|delivery failure|недоставлен|не доставлено|"
+    r"your message to .* awaits moderator approval)", re.I)
+
+
+@dataclass(frozen=True)
+class LoopVerdict:
+    """May we answer this automatically? If not, `reason` says why (kept on the ticket)."""
+
+    autoreply_allowed: bool
+    reason: str = ""
+    is_bounce: bool = False
+
+
+def _local(address: str) -> str:
+    return address.rpartition("@")[0] if "@" in address else address
+
+
+def classify_loop(message: ParsedMessage, mail_from: str | None,
+                  own_addresses: frozenset[str]) -> LoopVerdict:
+    """RFC 3834 §2 plus the de-facto signs of robots (Outlook, Exchange, list servers)."""
+    ctype = message.header("Content-Type") or ""
+    if _REPORT.search(ctype) or any(a.content_type.lower() in ("message/delivery-status",
+                                                               "message/global-delivery-status")
+                                    for a in message.attachments):
+        return LoopVerdict(False, "delivery status report", is_bounce=True)
+    auto = (message.header("Auto-Submitted") or "").strip().lower()
+    if auto and not auto.startswith("no"):
+        return LoopVerdict(False, f"Auto-Submitted: {auto}")
+    precedence = (message.header("Precedence") or "").strip().lower()
+    if precedence in ("bulk", "junk", "list"):
+        return LoopVerdict(False, f"Precedence: {precedence}")
+    for name in ("List-Id", "List-Unsubscribe", "List-Post"):
+        if message.header(name) is not None:
+            return LoopVerdict(False, f"mailing list ({name})")
+    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Response-Suppress"):
+        value = message.header(name)
+        if value is not None and not (name == "X-Auto-Response-Suppress" and value.strip() == ""):
+            return LoopVerdict(False, f"automatic mail ({name})")
+    if mail_from == "":
+        return LoopVerdict(False, "empty return path")
+    if (message.header("Return-Path") or "x").strip() in ("<>", ""):
+        return LoopVerdict(False, "empty return path")
+    sender = message.from_.address if message.from_ else ""
+    if message.from_ and _ROBOT_NAME.search(message.from_.name):
+        return LoopVerdict(False, f"robot sender {message.from_.name}", is_bounce=True)
+    return_path = (message.header("Return-Path") or "").strip("<> ").lower()
+    for address in filter(None, (sender, (mail_from or "").lower(), return_path)):
+        local, _, domain = address.rpartition("@")
+        if f"{local.partition('+')[0]}@{domain}" in own_addresses:
+            return LoopVerdict(False, "sent by maildesk itself or a line mailbox")
+        if _ROBOT_LOCAL.match(_local(address)):
+            bounce = _local(address).lower().startswith(("mailer", "postmaster"))
+            return LoopVerdict(False, f"robot sender {address}", is_bounce=bounce)
+    if not sender:
+        return LoopVerdict(False, "no sender address to answer")
+    if _AUTO_SUBJECT.match(strip_prefixes(message.subject)[0]):
+        return LoopVerdict(False, "automatic reply (subject)")
+    return LoopVerdict(True)
