@@ -21,7 +21,7 @@ from maildesk.db.session import make_engine, make_sessionmaker
 
 log = logging.getLogger("maildesk")
 
-COMPONENTS = ("smtp", "process")
+COMPONENTS = ("smtp", "process", "outbound")
 
 
 @dataclass
@@ -57,18 +57,16 @@ def upgrade_database(settings: Settings) -> None:
     command.upgrade(alembic_config(url), "head")
 
 
-class ProcessorThread:
-    """Runs the pipeline in a thread: woken when mail is stored, and every few seconds for mail
-    stored by other processes (`ingest`, a second daemon)."""
+class Worker:
+    """A thread that runs `step` whenever woken, and every `poll_seconds` regardless (for work
+    another process queued). `step` returns True while there may be more to do."""
 
-    def __init__(self, ctx: Context, poll_seconds: float = 5.0):
-        from maildesk.pipeline.run import Processor
-
-        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    def __init__(self, name: str, step, poll_seconds: float = 5.0):  # type: ignore[no-untyped-def]
+        self._step = step
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._poll = poll_seconds
-        self._thread = threading.Thread(target=self._run, name="processor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -77,26 +75,59 @@ class ProcessorThread:
         self._wake.set()
 
     def stop(self) -> None:
+        """Let the current step finish, then end the thread."""
         self._stop.set()
         self._wake.set()
         self._thread.join()
-        self.processor.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._poll)
             self._wake.clear()
             try:
-                while not self._stop.is_set():
-                    outcomes = self.processor.run_batch()
-                    for o in outcomes:
-                        log.info("inbound %s: %s%s", o.inbound_id, o.status,
-                                 f" ticket {o.ticket_number}" if o.ticket_number else
-                                 f" ({o.reason.splitlines()[0]})" if o.reason else "")
-                    if not outcomes or all(o.status == "retry" for o in outcomes):
-                        break
-            except Exception:  # a locked or lost database: log, wait, try again
-                log.exception("processing pass failed; retrying shortly")
+                while not self._stop.is_set() and self._step():
+                    pass
+            except Exception:  # a locked or lost database, a down smarthost: log, try again
+                log.exception("%s pass failed; retrying shortly", self._thread.name)
+
+
+class OutboundThread(Worker):
+    """Delivers the outbox through the configured transport."""
+
+    def __init__(self, ctx: Context):
+        from maildesk.outbound.outbox import OutboxDeliverer
+        from maildesk.outbound.transport import make_transport
+
+        self.deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound, ctx.settings.domain),
+                                         ctx.clock)
+        super().__init__("outbound", lambda: bool(self.deliverer.run_once()))
+
+    def stop(self) -> None:
+        super().stop()
+        self.deliverer.transport.close()
+
+
+class ProcessorThread(Worker):
+    """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
+    other processes (`ingest`, a second daemon)."""
+
+    def __init__(self, ctx: Context, on_outbox=None):  # type: ignore[no-untyped-def]
+        from maildesk.pipeline.run import Processor
+
+        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox)
+        super().__init__("processor", self._step)
+
+    def _step(self) -> bool:
+        outcomes = self.processor.run_batch()
+        for o in outcomes:
+            log.info("inbound %s: %s%s", o.inbound_id, o.status,
+                     f" ticket {o.ticket_number}" if o.ticket_number else
+                     f" ({o.reason.splitlines()[0]})" if o.reason else "")
+        return bool(outcomes) and not all(o.status == "retry" for o in outcomes)
+
+    def stop(self) -> None:
+        super().stop()
+        self.processor.close()
 
 
 async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
@@ -106,7 +137,9 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     current = {"settings": ctx.settings}
-    processor = ProcessorThread(ctx) if "process" in components else None
+    outbound = OutboundThread(ctx) if "outbound" in components else None
+    processor = (ProcessorThread(ctx, on_outbox=outbound.wake if outbound else None)
+                 if "process" in components else None)
     writer = GroupCommitWriter(ctx.engine,
                                on_stored=processor.wake if processor else None)
     server = None
@@ -117,9 +150,10 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
         server = await loop.create_server(make_smtp_factory(handler, ctx.settings), s.host, s.port)
         log.info("SMTP listener on %s:%s for %s", s.host, s.port,
                  ", ".join(ctx.settings.support_addresses))
-    if processor:
-        processor.start()
-        processor.wake()
+    for worker in (processor, outbound):
+        if worker:
+            worker.start()
+            worker.wake()
 
     def reload() -> None:
         try:
@@ -149,6 +183,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     await loop.run_in_executor(None, writer.close)
     if processor:
         await loop.run_in_executor(None, processor.stop)
+    if outbound:
+        await loop.run_in_executor(None, outbound.stop)
     log.info("stopped")
     return 0
 

@@ -16,7 +16,8 @@ from sqlalchemy.orm import selectinload
 
 from maildesk.app import COMPONENTS, Context, serve, upgrade_database
 from maildesk.config import ConfigError, load_settings
-from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketStatus
+from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, OutboxStatus, Ticket,
+                                TicketStatus)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -87,8 +88,20 @@ def check(obj: dict[str, Any]) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
+    from maildesk.outbound.compose import Composer, sample_context
+
+    composer = Composer(settings.templates_dir)
+    problems = composer.check(sample_context(settings))
+    if not composer.languages:
+        click.echo(f"{settings.templates_dir}: no templates (expected <lang>/autoreply.txt)", err=True)
+        sys.exit(1)
+    if problems:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        sys.exit(1)
     for path in (settings.config_path, settings.lines_path, settings.rules_path, settings.sla_path):
         click.echo(f"ok  {path}")
+    click.echo(f"ok  {settings.templates_dir} ({', '.join(sorted(composer.languages))})")
 
 
 @main.group()
@@ -275,6 +288,79 @@ def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
         click.echo(m["text"].rstrip())
         for a in m["attachments"]:
             click.echo(f"[attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+# -- outbox -----------------------------------------------------------------------------------
+@main.group()
+def outbox() -> None:
+    """The outgoing queue: what waits, what was sent, what failed and why."""
+
+
+@outbox.command("list")
+@click.option("--status", type=click.Choice([s.value for s in OutboxStatus]))
+@click.option("--limit", default=100, show_default=True, help="Newest N entries (0: all).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def outbox_list(obj: dict[str, Any], status: str | None, limit: int, as_json: bool) -> None:
+    from maildesk.views import outbox_view
+
+    ctx = _ctx(obj)
+    q = (select(Outbox, Ticket.number).outerjoin(Ticket, Ticket.id == Outbox.ticket_id)
+         .order_by(Outbox.id.desc()))
+    if limit:
+        q = q.limit(limit)
+    if status:
+        q = q.where(Outbox.status == OutboxStatus(status))
+    with ctx.make_session() as session:
+        rows = [outbox_view(o, number) for o, number in session.execute(q).all()]
+    if as_json:
+        _dump(rows)
+        return
+    if not rows:
+        click.echo("outbox is empty")
+        return
+    for r in rows:
+        click.echo(f"{r['id']:>6}  {r['status']:<7} {r['kind']:<10} "
+                   f"{(r['ticket'] and ctx.settings.ticket_tag + '-' + str(r['ticket'])) or '-':<10} "
+                   f"to {', '.join(r['recipients'])}  attempts {r['attempts']}"
+                   + (f"  next {r['next_attempt_at']}" if r['status'] == 'queued' else "")
+                   + (f"  ({r['last_error']})" if r['last_error'] else ""))
+
+
+@outbox.command("retry")
+@click.argument("outbox_id", type=int)
+@click.pass_obj
+def outbox_retry(obj: dict[str, Any], outbox_id: int) -> None:
+    """Queue a failed or waiting mail for delivery right away."""
+    from maildesk.outbound.outbox import retry_now
+
+    ctx = _ctx(obj)
+    with ctx.make_session.begin() as session:
+        row = retry_now(session, outbox_id, ctx.clock.now())
+        if row is None:
+            _fail(f"no outbox entry {outbox_id}")
+        if row.status is OutboxStatus.SENT:
+            _fail(f"outbox entry {outbox_id} was sent already")
+    click.echo(f"outbox {outbox_id} queued; the daemon delivers it (or run `maildesk outbox deliver`)")
+
+
+@outbox.command("deliver")
+@click.pass_obj
+def outbox_deliver(obj: dict[str, Any]) -> None:
+    """Deliver everything that is due now, then exit (for cron, without the daemon)."""
+    from maildesk.outbound.outbox import OutboxDeliverer
+    from maildesk.outbound.transport import make_transport
+
+    ctx = _ctx(obj)
+    deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound, ctx.settings.domain), ctx.clock)
+    try:
+        outcomes = deliverer.drain()
+    finally:
+        deliverer.transport.close()
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing due")
 
 
 # -- quarantine -------------------------------------------------------------------------------

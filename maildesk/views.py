@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from maildesk.db.models import Inbound, Message, Ticket
+from maildesk.db.models import Inbound, Message, Outbox, Ticket
 from maildesk.pipeline.subject import format_tag
 
 
@@ -85,4 +85,23 @@ def quarantine_view(inbound: Inbound) -> dict[str, Any]:
         "size": inbound.raw.size,
         "sha256": inbound.raw.sha256,
         "reason": inbound.reason,
+    }
+
+
+def outbox_view(row: Outbox, ticket_number: int | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status.value,
+        "kind": row.kind,
+        "ticket": ticket_number,
+        "message_id": row.message_id,
+        "envelope_from": row.envelope_from,
+        "recipients": row.recipients,
+        "attempts": row.attempts,
+        "created_at": iso(row.created_at),
+        "next_attempt_at": iso(row.next_attempt_at),
+        "give_up_at": iso(row.give_up_at),
+        "sent_at": iso(row.sent_at),
+        "last_error": row.last_error,
+        "size": len(row.data),
     }

@@ -50,6 +50,7 @@ class SmarthostSettings:
     security: str = "starttls"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class Outbound:
     transport: str = "maildir"
     maildir: Path = Path("var/outbox-maildir")
     smtp: SmarthostSettings | None = None
+    give_up_after: timedelta = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Autoreply:
+    enabled: bool = True
+    max_per_sender_per_hour: int = 5
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class Settings:
     smtp: SmtpListener
     imap_accounts: tuple[dict[str, Any], ...]
     outbound: Outbound
+    autoreply: Autoreply
     processing: Processing
     lines_path: Path
     rules_path: Path
@@ -246,7 +255,8 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         password = _secret(s["password"], main, ("outbound", "smtp", "password")) if "password" in s else None
         security = s.get("security", "starttls")
         smarthost = SmarthostSettings(host=s["host"], port=s.get("port", 465 if security == "tls" else 587),
-                                      security=security, username=s.get("username"), password=password)
+                                      security=security, username=s.get("username"), password=password,
+                                      ca_file=_resolve(base, s["ca_file"]) if "ca_file" in s else None)
     if out.get("transport") == "smtp" and smarthost is None:
         problems.append(main.problem(("outbound", "transport"), "transport smtp needs an outbound.smtp section"))
     if problems:
@@ -268,7 +278,9 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         imap_accounts=tuple(d.get("imap", {}).get("accounts", [])),
         outbound=Outbound(transport=out.get("transport", "maildir"),
                           maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
-                          smtp=smarthost),
+                          smtp=smarthost,
+                          give_up_after=parse_duration(out.get("give_up_after", "2d"))),
+        autoreply=Autoreply(**d.get("autoreply", {})),
         processing=Processing(**d.get("processing", {})),
         lines_path=lines_path,
         rules_path=rules_path,

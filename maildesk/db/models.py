@@ -73,6 +73,12 @@ class TicketStatus(enum.Enum):
     CLOSED = "closed"
 
 
+class OutboxStatus(enum.Enum):
+    QUEUED = "queued"    # waiting for delivery (next_attempt_at says when)
+    SENT = "sent"
+    FAILED = "failed"    # given up: permanent refusal, or retries past give_up_at
+
+
 class Direction(enum.Enum):
     IN = "in"
     OUT = "out"
@@ -145,6 +151,8 @@ class Ticket(Base):
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ticket_status_number", "status", "number"),)
 
@@ -221,3 +229,26 @@ class TicketEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(320))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Outbox(Base):
+    """A mail to send, written in the transaction that decided it; delivered later, retried."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    bounce_tag: Mapped[str] = mapped_column(String(32), index=True)
+    envelope_from: Mapped[str] = mapped_column(String(512))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus, "outbox_status"))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    give_up_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)

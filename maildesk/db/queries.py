@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select, update
+from datetime import datetime
+
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from maildesk.db.models import Counter, Message, Participant, Ticket, TicketStatus
+from maildesk.db.models import Counter, Message, Outbox, Participant, Ticket, TicketStatus
 from maildesk.pipeline.thread import TicketFacts
 
 
@@ -78,3 +80,11 @@ def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10)
                Participant.address == sender)
         .order_by(Ticket.last_activity_at.desc()).limit(limit)).all()
     return _facts(session, tickets, sender)
+
+
+def autoreplies_since(session: Session, address: str, since: datetime) -> int:
+    """How many autoreplies went to `address` since then (the per-sender hourly cap)."""
+    return session.scalar(
+        select(func.count()).select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
+        .where(Ticket.requester == address, Outbox.kind == "autoreply",
+               Outbox.created_at >= since)) or 0

@@ -8,10 +8,16 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message,
-                                Participant, Role, Ticket, TicketEvent, TicketStatus)
+from maildesk.config.model import Settings
+from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message, Outbox,
+                                OutboxStatus, Participant, Role, Ticket, TicketEvent, TicketStatus)
 from maildesk.db.queries import next_ticket_number
+from maildesk.outbound.compose import (Composer, bounce_tag_for, build_message, clean_header,
+                                       message_id_for)
+from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
+from maildesk.pipeline.subject import format_tag
+from maildesk.views import reply_address
 
 _TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -21,7 +27,8 @@ def new_reply_token() -> str:
 
 
 def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
-               first_number: int) -> Ticket:
+               first_number: int, settings: Settings | None = None,
+               composer: Composer | None = None) -> Ticket:
     """Write what the plan says; the caller commits. Returns the ticket the message joined."""
     at = inbound.received_at
     if plan.new_ticket is not None:
@@ -32,7 +39,9 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                         line=nt.line, category=nt.category, language=nt.language,
                         requester=nt.requester, requester_name=nt.requester_name,
                         mailbox=nt.mailbox, linked_ticket_id=nt.linked_ticket_id, created_at=at,
-                        updated_at=at, last_activity_at=at)
+                        updated_at=at, last_activity_at=at,
+                        first_response_due_at=plan.deadlines.first_response if plan.deadlines else None,
+                        resolution_due_at=plan.deadlines.resolution if plan.deadlines else None)
         session.add(ticket)
         session.flush()
     else:
@@ -67,10 +76,61 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     session.add_all(TicketEvent(ticket_id=ticket.id, at=at, kind=kind, actor=plan.sender,
                                 data={**data, "message_id": message.id})
                     for kind, data in plan.events)
+    if plan.autoreply is not None and settings is not None and composer is not None:
+        queue_autoreply(session, plan, ticket, inbound, m, settings, composer, now=now)
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None
     return ticket
+
+
+def queue_autoreply(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound,
+                    client: ParsedMessage, settings: Settings, composer: Composer, *,
+                    now: datetime) -> None:
+    """Render the acknowledgement and put it in the outbox, in the caller's transaction."""
+    assert plan.autoreply is not None
+    deadlines = plan.deadlines
+    zone = deadlines.timezone if deadlines else None
+    tag = format_tag(settings.ticket_tag, ticket.number)
+    context = {
+        "ticket": {"number": ticket.number, "subject": ticket.subject, "priority": ticket.priority,
+                   "line": ticket.line},
+        "tag": tag,
+        "client_name": clean_header(plan.autoreply.to_name, 200),
+        "client_address": plan.autoreply.to_address,
+        "instance": settings.instance_name,
+        "reply_address": reply_address(ticket),
+        "deadlines": {
+            "first_response": deadlines.first_response.astimezone(zone)
+            if deadlines and deadlines.first_response else None,
+            "resolution": deadlines.resolution.astimezone(zone)
+            if deadlines and deadlines.resolution else None,
+        },
+    }
+    rendered = composer.render("autoreply", plan.autoreply.language, context)
+    subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
+    message_id = message_id_for(f"{inbound.id}.autoreply", settings.domain)
+    data = build_message(
+        from_name=settings.instance_name, from_address=ticket.mailbox,
+        to_name=plan.autoreply.to_name, to_address=plan.autoreply.to_address, subject=subject,
+        rendered=rendered, message_id=message_id, in_reply_to=client.message_id,
+        references=(*client.references, *([client.message_id] if client.message_id else [])),
+        reply_to=reply_address(ticket), date=now, auto=True)
+    local, _, domain = ticket.mailbox.rpartition("@")
+    bounce_tag = bounce_tag_for(message_id)
+    session.add(Outbox(ticket_id=ticket.id, kind="autoreply", message_id=message_id,
+                       bounce_tag=bounce_tag, envelope_from=f"{local}+bounce-{bounce_tag}@{domain}",
+                       recipients=[plan.autoreply.to_address], data=data,
+                       status=OutboxStatus.QUEUED, attempts=0, next_attempt_at=now,
+                       give_up_at=now + settings.outbound.give_up_after, created_at=now))
+    session.add(Message(
+        ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
+        message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
+        from_name=settings.instance_name, to=[plan.autoreply.to_address], cc=[], subject=subject,
+        sent_at=now, received_at=now, body_text=rendered.text, has_html=rendered.html is not None,
+        thread_reason="autoreply", internal=False, defects=[]))
+    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply", actor=None,
+                            data={"language": plan.autoreply.language, "message_id": message_id}))
 
 
 def mark_inbound(inbound: Inbound, status: InboundStatus, reason: str, *, now: datetime) -> None:

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from maildesk.db.models import Role, TicketStatus
+from maildesk.sla.policy import Deadlines
+from maildesk.pipeline.loops import LoopVerdict
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.subject import SubjectInfo
 from maildesk.pipeline.thread import ThreadDecision
@@ -26,6 +28,15 @@ class NewTicket:
 
 
 @dataclass(frozen=True)
+class AutoreplyPlan:
+    """Acknowledge a new ticket: to whom, in which language."""
+
+    language: str
+    to_address: str
+    to_name: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything that one message changes, decided before anything is written."""
 
@@ -37,6 +48,8 @@ class Plan:
     new_ticket: NewTicket | None = None
     set_status: TicketStatus | None = None
     events: tuple[tuple[str, dict[str, object]], ...] = field(default=())
+    deadlines: Deadlines | None = None
+    autoreply: AutoreplyPlan | None = None
 
 
 def dedupe_key(message: ParsedMessage) -> str:
@@ -56,8 +69,10 @@ def sender_of(message: ParsedMessage, mail_from: str | None) -> tuple[str, str]:
 
 def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender_name: str,
                  role: Role, subject: SubjectInfo, decision: ThreadDecision, mailbox: str,
-                 defaults: dict[str, object], current_status: TicketStatus | None) -> Plan:
-    """Decide what a message does to its ticket (new ticket, reopen, resume) given the thread."""
+                 defaults: dict[str, object], current_status: TicketStatus | None,
+                 loop: LoopVerdict, deadlines: Deadlines | None = None,
+                 autoreply_language: str | None = None, autoreply_limited: bool = False) -> Plan:
+    """Decide what a message does to its ticket (new ticket, reopen, resume, acknowledge)."""
     if decision.ticket_id is None:
         new = NewTicket(
             subject=subject.clean or "(no subject)",
@@ -75,11 +90,24 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
         if decision.linked_ticket_id is not None:
             events.append(("linked", {"ticket_id": decision.linked_ticket_id,
                                       "reason": decision.reason}))
+        autoreply = None
+        if role is not Role.CLIENT:
+            pass  # agents opening tickets are not acknowledged
+        elif not loop.autoreply_allowed:
+            events.append(("autoreply_suppressed", {"reason": loop.reason}))
+        elif autoreply_limited:
+            events.append(("autoreply_suppressed", {"reason": "too many autoreplies to this "
+                                                              "sender in the last hour"}))
+        elif autoreply_language is not None:
+            autoreply = AutoreplyPlan(autoreply_language, sender, sender_name)
         return Plan(inbound_id, message, sender, role, decision, new_ticket=new,
-                    events=tuple(events))
+                    events=tuple(events), deadlines=deadlines, autoreply=autoreply)
     status = None
     events = [("message", {"role": role.value, "reason": decision.reason})]
-    if role is Role.CLIENT:
+    if not loop.autoreply_allowed:
+        # A bounce, out-of-office or list copy is recorded but never moves the ticket.
+        events.append(("robot_mail", {"reason": loop.reason}))
+    elif role is Role.CLIENT:
         if decision.reopen or current_status is TicketStatus.RESOLVED:
             status = TicketStatus.OPEN
             events.append(("reopened", {}))

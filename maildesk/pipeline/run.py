@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,11 +24,14 @@ from maildesk.config.model import Settings
 from maildesk.db import queries
 from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Role, Ticket
 from maildesk.effects.apply import apply_plan, mark_inbound
+from maildesk.outbound.compose import Composer, choose_language
 from maildesk.pipeline.isolate import ParseSandbox
+from maildesk.pipeline.loops import classify_loop
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.pipeline.thread import ThreadFacts, decide_thread, parse_reply_token
+from maildesk.sla.policy import compute_deadlines
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +53,12 @@ class Processor:
     """Turns pending inbound rows into ticket entries."""
 
     def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
-                 sandbox: ParseSandbox | None = None):
+                 sandbox: ParseSandbox | None = None,
+                 on_outbox: Callable[[], None] | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
+        self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
+        self._queued_mail = False
         self.clock = clock
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
@@ -68,6 +75,8 @@ class Processor:
         self._agents = settings.agent_addresses()
         self._defaults = dict(settings.rules.get("default", {}).get("set", {}))
         self._window = timedelta(days=settings.reply_window_days)
+        self._own = frozenset(settings.support_addresses) | settings.line_mailboxes()
+        self.composer = Composer(settings.templates_dir)
 
     def close(self) -> None:
         self.sandbox.close()
@@ -131,6 +140,9 @@ class Processor:
         finally:
             stop.set()
             parser.join()
+        if self._queued_mail and self.on_outbox is not None:
+            self._queued_mail = False
+            self.on_outbox()
         return outcomes
 
     def drain(self, batch: int = 100) -> list[Outcome]:
@@ -197,9 +209,30 @@ class Processor:
                        s.support_addresses[0])
         current = (session.get_one(Ticket, decision.ticket_id).status
                    if decision.ticket_id is not None else None)
+        loop = classify_loop(message, inbound.mail_from, self._own)
+        deadlines = language = None
+        limited = False
+        if decision.ticket_id is None:
+            defaults = self._defaults
+            deadlines = compute_deadlines(s.sla, policy=defaults.get("sla_policy"),
+                                          priority=defaults.get("priority"),
+                                          start=inbound.received_at)
+            if s.autoreply.enabled and loop.autoreply_allowed and self.composer.languages:
+                language = choose_language(
+                    rule_language=defaults.get("language"),
+                    content_language=message.content_language,
+                    text=f"{message.subject}\n{message.text}", default=s.language,
+                    available=self.composer.languages)
+                limited = queries.autoreplies_since(
+                    session, sender, now - timedelta(hours=1)
+                ) >= s.autoreply.max_per_sender_per_hour
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
-                            mailbox=mailbox, defaults=self._defaults,
-                            current_status=current)
-        ticket = apply_plan(session, plan, inbound, now=now, first_number=s.first_ticket_number)
+                            mailbox=mailbox, defaults=self._defaults, current_status=current,
+                            loop=loop, deadlines=deadlines, autoreply_language=language,
+                            autoreply_limited=limited)
+        ticket = apply_plan(session, plan, inbound, now=now, first_number=s.first_ticket_number,
+                            settings=s, composer=self.composer)
+        if plan.autoreply is not None:
+            self._queued_mail = True
         return Outcome(inbound.id, "done", ticket.number)

@@ -81,15 +81,18 @@ def test_tickets_json_is_stable(cli, ctx, processor):
     assert set(row) == {"number", "tag", "subject", "status", "priority", "line", "category",
                         "language", "requester", "created_at", "updated_at", "last_activity_at",
                         "resolved_at", "closed_at", "message_count"}
-    assert row["tag"] == "MD-1000" and row["status"] == "new" and row["message_count"] == 1
+    # The client's mail and maildesk's acknowledgement.
+    assert row["tag"] == "MD-1000" and row["status"] == "new" and row["message_count"] == 2
     assert row["requester"] == {"address": "anna@customer.example", "name": "Анна"}
     assert row["created_at"].endswith("Z")
     detail = cli_json(cli, "tickets", "show", "1000")
     assert set(detail) >= set(row) | {"reply_address", "participants", "messages", "linked_ticket",
                                       "requester_tickets"}
-    (msg,) = detail["messages"]
+    msg, ack = detail["messages"]
     assert msg["text"].strip() == "Сканер не включается."
     assert msg["direction"] == "in" and msg["role"] == "client"
+    assert ack["direction"] == "out" and ack["role"] == "system"
+    assert ack["thread_reason"] == "autoreply" and "MD-1000" in ack["subject"]
     assert cli_json(cli, "tickets", "list", "--status", "closed") == []
     assert len(cli_json(cli, "tickets", "list", "--line", "line1")) == 1
     assert cli("tickets", "show", "9999").returncode == 1

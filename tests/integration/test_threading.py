@@ -118,7 +118,7 @@ def test_stranger_with_someone_elses_tag_opens_new_ticket_and_learns_nothing(ctx
     with ctx.make_session() as s:
         victim = s.get(Ticket, t.id)
         assert [p.address for p in victim.participants] == [IVAN]
-        assert len(victim.messages) == 1
+        assert [m.direction.value for m in victim.messages] == ["in", "out"]  # mail + autoreply
     shown = cli("tickets", "show", str(r.number), check=True).stdout.decode()
     assert "hunter2" not in shown and f"MD-{t.number}" not in shown.split("Subject:")[0]
 

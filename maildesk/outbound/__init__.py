@@ -1,0 +1,1 @@
+"""Mail out: composing, the durable outbox, and the transports that deliver it."""

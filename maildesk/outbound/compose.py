@@ -1,0 +1,185 @@
+"""Render templates in a Jinja2 sandbox and build outgoing MIME messages safely.
+
+Every header value passes through `clean_header` (no CR, LF or other control character can
+reach a header, so a client's name or subject can never add one), addresses are IDNA-encoded,
+and non-ASCII text is RFC 2047-encoded by the email package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+
+_EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+_EN_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
+              "September", "October", "November", "December"]
+_RU_DAYS = ["понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"]
+_RU_MONTHS = ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
+              "сентября", "октября", "ноября", "декабря"]
+
+
+def clean_header(value: str, limit: int = 900) -> str:
+    """One line, no control characters: what may go into a header value."""
+    return _CONTROL.sub(" ", unicodedata.normalize("NFC", value)).strip()[:limit]
+
+
+def format_when(value: datetime | None, lang: str) -> str:
+    """A deadline as a person reads it, in the zone the datetime carries."""
+    if value is None:
+        return ""
+    zone = getattr(value.tzinfo, "key", None) or value.strftime("%Z") or "UTC"
+    if lang == "ru":
+        return (f"{_RU_DAYS[value.weekday()]}, {value.day} {_RU_MONTHS[value.month - 1]} "
+                f"{value.year}, {value:%H:%M} ({zone})")
+    return (f"{_EN_DAYS[value.weekday()]}, {value.day} {_EN_MONTHS[value.month - 1]} "
+            f"{value.year}, {value:%H:%M} ({zone})")
+
+
+def choose_language(*, rule_language: str | None, content_language: str | None, text: str,
+                    default: str, available: frozenset[str]) -> str:
+    """Rules first, then the mail's Content-Language, then its script, then the default."""
+    for candidate in (rule_language, (content_language or "").split("-")[0] or None):
+        if candidate and candidate.lower() in available:
+            return candidate.lower()
+    sample = text[:4000]
+    if "ru" in available and len(_CYRILLIC.findall(sample)) > max(10, len(sample) // 20):
+        return "ru"
+    return default if default in available else sorted(available)[0]
+
+
+def idna_address(address: str, name: str = "") -> Address:
+    local, _, domain = address.rpartition("@")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        pass
+    return Address(display_name=clean_header(name, 200), username=local, domain=domain)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+class TemplateProblem(Exception):
+    """A template that does not render: file, line and what is wrong."""
+
+    def __init__(self, file: str, line: int | None, message: str):
+        self.file, self.line, self.message = file, line, message
+        super().__init__(f"{file}:{line or '?'}: {message}")
+
+
+class Composer:
+    """Renders `templates/<lang>/<name>.*` in a sandbox."""
+
+    def __init__(self, templates_dir: Path):
+        self.templates_dir = templates_dir
+        self.env = SandboxedEnvironment(loader=FileSystemLoader(str(templates_dir)),
+                                        undefined=StrictUndefined, autoescape=False,
+                                        keep_trailing_newline=True)
+        self.languages = frozenset(p.name for p in templates_dir.iterdir()
+                                   if p.is_dir() and (p / "autoreply.txt").exists()) \
+            if templates_dir.is_dir() else frozenset()
+
+    def _render(self, name: str, lang: str, context: dict[str, Any], *, html: bool) -> str:
+        env = self.env.overlay(autoescape=html)
+        env.filters["datetime"] = lambda v: format_when(v, lang)
+        try:
+            return env.get_template(f"{lang}/{name}").render(context)
+        except TemplateNotFound:
+            raise
+        except TemplateError as exc:
+            raise TemplateProblem(str(self.templates_dir / lang / name),
+                                  getattr(exc, "lineno", None), str(exc)) from None
+
+    def render(self, name: str, lang: str, context: dict[str, Any]) -> Rendered:
+        subject = self._render(f"{name}.subject.txt", lang, context, html=False)
+        text = self._render(f"{name}.txt", lang, context, html=False)
+        try:
+            html = self._render(f"{name}.html", lang, context, html=True)
+        except TemplateNotFound:
+            html = None
+        return Rendered(clean_header(subject), text, html)
+
+    def check(self, sample: dict[str, Any]) -> list[TemplateProblem]:
+        """Render every template of every language against sample data (`maildesk check`)."""
+        problems = []
+        for lang in sorted(self.languages):
+            try:
+                self.render("autoreply", lang, sample)
+            except TemplateProblem as exc:
+                problems.append(exc)
+            except TemplateNotFound as exc:
+                problems.append(TemplateProblem(str(self.templates_dir / lang), None,
+                                                f"missing template {exc.name}"))
+        return problems
+
+
+def message_id_for(key: str, domain: str) -> str:
+    """A Message-ID derived from what caused the mail, so a replay cannot send a second one."""
+    return f"md.{key}@{domain}"
+
+
+def bounce_tag_for(message_id: str) -> str:
+    return hashlib.sha256(message_id.encode()).hexdigest()[:16]
+
+
+def build_message(*, from_name: str, from_address: str, to_name: str, to_address: str,
+                  subject: str, rendered: Rendered, message_id: str, in_reply_to: str | None,
+                  references: tuple[str, ...], reply_to: str | None, date: datetime,
+                  auto: bool) -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = idna_address(from_address, from_name)
+    msg["To"] = idna_address(to_address, to_name)
+    msg["Subject"] = clean_header(subject)
+    msg["Date"] = format_datetime(date)
+    msg["Message-ID"] = f"<{message_id}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{clean_header(in_reply_to)}>"
+    refs = [clean_header(r) for r in references if r][-20:]
+    if refs:
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    if reply_to:
+        msg["Reply-To"] = idna_address(reply_to, from_name)
+    if auto:
+        msg["Auto-Submitted"] = "auto-replied"          # RFC 3834
+        msg["X-Auto-Response-Suppress"] = "All"         # keeps Exchange out-of-office quiet
+    msg["MIME-Version"] = "1.0"
+    msg.set_content(rendered.text, charset="utf-8")
+    if rendered.html is not None:
+        msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return msg.as_bytes()
+
+
+def sample_context(settings: Any) -> dict[str, Any]:
+    """Sample data that every template must render with (`maildesk check`)."""
+    from zoneinfo import ZoneInfo
+
+    when = datetime(2026, 12, 1, 12, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+    return {
+        "ticket": {"number": 1042, "subject": "Касса не печатает чеки", "priority": "P1",
+                   "line": "line2"},
+        "tag": f"[{settings.ticket_tag}-1042]",
+        "client_name": "Иван Петров",
+        "client_address": "ivan@customer.example",
+        "instance": settings.instance_name,
+        "reply_address": f"support+1042-abc234@{settings.domain}",
+        "deadlines": {"first_response": when, "resolution": when},
+    }

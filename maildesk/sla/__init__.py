@@ -1,0 +1,1 @@
+"""SLA: calendars, policies and the deadlines they give."""

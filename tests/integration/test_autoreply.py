@@ -1,0 +1,210 @@
+"""The acknowledgement a client gets, and the mail maildesk never answers (PRODUCT.md §5)."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timezone
+from email import policy
+from pathlib import Path
+
+from sqlalchemy import select
+
+from helpers import cli_json, count, deliver, send_smtp, store
+from mails import mail
+from maildesk.db.models import Outbox, Ticket, TicketEvent, TicketStatus
+from maildesk.outbound.outbox import OutboxDeliverer
+from maildesk.outbound.transport import make_transport
+
+
+def deliver_outbox(ctx) -> list:
+    d = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound), ctx.clock)
+    try:
+        return d.drain()
+    finally:
+        d.transport.close()
+
+
+def maildir_mails(ctx) -> list[email.message.EmailMessage]:
+    new = Path(ctx.settings.outbound.maildir) / "new"
+    if not new.is_dir():
+        return []
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+            for p in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
+
+
+def text_of(msg) -> str:
+    return msg.get_body(("plain",)).get_content()
+
+
+def test_client_gets_an_autoreply_with_number_deadlines_tag_and_reply_to(smtp_listener, processor,
+                                                                        ctx):
+    raw = mail(sender="Иван Петров <ivan@customer.example>", subject="Касса не печатает чеки",
+               body="Добрый день! С утра касса №3 не печатает чеки.",
+               message_id="<q1@customer.example>")
+    send_smtp(smtp_listener.host, smtp_listener.port, raw)
+    processor.drain()
+    assert [o.status for o in deliver_outbox(ctx)] == ["sent"]
+    (ack,) = maildir_mails(ctx)
+    assert ack["Subject"] == "[MD-1000] Касса не печатает чеки"
+    assert ack["To"].addresses[0].addr_spec == "ivan@customer.example"
+    assert ack["From"].addresses[0].addr_spec == "support@example.com"
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == "<q1@customer.example>"
+    with ctx.make_session() as s:
+        ticket = s.scalar(select(Ticket))
+    assert ack["Reply-To"].addresses[0].addr_spec == \
+        f"support+1000-{ticket.reply_token}@example.com"
+    body = text_of(ack)
+    assert "Здравствуйте, Иван Петров!" in body and "[MD-1000]" in body
+    # Both deadlines, in the SLA calendar's zone (default policy: P3, 8h and 5d).
+    first = ticket.first_response_due_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow"))
+    assert (ticket.first_response_due_at - ticket.created_at).total_seconds() == 8 * 3600
+    assert (ticket.resolution_due_at - ticket.created_at).days == 5
+    assert f"Мы ответим вам до" in body and f"{first:%H:%M} (Europe/Moscow)" in body
+    assert "Срок решения: до" in body
+    assert ack.get_body(("html",)) is not None
+
+
+def test_english_mail_gets_an_english_autoreply(ctx, processor):
+    deliver(ctx, processor, mail(sender="Jane <jane@customer.example>", subject="Printer broken",
+                                 body="Our receipt printer stopped working this morning."))
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    body = text_of(ack)
+    assert body.startswith("Hello Jane,") and "You will hear from us by" in body
+    assert "We aim to solve it by" in body
+
+
+def test_reply_to_the_autoreply_joins_the_ticket_and_gets_no_second_autoreply(ctx, processor):
+    t = deliver(ctx, processor, mail(sender="jane@customer.example", subject="VPN down",
+                                     message_id="<v1@customer.example>"))
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    reply_to = ack["Reply-To"].addresses[0].addr_spec
+    r = deliver(ctx, processor, mail(sender="jane@customer.example", subject=f"Re: {ack['Subject']}",
+                                     to=reply_to, in_reply_to=ack["Message-ID"],
+                                     references=["<v1@customer.example>", ack["Message-ID"]],
+                                     body="It is still down."), rcpt=(reply_to,))
+    assert r.id == t.id
+    deliver_outbox(ctx)
+    assert len(maildir_mails(ctx)) == 1
+    # Even a client whose mail lost the token still lands on the ticket via References.
+    again = deliver(ctx, processor, mail(sender="jane@customer.example", subject="more",
+                                         references=[ack["Message-ID"]]))
+    assert again.id == t.id and count(ctx, Outbox) == 1
+
+
+def test_robots_get_a_ticket_but_no_autoreply(ctx, processor, cli):
+    cases = [
+        mail(sender="vacation@customer.example", subject="Out of Office: x",
+             extra={"Auto-Submitted": "auto-replied"}),
+        mail(sender="list@lists.example", subject="digest", extra={"List-Id": "<x.lists.example>"}),
+        mail(sender="news@shop.example", subject="sale", extra={"Precedence": "bulk"}),
+        mail(sender="MAILER-DAEMON@mx.example", subject="Undelivered Mail Returned to Sender"),
+        mail(sender="noreply@bank.example", subject="statement"),
+        mail(sender="boss@customer.example", subject="away", extra={"X-Autoreply": "yes"}),
+        mail(sender="ex@customer.example", subject="Automatic reply: x",
+             extra={"X-Auto-Response-Suppress": "All"}),
+    ]
+    for raw in cases:
+        assert deliver(ctx, processor, raw) is not None
+    assert count(ctx, Outbox) == 0
+    with ctx.make_session() as s:
+        reasons = [e.data["reason"] for e in s.scalars(
+            select(TicketEvent).where(TicketEvent.kind == "autoreply_suppressed"))]
+    assert len(reasons) == len(cases)
+    # Null return path over SMTP: the same.
+    deliver(ctx, processor, mail(sender="someone@customer.example", subject="bounce-ish"),
+            mail_from="")
+    assert count(ctx, Outbox) == 0
+
+
+def test_at_most_n_autoreplies_per_sender_per_hour(config_set, ctx, processor):
+    for i in range(7):
+        deliver(ctx, processor, mail(sender="chatty@customer.example", subject=f"issue {i}"))
+    assert count(ctx, Outbox) == ctx.settings.autoreply.max_per_sender_per_hour == 5
+    deliver(ctx, processor, mail(sender="other@customer.example", subject="mine"))
+    assert count(ctx, Outbox) == 6
+
+
+def test_our_own_autoreply_coming_back_makes_no_mail_loop(ctx, processor):
+    """Two helpdesks (or one bouncing back to itself) answering each other: bounded."""
+    deliver(ctx, processor, mail(sender="helpdesk@other.example", subject="Hello"))
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    # The other helpdesk's robot answers our acknowledgement with its own acknowledgement.
+    their_ack = mail(sender="helpdesk@other.example", subject=f"[OT-77] {ack['Subject']}",
+                     in_reply_to=ack["Message-ID"], extra={"Auto-Submitted": "auto-replied"})
+    deliver(ctx, processor, their_ack)
+    # ... and our own mail delivered back to us (a misconfigured forward) is not answered.
+    deliver(ctx, processor, ack.as_bytes())
+    deliver_outbox(ctx)
+    assert len(maildir_mails(ctx)) == 1
+
+
+def test_a_bounce_of_our_autoreply_never_reopens_or_answers(ctx, processor):
+    t = deliver(ctx, processor, mail(sender="gone@customer.example", subject="Help"))
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    with ctx.make_session.begin() as s:
+        s.get(Ticket, t.id).status = TicketStatus.RESOLVED
+    dsn = (b"From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\n"
+           b"To: " + ack["Return-Path"].encode() + b"\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\n"
+           b"Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nuser unknown\r\n"
+           b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+           b"Reporting-MTA: dns; mx.customer.example\r\n\r\nFinal-Recipient: rfc822; gone@customer.example\r\n"
+           b"Action: failed\r\nStatus: 5.1.1\r\n\r\n"
+           b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: " + ack["Message-ID"].encode()
+           + b"\r\n\r\n--b--\r\n")
+    store(ctx, dsn, mail_from="")
+    processor.drain()
+    with ctx.make_session() as s:
+        assert s.get(Ticket, t.id).status is TicketStatus.RESOLVED
+    deliver_outbox(ctx)
+    assert len(maildir_mails(ctx)) == 1
+
+
+def test_header_injection_through_names_and_subjects_adds_no_header(ctx, processor):
+    raw = (b"From: =?utf-8?b?" + __import__("base64").b64encode(
+               "Eve\r\nBcc: victim@evil.example\r\nX-Injected: 1".encode()) + b"?= <eve@customer.example>\r\n"
+           b"To: support@example.com\r\nSubject: =?utf-8?b?" + __import__("base64").b64encode(
+               "Hi\r\nBcc: victim2@evil.example\nX-Injected: 2".encode()) + b"?=\r\n"
+           b"Message-ID: <inj@customer.example>\r\n\r\nbody\r\n")
+    deliver(ctx, processor, raw)
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    assert ack["Bcc"] is None and ack["X-Injected"] is None
+    assert ack.get_all("To") and len(ack.get_all("To")) == 1
+    assert [a.addr_spec for a in ack["To"].addresses] == ["eve@customer.example"]
+    raw_bytes = ack.as_bytes()
+    assert b"\nBcc:" not in raw_bytes and b"\nX-Injected:" not in raw_bytes
+
+
+def test_outbox_list_and_retry(ctx, processor, cli):
+    deliver(ctx, processor, mail(sender="jane@customer.example", subject="x"))
+    (row,) = cli_json(cli, "outbox", "list")
+    assert row["status"] == "queued" and row["kind"] == "autoreply" and row["ticket"] == 1000
+    assert row["recipients"] == ["jane@customer.example"]
+    assert "1 sent" in cli("outbox", "deliver", check=True).stdout.decode()
+    (row,) = cli_json(cli, "outbox", "list")
+    assert row["status"] == "sent" and row["sent_at"]
+    assert cli("outbox", "retry", str(row["id"])).returncode == 1  # sent already
+    with ctx.make_session.begin() as s:
+        o = s.get(Outbox, row["id"])
+        o.status = __import__("maildesk.db.models", fromlist=["OutboxStatus"]).OutboxStatus.FAILED
+        o.last_error = "550 5.1.1 user unknown"
+    assert cli("outbox", "retry", str(row["id"])).returncode == 0
+    assert cli_json(cli, "outbox", "list", "--status", "queued")[0]["id"] == row["id"]
+
+
+def test_check_reports_a_broken_template_by_file_and_line(config_set, cli):
+    tpl = Path(config_set.data["paths"]["templates"]) / "ru" / "autoreply.txt"
+    lines = tpl.read_text(encoding="utf-8").splitlines()
+    lines[2] = "{{ ticket.subject | nosuchfilter }}"
+    tpl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    proc = cli("check")
+    assert proc.returncode == 1
+    assert f"{tpl}:3:" in proc.stderr.decode() and "nosuchfilter" in proc.stderr.decode()

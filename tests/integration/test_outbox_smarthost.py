@@ -1,0 +1,106 @@
+"""The outbox against a real smarthost (aiosmtpd, STARTTLS with a test CA, AUTH): mail waits
+while it is down, retries with backoff, and goes out exactly once when it is back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from helpers import deliver
+from mails import mail
+from maildesk.clock import FixedClock
+from maildesk.db.models import Outbox, OutboxStatus
+from maildesk.outbound.outbox import OutboxDeliverer
+from maildesk.outbound.transport import make_transport
+from test_transports import (PASSWORD, USER, authenticate, ca, server_tls,  # noqa: F401
+                             start_smarthost)
+
+
+@pytest.fixture
+def smarthost(start_smarthost, server_tls):  # noqa: F811
+    return start_smarthost(tls_context=server_tls, require_starttls=True,
+                           authenticator=authenticate, auth_required=True, auth_require_tls=True)
+
+
+@pytest.fixture
+def smtp_config(config_set, smarthost, ca, tmp_path, monkeypatch):  # noqa: F811
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("MD_TEST_SMARTHOST_PASSWORD", PASSWORD)
+    config_set.write(outbound={"transport": "smtp", "give_up_after": "2d", "smtp": {
+        "host": "127.0.0.1", "port": smarthost.port, "security": "starttls", "username": USER,
+        "password": {"env": "MD_TEST_SMARTHOST_PASSWORD"}, "ca_file": str(ca_file)}})
+    return config_set
+
+
+def statuses(ctx) -> list[str]:
+    with ctx.make_session() as s:
+        return [o.status.value for o in s.scalars(select(Outbox).order_by(Outbox.id))]
+
+
+def test_mail_waits_while_the_smarthost_is_down_and_goes_out_once(smtp_config, smarthost, ctx,
+                                                                  processor):
+    smarthost.stop()
+    for i in range(5):
+        deliver(ctx, processor, mail(sender=f"c{i}@customer.example", subject=f"down {i}"))
+    clock = FixedClock(ctx.clock.now() + timedelta(seconds=1))
+    deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound), clock)
+    try:
+        assert {o.status for o in deliverer.run_once()} == {"retry"}
+        assert deliverer.run_once() == []          # backoff: nothing is due yet
+        clock.advance(minutes=1)
+        assert [o.status for o in deliverer.run_once()] == ["retry"] * 5
+        with ctx.make_session() as s:
+            rows = s.scalars(select(Outbox)).all()
+            assert all(r.attempts == 2 and r.last_error for r in rows)
+            assert all(r.next_attempt_at == clock.now() + timedelta(minutes=2) for r in rows)
+        smarthost.start()
+        clock.advance(minutes=2)
+        assert [o.status for o in deliverer.run_once()] == ["sent"] * 5
+        assert deliverer.drain() == []
+    finally:
+        deliverer.transport.close()
+    got = sorted(r.rcpt_tos[0] for r in smarthost.sink.received)
+    assert got == [f"c{i}@customer.example" for i in range(5)]
+    assert all(r.tls for r in smarthost.sink.received)
+    assert all(r.mail_from.startswith("support+bounce-") for r in smarthost.sink.received)
+    assert statuses(ctx) == ["sent"] * 5
+
+
+def test_retries_stop_at_the_give_up_time(smtp_config, smarthost, ctx, processor, cli):
+    smarthost.stop()
+    deliver(ctx, processor, mail(sender="c@customer.example", subject="never"))
+    clock = FixedClock(ctx.clock.now() + timedelta(seconds=1))
+    deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound), clock)
+    try:
+        attempts = 0
+        while statuses(ctx) == ["queued"]:
+            deliverer.run_once()
+            attempts += 1
+            clock.advance(hours=1)
+            assert attempts < 100
+        assert statuses(ctx) == ["failed"]
+        assert attempts > 40  # hourly retries over two days
+    finally:
+        deliverer.transport.close()
+    (row,) = __import__("json").loads(cli("outbox", "list", "--json", check=True).stdout)
+    assert row["status"] == "failed" and row["last_error"]
+    assert cli("outbox", "retry", str(row["id"])).returncode == 0
+    smarthost.start()
+    assert "1 sent" in cli("outbox", "deliver", check=True).stdout.decode()
+    assert len(smarthost.sink.received) == 1
+
+
+def test_a_permanent_refusal_fails_at_once(smtp_config, smarthost, ctx, processor):
+    smarthost.sink.rcpt_replies["bad@customer.example"] = "550 5.1.1 no such user"
+    deliver(ctx, processor, mail(sender="bad@customer.example", subject="x"))
+    deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound),
+                                FixedClock(ctx.clock.now() + timedelta(seconds=1)))
+    try:
+        (outcome,) = deliverer.run_once()
+    finally:
+        deliverer.transport.close()
+    assert outcome.status == "failed" and "550" in outcome.detail
+    assert statuses(ctx) == ["failed"]
