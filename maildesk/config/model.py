@@ -65,6 +65,7 @@ class Outbound:
 class Autoreply:
     enabled: bool = True
     max_per_sender_per_hour: int = 5
+    mute_after_bounce: timedelta = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,8 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
                           maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
                           smtp=smarthost,
                           give_up_after=parse_duration(out.get("give_up_after", "2d"))),
-        autoreply=Autoreply(**d.get("autoreply", {})),
+        autoreply=Autoreply(**{**d.get("autoreply", {}), "mute_after_bounce": parse_duration(
+            d.get("autoreply", {}).get("mute_after_bounce", "1d"))}),
         processing=Processing(**d.get("processing", {})),
         lines_path=lines_path,
         rules_path=rules_path,

@@ -88,3 +88,10 @@ def autoreplies_since(session: Session, address: str, since: datetime) -> int:
         select(func.count()).select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
         .where(Ticket.requester == address, Outbox.kind == "autoreply",
                Outbox.created_at >= since)) or 0
+
+
+def bounced_since(session: Session, address: str, since: datetime) -> bool:
+    """Did mail to `address` bounce since then? (Such an address gets no autoreply for a while.)"""
+    return session.scalar(
+        select(Outbox.id).join(Ticket, Ticket.id == Outbox.ticket_id)
+        .where(Ticket.requester == address, Outbox.bounced_at >= since).limit(1)) is not None

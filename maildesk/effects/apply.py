@@ -140,3 +140,34 @@ def mark_inbound(inbound: Inbound, status: InboundStatus, reason: str, *, now: d
 
 
 __all__ = ["apply_plan", "mark_inbound", "new_reply_token", "Role"]
+
+
+def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outbox: Outbox,
+                 summary: str, *, now: datetime) -> int | None:
+    """A bounce of our mail: the outgoing mail is marked failed, the ticket shows the bounce as
+    an internal note, and nothing else happens (no reopening, no reply)."""
+    outbox.status = OutboxStatus.FAILED
+    outbox.bounced_at = inbound.received_at
+    outbox.last_error = f"bounced: {summary}"
+    number = None
+    if outbox.ticket_id is not None:
+        ticket = session.get_one(Ticket, outbox.ticket_id)
+        number = ticket.number
+        message = Message(
+            ticket_id=ticket.id, inbound_id=inbound.id, direction=Direction.IN, role=Role.SYSTEM,
+            message_id=bounce.message_id, dedupe_key=dedupe_key(bounce),
+            from_address=bounce.from_.address if bounce.from_ else inbound.mail_from,
+            from_name=bounce.from_.name if bounce.from_ else "", to=[a.address for a in bounce.to],
+            cc=[], subject=bounce.subject, sent_at=bounce.date, received_at=inbound.received_at,
+            body_text=bounce.text, has_html=bounce.has_html, thread_reason="bounce",
+            internal=True, defects=list(bounce.defects))
+        session.add(message)
+        session.flush()
+        session.add(TicketEvent(ticket_id=ticket.id, at=inbound.received_at, kind="bounce",
+                                actor=None, data={"outbox_id": outbox.id, "summary": summary,
+                                                  "recipients": outbox.recipients,
+                                                  "message_id": message.id}))
+    inbound.status = InboundStatus.DONE
+    inbound.processed_at = now
+    inbound.reason = f"bounce of outgoing mail {outbox.id}: {summary}"
+    return number

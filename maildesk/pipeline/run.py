@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db import queries
-from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Role, Ticket
-from maildesk.effects.apply import apply_plan, mark_inbound
+from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, RawMessage, Role,
+                                Ticket)
+from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.outbound.compose import Composer, choose_language
 from maildesk.pipeline.isolate import ParseSandbox
-from maildesk.pipeline.loops import classify_loop
+from maildesk.pipeline.bounces import bounce_summary, bounce_tag
+from maildesk.pipeline.loops import LoopVerdict, classify_loop
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
@@ -186,6 +188,13 @@ class Processor:
         support = self._support
         recipients = [*inbound.rcpt_to, *(a.address for a in message.to),
                       *(a.address for a in message.cc)]
+        for rcpt in recipients:
+            tag = bounce_tag(rcpt, support)
+            bounced = tag and session.scalar(select(Outbox).where(Outbox.bounce_tag == tag))
+            if bounced:
+                number = apply_bounce(session, inbound, message, bounced,
+                                      bounce_summary(message, inbound.raw.data), now=now)
+                return Outcome(inbound.id, "done", number)
         token_facts = None
         for rcpt in recipients:
             token = parse_reply_token(rcpt, support)
@@ -226,6 +235,8 @@ class Processor:
                 limited = queries.autoreplies_since(
                     session, sender, now - timedelta(hours=1)
                 ) >= s.autoreply.max_per_sender_per_hour
+                if queries.bounced_since(session, sender, now - s.autoreply.mute_after_bounce):
+                    loop = LoopVerdict(False, "an autoreply to this address bounced recently")
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
                             mailbox=mailbox, defaults=self._defaults, current_status=current,

@@ -34,6 +34,7 @@ def upgrade() -> None:
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', maildesk.db.models.UTCDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', maildesk.db.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('bounced_at', maildesk.db.models.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], name=op.f('fk_outbox_ticket_id_ticket')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox')),
     sa.UniqueConstraint('message_id', name=op.f('uq_outbox_message_id'))

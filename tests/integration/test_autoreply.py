@@ -159,12 +159,48 @@ def test_a_bounce_of_our_autoreply_never_reopens_or_answers(ctx, processor):
            b"Action: failed\r\nStatus: 5.1.1\r\n\r\n"
            b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: " + ack["Message-ID"].encode()
            + b"\r\n\r\n--b--\r\n")
-    store(ctx, dsn, mail_from="")
+    store(ctx, dsn, mail_from="", rcpt=(ack["Return-Path"].strip("<>"),))
     processor.drain()
     with ctx.make_session() as s:
-        assert s.get(Ticket, t.id).status is TicketStatus.RESOLVED
+        ticket = s.get(Ticket, t.id)
+        assert ticket.status is TicketStatus.RESOLVED
+        (out,) = s.scalars(select(Outbox)).all()
+        assert out.status.value == "failed" and out.bounced_at is not None
+        assert out.last_error == "bounced: status 5.1.1"
+        note = ticket.messages[-1]
+        assert note.internal and note.thread_reason == "bounce" and "user unknown" in note.body_text
+        assert [e.kind for e in s.scalars(select(TicketEvent).where(
+            TicketEvent.ticket_id == t.id))][-1] == "bounce"
     deliver_outbox(ctx)
     assert len(maildir_mails(ctx)) == 1
+    # The address is muted for autoreplies for a while: a new request gets a ticket, no mail.
+    again = deliver(ctx, processor, mail(sender="gone@customer.example", subject="Another"))
+    assert again.id != t.id and count(ctx, Outbox) == 1
+
+
+def test_corpus_bounces_sent_to_our_return_path_fail_their_mail(ctx, processor):
+    """Every bounce format in the corpus, standard DSN or not, finds the mail it returns."""
+    from conftest import CORPUS
+    index = CORPUS / "index.tsv"
+    if not index.exists():
+        import pytest
+        pytest.skip("../shared/corpus is absent")
+    bounces = [CORPUS / r.split("\t")[0] for r in index.read_text(encoding="utf-8").splitlines()[1:]
+               if r.split("\t")[1] == "bounce-dsn"][::25]
+    for i in range(len(bounces)):
+        deliver(ctx, processor, mail(sender=f"c{i}@customer.example", subject=f"request {i}"))
+    with ctx.make_session() as s:
+        returns = [o.envelope_from for o in s.scalars(select(Outbox).order_by(Outbox.id))]
+    for path, return_path in zip(bounces, returns):
+        store(ctx, path.read_bytes(), mail_from="", rcpt=(return_path,))
+    processor.drain()
+    with ctx.make_session() as s:
+        rows = s.scalars(select(Outbox)).all()
+        assert [o.status.value for o in rows] == ["failed"] * len(bounces)
+        assert all(o.last_error.startswith("bounced: ") for o in rows)
+        assert s.scalar(select(__import__("sqlalchemy").func.count()).select_from(Ticket)) \
+            == len(bounces)  # no bounce opened a ticket of its own
+    print(f"\n{len(bounces)} corpus bounces matched their outgoing mail")
 
 
 def test_header_injection_through_names_and_subjects_adds_no_header(ctx, processor):
