@@ -244,3 +244,20 @@ def test_check_reports_a_broken_template_by_file_and_line(config_set, cli):
     proc = cli("check")
     assert proc.returncode == 1
     assert f"{tpl}:3:" in proc.stderr.decode() and "nosuchfilter" in proc.stderr.decode()
+
+
+def test_a_template_that_renders_line_breaks_into_the_subject_adds_no_header(config_set, ctx,
+                                                                             processor):
+    tpl = Path(config_set.data["paths"]["templates"]) / "en" / "autoreply.subject.txt"
+    tpl.write_text("{{ tag }}\nBcc: {{ client_address }}\r\nX-Injected: {{ client_name }}\n",
+                   encoding="utf-8")
+    from maildesk.pipeline.run import Processor
+    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)  # templates load at start
+    try:
+        deliver(ctx, fresh, mail(sender="Eve <eve@customer.example>", subject="x"))
+    finally:
+        fresh.close()
+    deliver_outbox(ctx)
+    (ack,) = maildir_mails(ctx)
+    assert ack["Bcc"] is None and ack["X-Injected"] is None
+    assert ack["Subject"] == "[MD-1000] Bcc: eve@customer.example X-Injected: Eve"

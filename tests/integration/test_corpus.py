@@ -4,6 +4,7 @@ with a reason; nothing crashes, nothing is lost."""
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import re
 from collections import Counter
@@ -14,7 +15,7 @@ from sqlalchemy import select
 
 from conftest import CORPUS, corpus_files
 from helpers import cli_json
-from maildesk.db.models import Channel, Inbound, InboundStatus, Message
+from maildesk.db.models import Channel, Inbound, InboundStatus, Message, Outbox
 from maildesk.store.raw import Arrival, store_arrivals
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]{3,}")
@@ -29,6 +30,17 @@ def russian_files() -> set[str]:
         if re.search(r"koi8-r|windows-1251|cp1251|Russian", note, re.I) and stdlib_cyrillic(path):
             out.add(path)
     return out
+
+
+def corpus_categories() -> dict[str, str]:
+    rows = (CORPUS / "index.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    return {r.split("\t")[0]: r.split("\t")[1] for r in rows}
+
+
+def has_list_id(path: str) -> bool:
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(
+        (CORPUS / path).read_bytes())
+    return headers.get("List-Id") is not None
 
 
 def stdlib_cyrillic(path: str) -> bool:
@@ -82,6 +94,19 @@ def test_every_corpus_mail_ends_as_ticket_entry_or_quarantine(ctx, processor, cl
         elif r.status is InboundStatus.DONE:
             assert r.id in messages, ids[r.id]
     assert statuses["done"] + statuses["duplicate"] > 0.9 * len(files)
+
+    # No autoreply to a bounce, an auto-reply or a list mail (RFC 3834), through the pipeline.
+    robots = {path for path, category in corpus_categories().items()
+              if category in ("bounce-dsn", "autoreply")}
+    with ctx.make_session() as s:
+        acked = set(s.scalars(select(Outbox.ticket_id)))
+        ticket_of = dict(s.execute(select(Message.inbound_id, Message.ticket_id)
+                                   .where(Message.inbound_id.is_not(None))).all())
+    answered = {ids[i] for i, t in ticket_of.items() if t in acked}
+    wrongly = sorted(p for p in answered if p in robots or has_list_id(p))
+    assert robots and not wrongly, wrongly
+    print(f"  autoreplies: {len(acked)}; none to the {len(robots)} bounces and auto-replies "
+          "nor to list mail")
 
     # Russian mail (cp1251, koi8-r, undeclared) reads as Russian, in `tickets show` too.
     russian = {i for i, path in ids.items() if path in russian_files()}
