@@ -98,8 +98,8 @@ class OutboundThread(Worker):
         from maildesk.outbound.outbox import OutboxDeliverer
         from maildesk.outbound.transport import make_transport
 
-        self.deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound, ctx.settings.domain),
-                                         ctx.clock)
+        transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
+        self.deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock)
         super().__init__("outbound", lambda: bool(self.deliverer.run_once()))
 
     def stop(self) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
+from collections.abc import Iterable
 import shutil
 import sys
 from importlib import resources
@@ -32,6 +34,12 @@ def _ctx(obj: dict[str, Any]) -> Context:
         except ConfigError as exc:
             _fail(f"configuration errors:\n{exc}")
     return obj["context"]
+
+
+def _tally(statuses: Iterable[str]) -> str:
+    """'3 done, 1 quarantined' from a list of outcome statuses."""
+    counts = Counter(statuses)
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 def _dump(data: Any) -> None:
@@ -181,10 +189,7 @@ def process_cmd(obj: dict[str, Any]) -> None:
         outcomes = processor.drain()
     finally:
         processor.close()
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing pending")
+    click.echo(_tally(o.status for o in outcomes) or "nothing pending")
 
 
 # -- tickets ----------------------------------------------------------------------------------
@@ -352,15 +357,13 @@ def outbox_deliver(obj: dict[str, Any]) -> None:
     from maildesk.outbound.transport import make_transport
 
     ctx = _ctx(obj)
-    deliverer = OutboxDeliverer(ctx.make_session, make_transport(ctx.settings.outbound, ctx.settings.domain), ctx.clock)
+    transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
+    deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock)
     try:
         outcomes = deliverer.drain()
     finally:
         deliverer.transport.close()
-    counts: dict[str, int] = {}
-    for o in outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    click.echo(", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "nothing due")
+    click.echo(_tally(o.status for o in outcomes) or "nothing due")
 
 
 # -- quarantine -------------------------------------------------------------------------------

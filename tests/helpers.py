@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import smtplib
+import time
 from datetime import datetime, timezone
 
 from sqlalchemy import func, select
@@ -56,10 +57,21 @@ def inbound_statuses(ctx) -> list[str]:
         return [i.status.value for i in s.scalars(select(Inbound).order_by(Inbound.id))]
 
 
+def wait_for(predicate, what: str, limit: float = 120.0):
+    """Wait for a daemon in another process to get somewhere: a bound, not a speed assertion."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
 def cli_json(cli, *args: str):
     proc = cli(*args, "--json", check=True)
     return json.loads(proc.stdout)
 
 
 __all__ = ["store", "deliver", "send_smtp", "count", "ticket_count", "inbound_statuses",
-           "cli_json", "RawMessage", "SUPPORT"]
+           "cli_json", "wait_for", "RawMessage", "SUPPORT"]

@@ -11,6 +11,7 @@ import email.policy
 import re
 
 from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.thread import support_detail
 
 _BOUNCE = re.compile(r"^bounce-(?P<tag>[0-9a-f]{16})$")
 _STATUS = re.compile(r"^\s*Status:\s*([245]\.\d{1,3}\.\d{1,3})", re.I | re.M)
@@ -19,11 +20,7 @@ _DIAG = re.compile(r"^\s*Diagnostic-Code:\s*(.+)$", re.I | re.M)
 
 def bounce_tag(recipient: str, support_addresses: frozenset[str]) -> str | None:
     """The outbox tag of `support+bounce-<tag>@domain`, if that is what `recipient` is."""
-    local, _, domain = recipient.lower().rpartition("@")
-    base, plus, detail = local.partition("+")
-    if not plus or f"{base}@{domain}" not in support_addresses:
-        return None
-    m = _BOUNCE.match(detail)
+    m = _BOUNCE.match(support_detail(recipient, support_addresses) or "")
     return m.group("tag") if m else None
 
 

@@ -52,13 +52,18 @@ class ReplyToken:
     token: str
 
 
-def parse_reply_token(recipient: str, support_addresses: frozenset[str]) -> ReplyToken | None:
-    """`support+1042-k7f3q@example.com` -> ReplyToken(1042, 'k7f3q') if the base is ours."""
+def support_detail(recipient: str, support_addresses: frozenset[str]) -> str | None:
+    """The `+detail` of one of our support addresses (`support+DETAIL@`), else None."""
     local, _, domain = recipient.lower().rpartition("@")
     base, plus, detail = local.partition("+")
     if not plus or f"{base}@{domain}" not in support_addresses:
         return None
-    m = _TOKEN.match(detail)
+    return detail
+
+
+def parse_reply_token(recipient: str, support_addresses: frozenset[str]) -> ReplyToken | None:
+    """`support+1042-k7f3q@example.com` -> ReplyToken(1042, 'k7f3q') if the base is ours."""
+    m = _TOKEN.match(support_detail(recipient, support_addresses) or "")
     return ReplyToken(int(m.group("number")), m.group("token")) if m else None
 
 

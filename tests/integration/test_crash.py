@@ -8,10 +8,10 @@ import signal
 import smtplib
 import subprocess
 import sys
-import time
 from email import policy
 from pathlib import Path
 
+from helpers import wait_for
 from mails import mail
 
 EXE = str(Path(sys.executable).parent / "maildesk")
@@ -23,16 +23,6 @@ def start(config_set, log: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=err)
     assert "maildesk serving" in proc.stdout.readline().decode(), log.read_text()
     return proc
-
-
-def wait_for(predicate, what: str, limit: float = 400.0):
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def test_sigkill_mid_burst_loses_no_ticket_and_no_autoreply(config_set, cli, tmp_path):
@@ -65,7 +55,7 @@ def test_sigkill_mid_burst_loses_no_ticket_and_no_autoreply(config_set, cli, tmp
             return len(rows) == 200 and all(r["status"] == "sent" for r in rows)
 
         # What the killed daemon had claimed goes out once its lease (90 s) has passed.
-        wait_for(outbox_done, "every autoreply to be sent")
+        wait_for(outbox_done, "every autoreply to be sent", limit=400)
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0

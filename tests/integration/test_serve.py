@@ -6,12 +6,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import send_smtp
+from helpers import send_smtp, wait_for
 from mails import mail
 
 EXE = str(Path(sys.executable).parent / "maildesk")
@@ -30,17 +29,6 @@ def daemon(config_set, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-def wait_for(predicate, what: str, limit: float = 60.0):
-    """Wait for the daemon to get somewhere (a bound, not a speed assertion)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def tickets(cli) -> list[dict]:
