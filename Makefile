@@ -30,10 +30,12 @@ test: setup
 bench-quick: setup
 	$(BIN)/python benchmarks/smtp_ingest.py --quick
 	$(BIN)/python benchmarks/pipeline.py --quick
+	$(BIN)/python benchmarks/outbox.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/outbox.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

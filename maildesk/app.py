@@ -118,7 +118,9 @@ class ProcessorThread(Worker):
         super().__init__("processor", self._step)
 
     def _step(self) -> bool:
-        outcomes = self.processor.run_batch()
+        # Small batches: a batch holds SQLite's write lock, which the listener and the
+        # deliverer also need; 20 keeps their waits short and still shares commits.
+        outcomes = self.processor.run_batch(limit=20)
         for o in outcomes:
             log.info("inbound %s: %s%s", o.inbound_id, o.status,
                      f" ticket {o.ticket_number}" if o.ticket_number else

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.clock import Clock
 from maildesk.db.models import Outbox, OutboxStatus
-from maildesk.outbound.transport import (DeliveryError, PermanentDeliveryError, Transport)
+from maildesk.outbound.transport import DeliveryError, PermanentDeliveryError, Transport
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,11 @@ class DeliveryOutcome:
     detail: str = ""
 
 
+# Results are written in groups: one commit per RECORD_EVERY mails instead of one each. A crash
+# can then resend at most that many mails, each with its original Message-ID.
+RECORD_EVERY = 10
+
+
 class OutboxDeliverer:
     def __init__(self, make_session: sessionmaker[Session], transport: Transport, clock: Clock):
         self.make_session = make_session
@@ -49,28 +54,36 @@ class OutboxDeliverer:
         self.clock = clock
 
     def _claim(self, limit: int) -> list[Outbox]:
+        """Lease up to `limit` due mails in one transaction; only rows still due are won, so
+        two deliverers never take the same mail."""
         now = self.clock.now()
-        claimed = []
-        with self.make_session() as session:
-            due = session.execute(
-                select(Outbox.id, Outbox.next_attempt_at)
+        with self.make_session.begin() as session:
+            due = session.scalars(
+                select(Outbox.id)
                 .where(Outbox.status == OutboxStatus.QUEUED, Outbox.next_attempt_at <= now)
                 .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)).all()
-        for outbox_id, when in due:
-            with self.make_session.begin() as session:
-                won = session.execute(
-                    update(Outbox).where(Outbox.id == outbox_id, Outbox.next_attempt_at == when,
-                                         Outbox.status == OutboxStatus.QUEUED)
-                    .values(next_attempt_at=now + LEASE)).rowcount
-                if won:
-                    claimed.append(session.get_one(Outbox, outbox_id))
-        return claimed
+            if not due:
+                return []
+            won = session.scalars(
+                update(Outbox)
+                .where(Outbox.id.in_(due), Outbox.status == OutboxStatus.QUEUED,
+                       Outbox.next_attempt_at <= now)
+                .values(next_attempt_at=now + LEASE).returning(Outbox.id)).all()
+            rows = session.scalars(select(Outbox).where(Outbox.id.in_(won))
+                                   .order_by(Outbox.next_attempt_at, Outbox.id)).all()
+        return sorted(rows, key=lambda r: due.index(r.id))
 
     def run_once(self, limit: int = 50) -> list[DeliveryOutcome]:
         """Deliver what is due now (up to `limit` mails)."""
-        outcomes = []
+        outcomes: list[DeliveryOutcome] = []
+        pending: list[tuple[Outbox, dict[str, object], DeliveryOutcome]] = []
         for row in self._claim(limit):
-            outcomes.append(self._deliver(row))
+            change, outcome = self._deliver(row)
+            pending.append((row, change, outcome))
+            if len(pending) >= RECORD_EVERY:
+                outcomes.extend(self._record(pending))
+                pending = []
+        outcomes.extend(self._record(pending))
         return outcomes
 
     def drain(self) -> list[DeliveryOutcome]:
@@ -81,44 +94,62 @@ class OutboxDeliverer:
             if not got:
                 return out
 
-    def _deliver(self, row: Outbox) -> DeliveryOutcome:
+    def _record(self, done: list[tuple[Outbox, dict[str, object], DeliveryOutcome]]
+                ) -> list[DeliveryOutcome]:
+        if done:
+            now = self.clock.now()
+            # The common case, sent without remarks, is one statement for the whole group.
+            plain = [row.id for row, change, _ in done
+                     if change.get("status") is OutboxStatus.SENT and not change["last_error"]]
+            with self.make_session.begin() as session:
+                if plain:
+                    session.execute(
+                        update(Outbox).where(Outbox.id.in_(plain))
+                        .values(status=OutboxStatus.SENT, sent_at=now, last_error=None,
+                                attempts=Outbox.attempts + 1)
+                        .execution_options(synchronize_session=False))
+                for row, change, _ in done:
+                    if row.id not in plain:
+                        session.execute(update(Outbox).where(Outbox.id == row.id).values(**change)
+                                        .execution_options(synchronize_session=False))
+        return [outcome for _, _, outcome in done]
+
+    def _deliver(self, row: Outbox) -> tuple[dict[str, object], DeliveryOutcome]:
+        """Hand one mail to the transport; return the row's new values and the outcome."""
         try:
             result = self.transport.deliver(row.envelope_from, row.recipients, row.data)
         except DeliveryError as exc:
-            return self._record_failure(row, exc)
+            return self._failure(row, exc)
         except Exception as exc:  # a transport bug must not kill the deliverer
             log.exception("delivering outbox %s failed unexpectedly", row.id)
-            return self._record_failure(row, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            return self._failure(row, DeliveryError(f"{type(exc).__name__}: {exc}"))
         now = self.clock.now()
-        notes = [f"{r}: {t}" for r, t in {**result.refused}.items()]
-        with self.make_session.begin() as session:
-            fresh = session.get_one(Outbox, row.id)
-            fresh.attempts += 1
-            if result.deferred:
-                fresh.recipients = list(result.deferred)
-                fresh.last_error = "; ".join(notes + [f"{r}: {t}" for r, t in result.deferred.items()])
-                fresh.next_attempt_at = now + backoff(fresh.attempts)
-                return DeliveryOutcome(row.id, "retry", fresh.last_error)
-            fresh.status = OutboxStatus.SENT if result.accepted else OutboxStatus.FAILED
-            fresh.sent_at = now if result.accepted else None
-            fresh.last_error = "; ".join(notes) or None
-            log.info("outbox %s %s to %s", row.id, fresh.status.value, ", ".join(result.accepted))
-            return DeliveryOutcome(row.id, fresh.status.value, fresh.last_error or "")
+        attempts = row.attempts + 1
+        notes = [f"{r}: {t}" for r, t in result.refused.items()]
+        if result.deferred:
+            error = "; ".join(notes + [f"{r}: {t}" for r, t in result.deferred.items()])
+            return ({"attempts": attempts, "recipients": list(result.deferred),
+                     "last_error": error, "next_attempt_at": now + backoff(attempts)},
+                    DeliveryOutcome(row.id, "retry", error))
+        status = OutboxStatus.SENT if result.accepted else OutboxStatus.FAILED
+        log.info("outbox %s %s to %s", row.id, status.value, ", ".join(result.accepted))
+        error = "; ".join(notes) or None
+        return ({"attempts": attempts, "status": status, "last_error": error,
+                 "sent_at": now if result.accepted else None},
+                DeliveryOutcome(row.id, status.value, error or ""))
 
-    def _record_failure(self, row: Outbox, exc: DeliveryError) -> DeliveryOutcome:
+    def _failure(self, row: Outbox, exc: DeliveryError
+                 ) -> tuple[dict[str, object], DeliveryOutcome]:
         now = self.clock.now()
-        with self.make_session.begin() as session:
-            fresh = session.get_one(Outbox, row.id)
-            fresh.attempts += 1
-            fresh.last_error = str(exc)
-            if isinstance(exc, PermanentDeliveryError) or now >= fresh.give_up_at:
-                fresh.status = OutboxStatus.FAILED
-                fresh.next_attempt_at = now
-                log.warning("outbox %s failed for good: %s", row.id, exc)
-                return DeliveryOutcome(row.id, "failed", str(exc))
-            fresh.next_attempt_at = min(now + backoff(fresh.attempts), fresh.give_up_at)
-            log.info("outbox %s deferred (attempt %d): %s", row.id, fresh.attempts, exc)
-            return DeliveryOutcome(row.id, "retry", str(exc))
+        attempts = row.attempts + 1
+        if isinstance(exc, PermanentDeliveryError) or now >= row.give_up_at:
+            log.warning("outbox %s failed for good: %s", row.id, exc)
+            return ({"attempts": attempts, "last_error": str(exc), "status": OutboxStatus.FAILED,
+                     "next_attempt_at": now}, DeliveryOutcome(row.id, "failed", str(exc)))
+        log.info("outbox %s deferred (attempt %d): %s", row.id, attempts, exc)
+        return ({"attempts": attempts, "last_error": str(exc),
+                 "next_attempt_at": min(now + backoff(attempts), row.give_up_at)},
+                DeliveryOutcome(row.id, "retry", str(exc)))
 
 
 def retry_now(session: Session, outbox_id: int, now: datetime) -> Outbox | None:

@@ -1,7 +1,7 @@
 """Deliver outgoing mail to the SMTP smarthost (plain, STARTTLS or implicit TLS, with AUTH).
 
-One connection is kept open between deliveries and checked with RSET before it is reused; when
-the server has dropped it, the transport reconnects once. SMTP outcomes become DeliveryResult or
+One connection is kept open between deliveries (checked with RSET after a pause); when the
+server has dropped it, the transport reconnects once. SMTP outcomes become DeliveryResult or
 Temporary/PermanentDeliveryError, so the outbox knows whether to retry, and for whom.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import threading
+import time
 from collections.abc import Sequence
 
 from maildesk.config.model import SmarthostSettings
@@ -18,6 +19,7 @@ from maildesk.outbound.transport import (DeliveryError, DeliveryResult, Permanen
 
 SECURITY_MODES = ("none", "starttls", "tls")
 REPLY_OK = 250
+IDLE_PROBE_SECONDS = 10.0  # a connection idle longer than this is probed with RSET
 
 
 class _Disconnected(Exception):
@@ -63,6 +65,7 @@ class SmtpTransport:
             ssl_context = ssl.create_default_context()
         self.ssl_context = ssl_context
         self._conn: smtplib.SMTP | None = None
+        self._last_used = float("-inf")
         self._lock = threading.Lock()
 
     @property
@@ -80,7 +83,9 @@ class SmtpTransport:
             if not reused:
                 self._conn = self._open()
             try:
-                return self._send(self._conn, envelope_from, recipients, message)
+                result = self._send(self._conn, envelope_from, recipients, message)
+                self._last_used = time.monotonic()
+                return result
             except _Disconnected as exc:
                 self._drop()
                 if not reused:
@@ -88,7 +93,9 @@ class SmtpTransport:
             # The kept-open connection had gone stale: one fresh attempt.
             self._conn = self._open()
             try:
-                return self._send(self._conn, envelope_from, recipients, message)
+                result = self._send(self._conn, envelope_from, recipients, message)
+                self._last_used = time.monotonic()
+                return result
             except _Disconnected as exc:
                 self._drop()
                 raise self._closed_under_us(exc) from None
@@ -157,9 +164,12 @@ class SmtpTransport:
 
     # -- the connection ----------------------------------------------------------------------
     def _reusable(self) -> bool:
-        """Is the kept-open connection still there? (RSET answers 250.) Drop it if not."""
+        """Is the kept-open connection still there? Within a burst it is trusted (a stale one
+        still gets one fresh retry); after a pause RSET must answer 250. Drop it if not."""
         if self._conn is None:
             return False
+        if time.monotonic() - self._last_used < IDLE_PROBE_SECONDS:
+            return True
         try:
             code, _ = self._conn.rset()
         except (smtplib.SMTPException, OSError):
