@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import email
-from datetime import datetime, timezone
 from email import policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from helpers import cli_json, count, deliver, send_smtp, store
 from mails import mail
-from maildesk.db.models import Outbox, Ticket, TicketEvent, TicketStatus
+from maildesk.db.models import Outbox, OutboxStatus, Ticket, TicketEvent, TicketStatus
 from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.transport import make_transport
 
@@ -57,10 +59,10 @@ def test_client_gets_an_autoreply_with_number_deadlines_tag_and_reply_to(smtp_li
     body = text_of(ack)
     assert "Здравствуйте, Иван Петров!" in body and "[MD-1000]" in body
     # Both deadlines, in the SLA calendar's zone (default policy: P3, 8h and 5d).
-    first = ticket.first_response_due_at.astimezone(__import__("zoneinfo").ZoneInfo("Europe/Moscow"))
+    first = ticket.first_response_due_at.astimezone(ZoneInfo("Europe/Moscow"))
     assert (ticket.first_response_due_at - ticket.created_at).total_seconds() == 8 * 3600
     assert (ticket.resolution_due_at - ticket.created_at).days == 5
-    assert f"Мы ответим вам до" in body and f"{first:%H:%M} (Europe/Moscow)" in body
+    assert "Мы ответим вам до" in body and f"{first:%H:%M} (Europe/Moscow)" in body
     assert "Срок решения: до" in body
     assert ack.get_body(("html",)) is not None
 
@@ -183,7 +185,6 @@ def test_corpus_bounces_sent_to_our_return_path_fail_their_mail(ctx, processor):
     from conftest import CORPUS
     index = CORPUS / "index.tsv"
     if not index.exists():
-        import pytest
         pytest.skip("../shared/corpus is absent")
     bounces = [CORPUS / r.split("\t")[0] for r in index.read_text(encoding="utf-8").splitlines()[1:]
                if r.split("\t")[1] == "bounce-dsn"][::25]
@@ -198,15 +199,15 @@ def test_corpus_bounces_sent_to_our_return_path_fail_their_mail(ctx, processor):
         rows = s.scalars(select(Outbox)).all()
         assert [o.status.value for o in rows] == ["failed"] * len(bounces)
         assert all(o.last_error.startswith("bounced: ") for o in rows)
-        assert s.scalar(select(__import__("sqlalchemy").func.count()).select_from(Ticket)) \
+        assert s.scalar(select(func.count()).select_from(Ticket)) \
             == len(bounces)  # no bounce opened a ticket of its own
     print(f"\n{len(bounces)} corpus bounces matched their outgoing mail")
 
 
 def test_header_injection_through_names_and_subjects_adds_no_header(ctx, processor):
-    raw = (b"From: =?utf-8?b?" + __import__("base64").b64encode(
+    raw = (b"From: =?utf-8?b?" + base64.b64encode(
                "Eve\r\nBcc: victim@evil.example\r\nX-Injected: 1".encode()) + b"?= <eve@customer.example>\r\n"
-           b"To: support@example.com\r\nSubject: =?utf-8?b?" + __import__("base64").b64encode(
+           b"To: support@example.com\r\nSubject: =?utf-8?b?" + base64.b64encode(
                "Hi\r\nBcc: victim2@evil.example\nX-Injected: 2".encode()) + b"?=\r\n"
            b"Message-ID: <inj@customer.example>\r\n\r\nbody\r\n")
     deliver(ctx, processor, raw)
@@ -230,7 +231,7 @@ def test_outbox_list_and_retry(ctx, processor, cli):
     assert cli("outbox", "retry", str(row["id"])).returncode == 1  # sent already
     with ctx.make_session.begin() as s:
         o = s.get(Outbox, row["id"])
-        o.status = __import__("maildesk.db.models", fromlist=["OutboxStatus"]).OutboxStatus.FAILED
+        o.status = OutboxStatus.FAILED
         o.last_error = "550 5.1.1 user unknown"
     assert cli("outbox", "retry", str(row["id"])).returncode == 0
     assert cli_json(cli, "outbox", "list", "--status", "queued")[0]["id"] == row["id"]

@@ -3,6 +3,7 @@ while it is down, retries with backoff, and goes out exactly once when it is bac
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -85,7 +86,7 @@ def test_retries_stop_at_the_give_up_time(smtp_config, smarthost, ctx, processor
         assert attempts > 40  # hourly retries over two days
     finally:
         deliverer.transport.close()
-    (row,) = __import__("json").loads(cli("outbox", "list", "--json", check=True).stdout)
+    (row,) = json.loads(cli("outbox", "list", "--json", check=True).stdout)
     assert row["status"] == "failed" and row["last_error"]
     assert cli("outbox", "retry", str(row["id"])).returncode == 0
     smarthost.start()
