@@ -74,6 +74,11 @@ def _idna_domain(address: str) -> str:
     return f"{local}@{domain}"
 
 
+def ascii_address(address: str) -> bool:
+    """Can this address go into an ASCII header (IDNA for the domain)?"""
+    return _idna_domain(address).isascii()
+
+
 def format_address(address: str, name: str = "") -> str:
     """`Name <local@domain>` with the name RFC 2047-encoded when needed, the domain in IDNA."""
     return formataddr((clean_header(name, 200), clean_header(_idna_domain(address))),

@@ -25,7 +25,7 @@ from maildesk.db import queries
 from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, RawMessage, Role,
                                 Ticket)
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
-from maildesk.outbound.compose import Composer, choose_language
+from maildesk.outbound.compose import Composer, ascii_address, choose_language
 from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.bounces import bounce_summary, bounce_tag
 from maildesk.pipeline.loops import LoopVerdict, classify_loop
@@ -237,6 +237,9 @@ class Processor:
                 ) >= s.autoreply.max_per_sender_per_hour
                 if queries.bounced_since(session, sender, now - s.autoreply.mute_after_bounce):
                     loop = LoopVerdict(False, "an autoreply to this address bounced recently")
+                if not ascii_address(sender):
+                    # Needs SMTPUTF8 end to end (RFC 6531); outgoing mail is ASCII-headed today.
+                    loop = LoopVerdict(False, "the address cannot be written in ASCII")
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
                             mailbox=mailbox, defaults=self._defaults, current_status=current,

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from helpers import cli_json, count, deliver, send_smtp, store
 from mails import mail
 from maildesk.db.models import Outbox, OutboxStatus, Ticket, TicketEvent, TicketStatus
+from maildesk.outbound.compose import ascii_address, format_address
 from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.transport import make_transport
 
@@ -262,3 +263,15 @@ def test_a_template_that_renders_line_breaks_into_the_subject_adds_no_header(con
     (ack,) = maildir_mails(ctx)
     assert ack["Bcc"] is None and ack["X-Injected"] is None
     assert ack["Subject"] == "[MD-1000] Bcc: eve@customer.example X-Injected: Eve"
+
+
+def test_a_non_ascii_local_part_gets_a_ticket_and_no_autoreply(ctx, processor):
+    raw = ("From: Jörg <jörg@customer.example>\r\nTo: support@example.com\r\n"
+           "Subject: Drucker\r\nMessage-ID: <j1@customer.example>\r\n\r\nDer Drucker.\r\n")
+    t = deliver(ctx, processor, raw.encode())  # RFC 6532: UTF-8 straight in the header
+    assert t is not None and t.requester == "jörg@customer.example"
+    assert count(ctx, Outbox) == 0
+    # A non-ASCII domain is fine: it is written in IDNA.
+    assert ascii_address("ivan@пример.рф") and not ascii_address("jörg@customer.example")
+    assert format_address("ivan@пример.рф", "Иван") == \
+        "=?utf-8?b?0JjQstCw0L0=?= <ivan@xn--e1afmkfd.xn--p1ai>"
