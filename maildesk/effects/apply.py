@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
 from maildesk.pipeline.subject import format_tag
 from maildesk.views import reply_address
+
+log = logging.getLogger(__name__)
 
 _TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -77,7 +80,17 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                                 data={**data, "message_id": message.id})
                     for kind, data in plan.events)
     if plan.autoreply is not None and settings is not None and composer is not None:
-        queue_autoreply(session, plan, ticket, inbound, m, settings, composer, now=now)
+        # A template or address that cannot be rendered must not cost the client a ticket:
+        # the acknowledgement is dropped, and the ticket says why.
+        savepoint = session.begin_nested()
+        try:
+            queue_autoreply(session, plan, ticket, inbound, m, settings, composer, now=now)
+            savepoint.commit()
+        except Exception as exc:
+            savepoint.rollback()
+            log.exception("autoreply for ticket %s could not be composed", ticket.number)
+            session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply_failed",
+                                    actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None

@@ -275,3 +275,19 @@ def test_a_non_ascii_local_part_gets_a_ticket_and_no_autoreply(ctx, processor):
     assert ascii_address("ivan@пример.рф") and not ascii_address("jörg@customer.example")
     assert format_address("ivan@пример.рф", "Иван") == \
         "=?utf-8?b?0JjQstCw0L0=?= <ivan@xn--e1afmkfd.xn--p1ai>"
+
+
+def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
+    tpl = Path(config_set.data["paths"]["templates"]) / "en" / "autoreply.txt"
+    tpl.write_text("{{ no_such_variable.attribute }}\n", encoding="utf-8")
+    from maildesk.pipeline.run import Processor
+    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    try:
+        t = deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))
+    finally:
+        fresh.close()
+    assert t is not None and t.subject == "Printer"
+    assert count(ctx, Outbox) == 0
+    with ctx.make_session() as s:
+        (event,) = s.scalars(select(TicketEvent).where(TicketEvent.kind == "autoreply_failed"))
+        assert "no_such_variable" in event.data["error"]
