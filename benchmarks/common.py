@@ -18,7 +18,9 @@ import math
 import os
 import platform
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -486,3 +488,57 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._t0
+
+
+# -- server processes ---------------------------------------------------------------------------
+class ServerProcess:
+    """A listener subprocess: started, awaited until it prints its ready line, SIGTERM-stopped."""
+
+    def __init__(self, name: str, cmd: list[str], ready: str, workdir: Path):
+        self.name = name
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.out = workdir / f"{name}.stdout"
+        self.err = workdir / f"{name}.stderr"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while ready not in self.out.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"{name} did not start ({' '.join(cmd)}):\n" + self.tail())
+            time.sleep(0.02)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.err.read_text(errors="replace").splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.returncode not in (0, -signal.SIGTERM):
+            print(f"  warning: {self.name} exited with {self.proc.returncode}:\n{self.tail(10)}")
+
+
+async def serve_sink(handler: Any, port: int) -> None:
+    """Run an aiosmtpd sink on 127.0.0.1:`port` with maildesk's SMTP options until SIGTERM;
+    prints "sink serving" when ready."""
+    import asyncio
+
+    from aiosmtpd.smtp import SMTP
+
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
+                     decode_data=False, hostname="sink.example.com", ident="sink ESMTP"),
+        "127.0.0.1", port)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    print("sink serving", flush=True)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()

@@ -27,15 +27,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import math
 import pstats
 import re
 import shutil
-import signal
 import smtplib
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from common import (Mail, Timer, free_port, generate_corpus, maildesk_command, percentile,
+from common import (ServerProcess, serve_sink, Mail, Timer, free_port, generate_corpus, maildesk_command, percentile,
                     verdict, write_config_set, write_json)
 
 TARGET_RATIO = 0.7            # OutboxDeliverer.drain() rate / plain smtplib rate
@@ -62,7 +59,6 @@ def sink_main(port: int, record: bool) -> None:
     per message on stdout (flushed), for the latency measurement. SIGTERM prints the count."""
     import asyncio
 
-    from aiosmtpd.smtp import SMTP
 
     class Handler:
         count = 0
@@ -81,56 +77,13 @@ def sink_main(port: int, record: bool) -> None:
 
     async def run() -> None:
         handler = Handler()
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(
-            lambda: SMTP(handler, data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
-                         decode_data=False, hostname="sink.example.com", ident="sink ESMTP"),
-            "127.0.0.1", port)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        print("sink serving", flush=True)
-        await stop.wait()
-        server.close()
-        await server.wait_closed()
+        await serve_sink(handler, port)
         print(f"received {handler.count}", flush=True)
 
     asyncio.run(run())
 
 
-class Proc:
-    """A server subprocess: started, awaited until its ready line, SIGTERM-stopped."""
-
-    def __init__(self, name: str, cmd: list[str], ready: str, workdir: Path):
-        self.name = name
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.out = workdir / f"{name}.stdout"
-        self.err = workdir / f"{name}.stderr"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while ready not in self.out.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"{name} did not start ({' '.join(cmd)}):\n" + self.tail())
-            time.sleep(0.02)
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.err.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.returncode not in (0, -signal.SIGTERM):
-            print(f"  warning: {self.name} exited with {self.proc.returncode}:\n{self.tail(10)}")
-
-
-class Sink(Proc):
+class Sink(ServerProcess):
     def __init__(self, workdir: Path, record: bool = False, name: str = "sink"):
         self.port = free_port()
         super().__init__(name, [sys.executable, str(Path(__file__).resolve()), "--sink",
@@ -469,7 +422,7 @@ def run_load(rate: int, mails: list[Mail], warm: Mail, template: Path, args: arg
     set_outbound(config, sink.port)
     md = None
     try:
-        md = Proc("maildesk", [*maildesk_command(), "--config", str(config), "serve"],
+        md = ServerProcess("maildesk", [*maildesk_command(), "--config", str(config), "serve"],
                   "maildesk serving", workdir)
         # One warm-up mail, answered before the clock runs: the parse child is started and the
         # outbound connection opened, as in a daemon that has been up for a while.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import smtplib
 import sqlite3
 import statistics
@@ -28,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import (HERE, Mail, Timer, describe_corpus, free_port, generate_corpus,
+from common import (ServerProcess, HERE, Mail, Timer, describe_corpus, free_port, generate_corpus,
                     maildesk_command, percentile, verdict, write_config_set, write_json)
 
 TARGET_RATIO = 0.7   # maildesk / sink at K=8
@@ -59,39 +58,6 @@ class RunResult:
 
 
 # -- servers ----------------------------------------------------------------------------------
-class Server:
-    """A listener subprocess: started, awaited until it prints its ready line, SIGTERM-stopped."""
-
-    def __init__(self, name: str, cmd: list[str], ready: str, workdir: Path):
-        self.name = name
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.out = workdir / f"{name}.stdout"
-        self.err = workdir / f"{name}.stderr"
-        with open(self.out, "wb") as out, open(self.err, "wb") as err:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while ready not in self.out.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit(f"{name} did not start ({' '.join(cmd)}):\n" + self.tail())
-            time.sleep(0.05)
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.err.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.returncode not in (0, -signal.SIGTERM):
-            print(f"  warning: {self.name} exited with {self.proc.returncode}:\n{self.tail(10)}")
-
-
 def count_rows(db: Path, table: str) -> int:
     con = sqlite3.connect(db)
     try:
@@ -163,7 +129,7 @@ def run_maildesk(mails: list[Mail], clients: int, workdir: Path) -> RunResult:
     config = write_config_set(workdir / "config", f"sqlite:///{db}", smtp_port=port)
     cli = [*maildesk_command(), "--config", str(config)]
     subprocess.run([*cli, "db", "upgrade"], check=True, capture_output=True)
-    server = Server("maildesk", [*cli, "serve", "--only", "smtp"], "maildesk serving", workdir)
+    server = ServerProcess("maildesk", [*cli, "serve", "--only", "smtp"], "maildesk serving", workdir)
     try:
         result = send_all(port, mails, clients, "maildesk")
     finally:
@@ -175,7 +141,7 @@ def run_maildesk(mails: list[Mail], clients: int, workdir: Path) -> RunResult:
 def run_sink(mails: list[Mail], clients: int, workdir: Path) -> RunResult:
     db = workdir / "sink.db"
     port = free_port()
-    server = Server("sink", [sys.executable, str(HERE / "sqlite_sink.py"), "--port", str(port),
+    server = ServerProcess("sink", [sys.executable, str(HERE / "sqlite_sink.py"), "--port", str(port),
                              "--db", str(db)], "sink serving", workdir)
     try:
         result = send_all(port, mails, clients, "sink")

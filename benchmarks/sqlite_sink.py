@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from common import serve_sink
 
 
 class SinkHandler:
@@ -53,19 +54,10 @@ class SinkHandler:
 
 async def main(port: int, path: str) -> None:
     handler = SinkHandler(path)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, data_size_limit=25 * 1024 * 1024, enable_SMTPUTF8=True,
-                     decode_data=False, hostname="sink.example.com", ident="sink ESMTP"),
-        "127.0.0.1", port)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    print("sink serving", flush=True)
-    await stop.wait()
-    server.close()
-    await server.wait_closed()
-    handler.close()
+    try:
+        await serve_sink(handler, port)
+    finally:
+        handler.close()
 
 
 if __name__ == "__main__":

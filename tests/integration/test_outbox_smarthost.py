@@ -12,7 +12,7 @@ from sqlalchemy import select
 from helpers import deliver
 from mails import mail
 from maildesk.clock import FixedClock
-from maildesk.db.models import Outbox, OutboxStatus
+from maildesk.db.models import Outbox
 from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.transport import make_transport
 from test_transports import (PASSWORD, USER, authenticate, ca, server_tls,  # noqa: F401
