@@ -542,3 +542,16 @@ async def serve_sink(handler: Any, port: int) -> None:
     await stop.wait()
     server.close()
     await server.wait_closed()
+
+
+def store_pending(ctx: Any, mails: list[Any], chunk: int = 500) -> None:
+    """Store generated mails as pending arrivals, as the SMTP listener would."""
+    from maildesk.db.models import Channel
+    from maildesk.store.raw import Arrival, store_arrivals
+
+    arrivals = [Arrival(data=m.raw, channel=Channel.SMTP, received_at=m.received_at,
+                        mail_from=m.mail_from, rcpt_to=m.rcpt_to, source="smtp:127.0.0.1")
+                for m in mails]
+    for i in range(0, len(arrivals), chunk):
+        with ctx.make_session.begin() as session:
+            store_arrivals(session, arrivals[i:i + chunk])

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from common import (ServerProcess, serve_sink, Mail, Timer, free_port, generate_corpus, maildesk_command, percentile,
+from common import (store_pending, ServerProcess, serve_sink, Mail, Timer, free_port, generate_corpus, maildesk_command, percentile,
                     verdict, write_config_set, write_json)
 
 TARGET_RATIO = 0.7            # OutboxDeliverer.drain() rate / plain smtplib rate
@@ -160,9 +160,8 @@ def build_template(mails: list[Mail], workdir: Path) -> tuple[Path, list[tuple[s
     Returns its path and the queued (envelope_from, recipients, data) in id order."""
     from maildesk.app import Context, upgrade_database
     from maildesk.config import load_settings
-    from maildesk.db.models import Channel, Outbox, OutboxStatus
+    from maildesk.db.models import Outbox, OutboxStatus
     from maildesk.pipeline.run import Processor
-    from maildesk.store.raw import Arrival, store_arrivals
     from sqlalchemy import select
 
     db = workdir / "template.db"
@@ -170,12 +169,7 @@ def build_template(mails: list[Mail], workdir: Path) -> tuple[Path, list[tuple[s
     upgrade_database(load_settings(config))
     ctx = Context.load(config)
     try:
-        arrivals = [Arrival(data=m.raw, channel=Channel.SMTP, received_at=m.received_at,
-                            mail_from=m.mail_from, rcpt_to=m.rcpt_to, source="smtp:127.0.0.1")
-                    for m in mails]
-        for i in range(0, len(arrivals), 500):
-            with ctx.make_session.begin() as session:
-                store_arrivals(session, arrivals[i:i + 500])
+        store_pending(ctx, mails)
         processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
         try:
             outcomes = processor.drain()

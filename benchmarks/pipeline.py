@@ -39,7 +39,7 @@ from pathlib import Path
 from random import Random
 from urllib.parse import urlsplit, urlunsplit
 
-from common import (CORPUS_START, DOMAINS, EN_FIRST, EN_LAST, EN_SENTENCES, EN_TOPICS, ROOT,
+from common import (store_pending, CORPUS_START, DOMAINS, EN_FIRST, EN_LAST, EN_SENTENCES, EN_TOPICS, ROOT,
                     RU_FIRST, RU_LAST, RU_SENTENCES, RU_TOPICS, SUPPORT, TRANSLIT, Mail, Timer,
                     describe_corpus, generate_corpus, message_id_for, verdict, write_config_set,
                     write_json)
@@ -81,18 +81,12 @@ def run_pipeline(label: str, db_url: str, mails: list[Mail], workdir: Path,
     from sqlalchemy import func, select
 
     from maildesk.app import Context
-    from maildesk.db.models import Channel, Inbound, InboundStatus, Message, Ticket
+    from maildesk.db.models import Inbound, InboundStatus, Message, Ticket
     from maildesk.pipeline.run import Processor
-    from maildesk.store.raw import Arrival, store_arrivals
 
     ctx = Context.load(write_config_set(workdir, db_url))
     try:
-        arrivals = [Arrival(data=m.raw, channel=Channel.SMTP, received_at=m.received_at,
-                            mail_from=m.mail_from, rcpt_to=m.rcpt_to, source="smtp:127.0.0.1")
-                    for m in mails]
-        for i in range(0, len(arrivals), 500):
-            with ctx.make_session.begin() as session:
-                store_arrivals(session, arrivals[i:i + 500])
+        store_pending(ctx, mails)
         with ctx.make_session() as session:
             tickets_before = session.scalar(select(func.count()).select_from(Ticket))
         processor = Processor(ctx.settings, ctx.make_session, ctx.clock)

@@ -179,6 +179,15 @@ class SmtpTransport:
         self._drop()
         return False
 
+    def _network_error(self, exc: OSError, context: str) -> TemporaryDeliveryError:
+        """Words for a failed connection or TLS handshake; always worth retrying."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return TemporaryDeliveryError(f"TLS certificate of {self._where} not trusted: "
+                                          f"{exc.verify_message or exc}")
+        if isinstance(exc, ssl.SSLError):
+            return TemporaryDeliveryError(f"TLS handshake with {self._where} failed: {exc}")
+        return TemporaryDeliveryError(f"{context}: {exc.strerror or exc}")
+
     def _open(self) -> smtplib.SMTP:
         s = self.settings
         try:
@@ -195,15 +204,8 @@ class SmtpTransport:
         except smtplib.SMTPServerDisconnected as exc:
             raise TemporaryDeliveryError(f"{self._where} closed the connection before its "
                                          f"greeting: {exc}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise TemporaryDeliveryError(f"TLS certificate of {self._where} not trusted: "
-                                         f"{exc.verify_message or exc}") from None
-        except ssl.SSLError as exc:
-            raise TemporaryDeliveryError(f"TLS handshake with {self._where} failed: "
-                                         f"{exc}") from None
-        except OSError as exc:
-            raise TemporaryDeliveryError(f"cannot connect to {self._where}: "
-                                         f"{exc.strerror or exc}") from None
+        except OSError as exc:  # TLS errors are OSErrors too
+            raise self._network_error(exc, f"cannot connect to {self._where}") from None
         try:
             self._handshake(conn)
         except BaseException:
@@ -233,15 +235,8 @@ class SmtpTransport:
                                          f"{_text(exc.smtp_error)}", code=exc.smtp_code) from None
         except smtplib.SMTPException as exc:
             raise TemporaryDeliveryError(f"{self._where}: {exc}") from None
-        except ssl.SSLCertVerificationError as exc:
-            raise TemporaryDeliveryError(f"TLS certificate of {self._where} not trusted: "
-                                         f"{exc.verify_message or exc}") from None
-        except ssl.SSLError as exc:
-            raise TemporaryDeliveryError(f"TLS handshake with {self._where} failed: "
-                                         f"{exc}") from None
         except OSError as exc:
-            raise TemporaryDeliveryError(f"connection to {self._where} failed: "
-                                         f"{exc.strerror or exc}") from None
+            raise self._network_error(exc, f"connection to {self._where} failed") from None
         if not s.username:
             return
         try:
