@@ -105,6 +105,7 @@ class OutboundThread(Worker):
     def stop(self) -> None:
         super().stop()
         self.deliverer.transport.close()
+        self.deliverer.close()
 
 
 class ProcessorThread(Worker):

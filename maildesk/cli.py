@@ -363,6 +363,7 @@ def outbox_deliver(obj: dict[str, Any]) -> None:
         outcomes = deliverer.drain()
     finally:
         deliverer.transport.close()
+        deliverer.close()
     click.echo(_tally(o.status for o in outcomes) or "nothing due")
 
 

@@ -10,6 +10,7 @@ mail clients fold together.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -43,8 +44,22 @@ class DeliveryOutcome:
 
 
 # Results are written in groups: one commit per RECORD_EVERY mails instead of one each. A crash
-# can then resend at most that many mails, each with its original Message-ID.
+# can then resend at most that many mails (plus a group being written), each with its original
+# Message-ID.
 RECORD_EVERY = 10
+# Mails are leased CLAIM_EVERY at a time; the next group is leased while this one is sent.
+CLAIM_EVERY = 25
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What delivering one leased outbox row needs."""
+    id: int
+    envelope_from: str
+    recipients: list[str]
+    data: bytes
+    attempts: int
+    give_up_at: datetime
 
 
 class OutboxDeliverer:
@@ -52,69 +67,93 @@ class OutboxDeliverer:
         self.make_session = make_session
         self.transport = transport
         self.clock = clock
+        self._engine = make_session.kw["bind"]
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
 
-    def _claim(self, limit: int) -> list[Outbox]:
+    def _claim(self, limit: int) -> list[Claimed]:
         """Lease up to `limit` due mails in one transaction; only rows still due are won, so
-        two deliverers never take the same mail."""
+        two deliverers never take the same mail. (Core statements: this runs beside the sending
+        and should cost it as little interpreter time as possible.)"""
         now = self.clock.now()
-        with self.make_session.begin() as session:
-            due = session.scalars(
+        with self._engine.begin() as conn:
+            due = conn.scalars(
                 select(Outbox.id)
                 .where(Outbox.status == OutboxStatus.QUEUED, Outbox.next_attempt_at <= now)
                 .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)).all()
             if not due:
                 return []
-            won = session.scalars(
+            won = set(conn.scalars(
                 update(Outbox)
                 .where(Outbox.id.in_(due), Outbox.status == OutboxStatus.QUEUED,
                        Outbox.next_attempt_at <= now)
-                .values(next_attempt_at=now + LEASE).returning(Outbox.id)).all()
-            rows = session.scalars(select(Outbox).where(Outbox.id.in_(won))
-                                   .order_by(Outbox.next_attempt_at, Outbox.id)).all()
-        return sorted(rows, key=lambda r: due.index(r.id))
+                .values(next_attempt_at=now + LEASE).returning(Outbox.id)).all())
+            rows = {row.id: Claimed(*row) for row in conn.execute(
+                select(Outbox.id, Outbox.envelope_from, Outbox.recipients, Outbox.data,
+                       Outbox.attempts, Outbox.give_up_at).where(Outbox.id.in_(won)))}
+        return [rows[i] for i in due if i in rows]
 
-    def run_once(self, limit: int = 50) -> list[DeliveryOutcome]:
-        """Deliver what is due now (up to `limit` mails)."""
+    def run_once(self, limit: int = 100) -> list[DeliveryOutcome]:
+        """Deliver what is due now (up to `limit` mails); return once every result is recorded.
+
+        The database work runs beside the sending, on one helper thread (so it stays in order):
+        the next group is leased and the last results are written while the transport waits for
+        the smarthost. That is what keeps the outbox close to a bare smtplib loop."""
         outcomes: list[DeliveryOutcome] = []
-        pending: list[tuple[Outbox, dict[str, object], DeliveryOutcome]] = []
-        for row in self._claim(limit):
-            change, outcome = self._deliver(row)
-            pending.append((row, change, outcome))
-            if len(pending) >= RECORD_EVERY:
-                outcomes.extend(self._record(pending))
-                pending = []
-        outcomes.extend(self._record(pending))
+        records: list[Future[list[DeliveryOutcome]]] = []
+        pending: list[tuple[Claimed, dict[str, object], DeliveryOutcome]] = []
+        rows = self._claim(min(limit, CLAIM_EVERY))
+        claimed = len(rows)
+        try:
+            while rows:
+                ahead: Future[list[Claimed]] | None = None
+                if len(rows) == CLAIM_EVERY and claimed < limit:
+                    ahead = self._db.submit(self._claim, min(limit - claimed, CLAIM_EVERY))
+                for row in rows:
+                    change, outcome = self._deliver(row)
+                    pending.append((row, change, outcome))
+                    if len(pending) >= RECORD_EVERY:
+                        records.append(self._db.submit(self._record, pending))
+                        pending = []
+                rows = ahead.result() if ahead is not None else []
+                claimed += len(rows)
+            if pending:
+                records.append(self._db.submit(self._record, pending))
+        finally:
+            # Whatever happens, wait for the writes already handed over (and surface theirs).
+            for record in records:
+                outcomes.extend(record.result())
         return outcomes
 
     def drain(self) -> list[DeliveryOutcome]:
         out: list[DeliveryOutcome] = []
         while True:
-            got = self.run_once()
+            got = self.run_once(limit=500)
             out.extend(got)
             if not got:
                 return out
 
-    def _record(self, done: list[tuple[Outbox, dict[str, object], DeliveryOutcome]]
+    def close(self) -> None:
+        self._db.shutdown(wait=True)
+
+    def _record(self, done: list[tuple[Claimed, dict[str, object], DeliveryOutcome]]
                 ) -> list[DeliveryOutcome]:
         if done:
             now = self.clock.now()
             # The common case, sent without remarks, is one statement for the whole group.
             plain = [row.id for row, change, _ in done
                      if change.get("status") is OutboxStatus.SENT and not change["last_error"]]
-            with self.make_session.begin() as session:
+            with self._engine.begin() as conn:
                 if plain:
-                    session.execute(
+                    conn.execute(
                         update(Outbox).where(Outbox.id.in_(plain))
                         .values(status=OutboxStatus.SENT, sent_at=now, last_error=None,
-                                attempts=Outbox.attempts + 1)
-                        .execution_options(synchronize_session=False))
+                                attempts=Outbox.attempts + 1))
                 for row, change, _ in done:
                     if row.id not in plain:
-                        session.execute(update(Outbox).where(Outbox.id == row.id).values(**change)
-                                        .execution_options(synchronize_session=False))
+                        conn.execute(update(Outbox).where(Outbox.id == row.id).values(**change))
         return [outcome for _, _, outcome in done]
 
-    def _deliver(self, row: Outbox) -> tuple[dict[str, object], DeliveryOutcome]:
+    def _deliver(self, row: Claimed) -> tuple[dict[str, object], DeliveryOutcome]:
         """Hand one mail to the transport; return the row's new values and the outcome."""
         try:
             result = self.transport.deliver(row.envelope_from, row.recipients, row.data)
@@ -138,7 +177,7 @@ class OutboxDeliverer:
                  "sent_at": now if result.accepted else None},
                 DeliveryOutcome(row.id, status.value, error or ""))
 
-    def _failure(self, row: Outbox, exc: DeliveryError
+    def _failure(self, row: Claimed, exc: DeliveryError
                  ) -> tuple[dict[str, object], DeliveryOutcome]:
         now = self.clock.now()
         attempts = row.attempts + 1
