@@ -544,7 +544,7 @@ def main() -> int:
         sink_main(args.port, args.record)
         return 0
     args.n_rate = args.messages or (200 if args.quick else 2000)
-    args.repeat_rate = args.repeat or (2 if args.quick else 3)
+    args.repeat_rate = args.repeat or (3 if args.quick else 5)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.wait = args.wait or (20.0 if args.quick else 60.0)
 

@@ -10,11 +10,11 @@ mail clients fold together.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.clock import Clock
@@ -43,11 +43,7 @@ class DeliveryOutcome:
     detail: str = ""
 
 
-# Results are written in groups: one commit per RECORD_EVERY mails instead of one each. A crash
-# can then resend at most that many mails (plus a group being written), each with its original
-# Message-ID.
-RECORD_EVERY = 10
-# Mails are leased CLAIM_EVERY at a time; the next group is leased while this one is sent.
+# Mails are leased, and their results written, CLAIM_EVERY at a time.
 CLAIM_EVERY = 25
 
 
@@ -62,6 +58,25 @@ class Claimed:
     give_up_at: datetime
 
 
+# The statements of the delivery loop, built once: rebuilding them (an IN list of 25 values
+# coerced one by one) cost more interpreter time than SQLite took to run them.
+_IDS = bindparam("ids", expanding=True)
+_DUE = (select(Outbox.id)
+        .where(Outbox.status == OutboxStatus.QUEUED, Outbox.next_attempt_at <= bindparam("now"))
+        .order_by(Outbox.next_attempt_at, Outbox.id).limit(bindparam("limit")))
+_LEASE = (update(Outbox)
+          .where(Outbox.id.in_(_IDS), Outbox.status == OutboxStatus.QUEUED,
+                 Outbox.next_attempt_at <= bindparam("now"))
+          .values(next_attempt_at=bindparam("until")).returning(Outbox.id))
+_LOAD = select(Outbox.id, Outbox.envelope_from, Outbox.recipients, Outbox.data, Outbox.attempts,
+               Outbox.give_up_at).where(Outbox.id.in_(_IDS))
+_SENT = (update(Outbox).where(Outbox.id.in_(_IDS))
+         .values(status=OutboxStatus.SENT, sent_at=bindparam("at"), last_error=None,
+                 attempts=Outbox.attempts + 1))
+
+Delivered = tuple[Claimed, dict[str, object], DeliveryOutcome]
+
+
 class OutboxDeliverer:
     def __init__(self, make_session: sessionmaker[Session], transport: Transport, clock: Clock):
         self.make_session = make_session
@@ -70,58 +85,30 @@ class OutboxDeliverer:
         self._engine = make_session.kw["bind"]
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
 
-    def _claim(self, limit: int) -> list[Claimed]:
-        """Lease up to `limit` due mails in one transaction; only rows still due are won, so
-        two deliverers never take the same mail. (Core statements: this runs beside the sending
-        and should cost it as little interpreter time as possible.)"""
-        now = self.clock.now()
-        with self._engine.begin() as conn:
-            due = conn.scalars(
-                select(Outbox.id)
-                .where(Outbox.status == OutboxStatus.QUEUED, Outbox.next_attempt_at <= now)
-                .order_by(Outbox.next_attempt_at, Outbox.id).limit(limit)).all()
-            if not due:
-                return []
-            won = set(conn.scalars(
-                update(Outbox)
-                .where(Outbox.id.in_(due), Outbox.status == OutboxStatus.QUEUED,
-                       Outbox.next_attempt_at <= now)
-                .values(next_attempt_at=now + LEASE).returning(Outbox.id)).all())
-            rows = {row.id: Claimed(*row) for row in conn.execute(
-                select(Outbox.id, Outbox.envelope_from, Outbox.recipients, Outbox.data,
-                       Outbox.attempts, Outbox.give_up_at).where(Outbox.id.in_(won)))}
-        return [rows[i] for i in due if i in rows]
-
     def run_once(self, limit: int = 100) -> list[DeliveryOutcome]:
         """Deliver what is due now (up to `limit` mails); return once every result is recorded.
 
-        The database work runs beside the sending, on one helper thread (so it stays in order):
-        the next group is leased and the last results are written while the transport waits for
-        the smarthost. That is what keeps the outbox close to a bare smtplib loop."""
+        Mails are leased a group at a time. The database work runs beside the sending, on one
+        helper thread, as one transaction per group: while group k goes out, the results of
+        group k-1 are written and group k+1 is leased. That keeps the outbox close to a bare
+        smtplib loop. A crash can leave up to two groups sent but not marked: they go out again
+        with their original Message-IDs once the lease ends."""
         outcomes: list[DeliveryOutcome] = []
-        records: list[Future[list[DeliveryOutcome]]] = []
-        pending: list[tuple[Claimed, dict[str, object], DeliveryOutcome]] = []
-        rows = self._claim(min(limit, CLAIM_EVERY))
+        rows = self._db.submit(self._record_and_claim, [], min(limit, CLAIM_EVERY)).result()
         claimed = len(rows)
+        unrecorded: list[Delivered] = []
         try:
             while rows:
-                ahead: Future[list[Claimed]] | None = None
-                if len(rows) == CLAIM_EVERY and claimed < limit:
-                    ahead = self._db.submit(self._claim, min(limit - claimed, CLAIM_EVERY))
-                for row in rows:
-                    change, outcome = self._deliver(row)
-                    pending.append((row, change, outcome))
-                    if len(pending) >= RECORD_EVERY:
-                        records.append(self._db.submit(self._record, pending))
-                        pending = []
-                rows = ahead.result() if ahead is not None else []
+                more = min(limit - claimed, CLAIM_EVERY) if len(rows) == CLAIM_EVERY else 0
+                step = self._db.submit(self._record_and_claim, unrecorded, more)
+                outcomes.extend(d[2] for d in unrecorded)
+                unrecorded = [(row, *self._deliver(row)) for row in rows]
+                rows = step.result()
                 claimed += len(rows)
-            if pending:
-                records.append(self._db.submit(self._record, pending))
         finally:
-            # Whatever happens, wait for the writes already handed over (and surface theirs).
-            for record in records:
-                outcomes.extend(record.result())
+            if unrecorded:
+                self._db.submit(self._record_and_claim, unrecorded, 0).result()
+                outcomes.extend(d[2] for d in unrecorded)
         return outcomes
 
     def drain(self) -> list[DeliveryOutcome]:
@@ -135,23 +122,34 @@ class OutboxDeliverer:
     def close(self) -> None:
         self._db.shutdown(wait=True)
 
-    def _record(self, done: list[tuple[Claimed, dict[str, object], DeliveryOutcome]]
-                ) -> list[DeliveryOutcome]:
-        if done:
-            now = self.clock.now()
-            # The common case, sent without remarks, is one statement for the whole group.
-            plain = [row.id for row, change, _ in done
-                     if change.get("status") is OutboxStatus.SENT and not change["last_error"]]
-            with self._engine.begin() as conn:
-                if plain:
-                    conn.execute(
-                        update(Outbox).where(Outbox.id.in_(plain))
-                        .values(status=OutboxStatus.SENT, sent_at=now, last_error=None,
-                                attempts=Outbox.attempts + 1))
-                for row, change, _ in done:
-                    if row.id not in plain:
-                        conn.execute(update(Outbox).where(Outbox.id == row.id).values(**change))
-        return [outcome for _, _, outcome in done]
+    def _record_and_claim(self, done: list[Delivered], limit: int) -> list[Claimed]:
+        """One transaction: write the results in `done`, then lease up to `limit` due mails.
+        Only rows still due are won, so two deliverers never take the same mail. (Core
+        statements: this runs beside the sending and should take little interpreter time.)"""
+        if not done and not limit:
+            return []
+        now = self.clock.now()
+        with self._engine.begin() as conn:
+            self._record(conn, done)
+            if not limit:
+                return []
+            due = conn.scalars(_DUE, {"now": now, "limit": limit}).all()
+            if not due:
+                return []
+            won = conn.scalars(_LEASE, {"ids": due, "now": now, "until": now + LEASE}).all()
+            rows = {row.id: Claimed(*row) for row in conn.execute(_LOAD, {"ids": won})}
+        return [rows[i] for i in due if i in rows]
+
+    @staticmethod
+    def _record(conn: Connection, done: list[Delivered]) -> None:
+        # The common case, sent without remarks, is one statement for the whole group.
+        plain = {row.id: change["sent_at"] for row, change, _ in done
+                 if change.get("status") is OutboxStatus.SENT and not change["last_error"]}
+        if plain:
+            conn.execute(_SENT, {"ids": list(plain), "at": max(plain.values())})
+        for row, change, _ in done:
+            if row.id not in plain:
+                conn.execute(update(Outbox).where(Outbox.id == row.id).values(**change))
 
     def _deliver(self, row: Claimed) -> tuple[dict[str, object], DeliveryOutcome]:
         """Hand one mail to the transport; return the row's new values and the outcome."""
