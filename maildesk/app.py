@@ -21,7 +21,7 @@ from maildesk.db.session import make_engine, make_sessionmaker
 
 log = logging.getLogger("maildesk")
 
-COMPONENTS = ("smtp", "process", "outbound")
+COMPONENTS = ("smtp", "imap", "process", "outbound")
 
 
 @dataclass
@@ -116,6 +116,7 @@ class ProcessorThread(Worker):
         from maildesk.pipeline.run import Processor
 
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox)
+        self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         super().__init__("processor", self._step)
 
     def _step(self) -> bool:
@@ -126,6 +127,8 @@ class ProcessorThread(Worker):
             log.info("inbound %s: %s%s", o.inbound_id, o.status,
                      f" ticket {o.ticket_number}" if o.ticket_number else
                      f" ({o.reason.splitlines()[0]})" if o.reason else "")
+        if self.on_quarantine and any(o.status == "quarantined" for o in outcomes):
+            self.on_quarantine()
         return bool(outcomes) and not all(o.status == "retry" for o in outcomes)
 
     def stop(self) -> None:
@@ -145,6 +148,15 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
                  if "process" in components else None)
     writer = GroupCommitWriter(ctx.engine,
                                on_stored=processor.wake if processor else None)
+    imap = None
+    if "imap" in components and any(a.enabled for a in ctx.settings.imap_accounts):
+        from maildesk.ingress.imap_service import ImapService
+
+        imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
+                           max_size=ctx.settings.smtp.max_message_size,
+                           on_stored=processor.wake if processor else None)
+        if processor:
+            processor.on_quarantine = imap.wake
     server = None
     handler = None
     if "smtp" in components and ctx.settings.smtp.enabled:
@@ -157,6 +169,9 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
         if worker:
             worker.start()
             worker.wake()
+    if imap is not None:
+        imap.start()
+        log.info("IMAP poller: %s", ", ".join(w.poller.label for w in imap.watchers))
 
     def reload() -> None:
         try:
@@ -183,6 +198,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
                 break
             await asyncio.sleep(0.1)
         handler.closing = True
+    if imap is not None:
+        await loop.run_in_executor(None, imap.stop)
     await loop.run_in_executor(None, writer.close)
     if processor:
         await loop.run_in_executor(None, processor.stop)

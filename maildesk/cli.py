@@ -177,6 +177,65 @@ def ingest(obj: dict[str, Any], source: Any, sender: str | None, recipients: tup
     sys.exit(result.code)
 
 
+@main.command("poll")
+@click.option("--once", is_flag=True, required=True,
+              help="One pass over every folder of every account, then exit (for cron).")
+@click.option("--account", help="Only this account (its name in maildesk.yaml).")
+@click.option("--no-process", is_flag=True, help="Only store; leave processing to the daemon.")
+@click.pass_obj
+def poll_cmd(obj: dict[str, Any], once: bool, account: str | None, no_process: bool) -> None:
+    """Take new mail from the IMAP accounts. Exit 0, or 75 when an account failed."""
+    from maildesk.ingress.imap_service import poll_once
+    from maildesk.pipeline.run import Processor
+
+    ctx = _ctx(obj)
+    accounts = ctx.settings.imap_accounts
+    if account and account not in {a.name for a in accounts}:
+        _fail(f"no IMAP account {account!r} (known: "
+              f"{', '.join(a.name for a in accounts) or 'none'})", 2)
+    if not any(a.enabled for a in accounts):
+        click.echo("no IMAP accounts configured (imap.accounts in maildesk.yaml)")
+        return
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        if tty:
+            click.echo(f"\r{text}   ", nl=False, err=True)
+
+    passes = poll_once(accounts, ctx.make_session, ctx.clock,
+                       max_size=ctx.settings.smtp.max_message_size, only=account,
+                       progress=progress)
+    if tty:
+        click.echo("", err=True)
+    failed = False
+    for p in passes:
+        if p.result is None:
+            failed = True
+            click.echo(f"{p.account}/{p.folder}: failed: {p.error}")
+        else:
+            r = p.result
+            extra = "".join(f", {n} {what}" for n, what in (
+                (r.skipped, "already stored"), (r.oversize, "over the size limit"),
+                (r.quarantine_copies, "copied to quarantine")) if n)
+            click.echo(f"{p.account}/{p.folder}: {r.stored} stored{extra}"
+                       + (" (UIDVALIDITY changed: rescanned)" if r.rescanned else ""))
+    if not no_process and any(p.result and p.result.stored for p in passes):
+        processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+        try:
+            outcomes = processor.drain()
+        finally:
+            processor.close()
+        click.echo(_tally(o.status for o in outcomes))
+        if any(o.status == "quarantined" for o in outcomes):
+            # One more pass puts the copies with their reasons into the quarantine folders.
+            for p in poll_once(accounts, ctx.make_session, ctx.clock,
+                               max_size=ctx.settings.smtp.max_message_size, only=account):
+                if p.result and p.result.quarantine_copies:
+                    click.echo(f"{p.account}/{p.folder}: {p.result.quarantine_copies} "
+                               "copied to quarantine")
+    sys.exit(75 if failed else 0)
+
+
 @main.command("process")
 @click.pass_obj
 def process_cmd(obj: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,37 @@ class SmarthostSettings:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImapFolderSettings:
+    name: str
+    update_only: bool = False
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    """One mailbox the poller takes mail from (`imap.accounts[]` in maildesk.yaml)."""
+
+    name: str
+    host: str
+    username: str
+    port: int = 993
+    security: str = "tls"                   # tls | starttls | none (loopback only)
+    password: str | None = field(default=None, repr=False)
+    oauth2_token_file: Path | None = None
+    oauth2_token_command: str | None = None
+    ca_file: Path | None = None
+    folders: tuple[ImapFolderSettings, ...] = (ImapFolderSettings("INBOX"),)
+    after_store: str = "seen"               # seen | move | delete
+    move_to: str | None = None
+    quarantine_folder: str | None = None
+    import_existing: str = "none"           # none | all | since
+    import_since: date | None = None
+    idle: bool = True
+    poll_interval: timedelta = timedelta(seconds=60)
+    batch_size: int = 100
+    enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -106,7 +137,7 @@ class Settings:
     reply_window_days: int
     database: Database
     smtp: SmtpListener
-    imap_accounts: tuple[dict[str, Any], ...]
+    imap_accounts: tuple[ImapAccount, ...]
     outbound: Outbound
     autoreply: Autoreply
     processing: Processing
@@ -191,6 +222,62 @@ def _lines(loaded: LoadedYaml) -> tuple[Line, ...]:
     return tuple(out)
 
 
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _imap_accounts(loaded: LoadedYaml) -> tuple[ImapAccount, ...]:
+    base = loaded.path.parent
+    out: list[ImapAccount] = []
+    problems: list[ConfigProblem] = []
+    for i, a in enumerate(loaded.data.get("imap", {}).get("accounts", [])):
+        at = ("imap", "accounts", i)
+        if any(x.name == a["name"] for x in out):
+            problems.append(loaded.problem((*at, "name"), f"duplicate account name {a['name']!r}"))
+        security = a.get("security", "tls")
+        if security == "none" and a["host"].lower() not in _LOOPBACK:
+            problems.append(loaded.problem((*at, "security"), "security none would send the "
+                                           "password in clear: allowed only for a loopback host; "
+                                           "use tls or starttls"))
+        after = a.get("after_store", "seen")
+        if after == "move" and not a.get("move_to"):
+            problems.append(loaded.problem((*at, "after_store"), "after_store: move needs move_to"))
+        folders = tuple(ImapFolderSettings(f) if isinstance(f, str)
+                        else ImapFolderSettings(f["name"], f.get("update_only", False))
+                        for f in a.get("folders", ["INBOX"]))
+        names = [f.name for f in folders]
+        for special in ("move_to", "quarantine_folder"):
+            if a.get(special) in names:
+                problems.append(loaded.problem((*at, special), f"{a[special]!r} is also a watched "
+                                               "folder: mail would go round in circles"))
+        mode, _, since = a.get("import_existing", "none").partition(" ")
+        try:
+            import_since = date.fromisoformat(since) if since else None
+        except ValueError:
+            problems.append(loaded.problem((*at, "import_existing"), f"not a date: {since!r}"))
+            import_since = None
+        oauth = a.get("oauth2", {})
+        try:
+            password = _secret(a["password"], loaded, (*at, "password")) if "password" in a else None
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            password = None
+        out.append(ImapAccount(
+            name=a["name"], host=a["host"], username=a["username"],
+            port=a.get("port", 993 if security == "tls" else 143), security=security,
+            password=password,
+            oauth2_token_file=_resolve(base, oauth["token_file"]) if "token_file" in oauth else None,
+            oauth2_token_command=oauth.get("token_command"),
+            ca_file=_resolve(base, a["ca_file"]) if "ca_file" in a else None,
+            folders=folders, after_store=after, move_to=a.get("move_to"),
+            quarantine_folder=a.get("quarantine_folder"), import_existing=mode,
+            import_since=import_since, idle=a.get("idle", True),
+            poll_interval=parse_duration(a.get("poll_interval", "60s")),
+            batch_size=a.get("batch_size", 100), enabled=a.get("enabled", True)))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(out)
+
+
 def _check_sla(loaded: LoadedYaml) -> None:
     data = loaded.data
     problems = []
@@ -258,6 +345,11 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         smarthost = SmarthostSettings(host=s["host"], port=s.get("port", 465 if security == "tls" else 587),
                                       security=security, username=s.get("username"), password=password,
                                       ca_file=_resolve(base, s["ca_file"]) if "ca_file" in s else None)
+    try:
+        imap_accounts = _imap_accounts(main)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        imap_accounts = ()
     if out.get("transport") == "smtp" and smarthost is None:
         problems.append(main.problem(("outbound", "transport"), "transport smtp needs an outbound.smtp section"))
     if problems:
@@ -276,7 +368,7 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         database=Database(url=resolve_database_url(url, base),
                           lock_timeout_ms=db.get("lock_timeout_ms", 5000)),
         smtp=SmtpListener(**d.get("smtp", {})),
-        imap_accounts=tuple(d.get("imap", {}).get("accounts", [])),
+        imap_accounts=imap_accounts,
         outbound=Outbound(transport=out.get("transport", "maildir"),
                           maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
                           smtp=smarthost,

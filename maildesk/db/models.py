@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, Index, Integer,
-                        LargeBinary, MetaData, String, Text, UniqueConstraint)
+                        LargeBinary, MetaData, String, Text, UniqueConstraint, false)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -63,6 +63,7 @@ class InboundStatus(enum.Enum):
     DONE = "done"              # made into a ticket entry
     DUPLICATE = "duplicate"    # same Message-ID and content as an earlier message
     QUARANTINED = "quarantined"  # could not be made into a ticket; `reason` says why
+    IGNORED = "ignored"        # kept, deliberately not made into a ticket; `reason` says why
 
 
 class TicketStatus(enum.Enum):
@@ -124,6 +125,10 @@ class Inbound(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reason: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set by the IMAP poller: backlog found in a mailbox at first contact gets no autoreply;
+    # mail from an update-only folder may join a ticket but never opens one.
+    no_autoreply: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    update_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     raw: Mapped[RawMessage] = relationship()
 
@@ -253,3 +258,33 @@ class Outbox(Base):
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+
+class ImapFolder(Base):
+    """The poller's progress in one folder of one IMAP account.
+
+    `last_uid` is committed in the transaction that stores the messages up to it, so a restart
+    neither loses nor repeats mail; `acked_uid` says up to where the after-store action (flag,
+    move, delete) is known to be done on the server: after a crash it is redone from there."""
+
+    __tablename__ = "imap_folder"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account: Mapped[str] = mapped_column(String(128))
+    folder: Mapped[str] = mapped_column(String(512))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger)
+    acked_uid: Mapped[int] = mapped_column(BigInteger)
+    backlog_until: Mapped[int] = mapped_column(BigInteger)  # last UID present at first contact
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (UniqueConstraint("account", "folder"),)
+
+
+class ImapQuarantineCopy(Base):
+    """A quarantined IMAP message whose copy (with the reason) was put in the account's
+    quarantine folder."""
+
+    __tablename__ = "imap_quarantine_copy"
+    inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound.id"), primary_key=True)
+    copied_at: Mapped[datetime] = mapped_column(UTCDateTime())

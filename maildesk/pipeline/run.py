@@ -216,6 +216,11 @@ class Processor:
         role = Role.AGENT if token_facts is not None and sender in self._agents else Role.CLIENT
         mailbox = next((_base_address(r) for r in recipients if _base_address(r) in support),
                        s.support_addresses[0])
+        if inbound.update_only and decision.ticket_id is None:
+            reason = ("from an update-only folder and it belongs to no ticket "
+                      f"({decision.reason}); not made into a new one")
+            mark_inbound(inbound, InboundStatus.IGNORED, reason, now=now)
+            return Outcome(inbound.id, "ignored", reason=reason)
         current = (session.get_one(Ticket, decision.ticket_id).status
                    if decision.ticket_id is not None else None)
         loop = classify_loop(message, inbound.mail_from, self._own)
@@ -226,6 +231,8 @@ class Processor:
             deadlines = compute_deadlines(s.sla, policy=defaults.get("sla_policy"),
                                           priority=defaults.get("priority"),
                                           start=inbound.received_at)
+            if inbound.no_autoreply:
+                loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
             if s.autoreply.enabled and loop.autoreply_allowed and self.composer.languages:
                 language = choose_language(
                     rule_language=defaults.get("language"),

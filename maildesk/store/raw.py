@@ -36,6 +36,8 @@ class Arrival:
     mail_from: str | None = None
     rcpt_to: tuple[str, ...] = ()
     source: str | None = None
+    no_autoreply: bool = False   # backlog imported from a mailbox
+    update_only: bool = False    # may join a ticket, never open one
 
 
 _RAW = RawMessage.__table__
@@ -73,7 +75,8 @@ def store_arrivals(conn: Connection | Session, arrivals: Sequence[Arrival]) -> l
                                   .where(_RAW.c.sha256.in_(missing))).all())
     rows = [{"raw_id": known[d], "channel": a.channel, "source": a.source,
              "mail_from": a.mail_from, "rcpt_to": list(a.rcpt_to), "received_at": a.received_at,
-             "status": InboundStatus.PENDING, "attempts": 0}
+             "status": InboundStatus.PENDING, "attempts": 0,
+             "no_autoreply": a.no_autoreply, "update_only": a.update_only}
             for d, a in zip(digests, arrivals)]
     stmt = insert(_INBOUND).returning(_INBOUND.c.id, sort_by_parameter_order=True)
     return list(conn.execute(stmt, rows).scalars())

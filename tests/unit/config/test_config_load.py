@@ -120,3 +120,52 @@ def test_shipped_schemas_are_the_ones_in_config_schema():
     assert schema_dir().resolve() == (ROOT / "config" / "schema").resolve()
     assert {p.name for p in (ROOT / "config" / "schema").glob("*.json")} == {
         "maildesk.schema.json", "lines.schema.json", "rules.schema.json", "sla.schema.json"}
+
+
+IMAP_ACCOUNT = """imap:
+  accounts:
+    - name: support
+      host: imap.example.com
+      username: support@example.com
+      password: {env: MD_TEST_IMAP_PASSWORD}
+      folders: [INBOX, {name: Updates, update_only: true}]
+      after_store: move
+      move_to: Processed
+      quarantine_folder: Quarantine
+      import_existing: since 2026-01-15
+"""
+
+
+def test_imap_account_is_read_with_its_defaults(cfg, monkeypatch):
+    from datetime import date, timedelta
+    path = cfg / "maildesk.yaml"
+    replace(path, "imap:\n  accounts: []", IMAP_ACCOUNT.rstrip("\n"))
+    monkeypatch.setenv("MD_TEST_IMAP_PASSWORD", "pw")
+    (a,) = load_settings(path).imap_accounts
+    assert (a.host, a.port, a.security, a.password) == ("imap.example.com", 993, "tls", "pw")
+    assert [(f.name, f.update_only) for f in a.folders] == [("INBOX", False), ("Updates", True)]
+    assert (a.after_store, a.move_to, a.quarantine_folder) == ("move", "Processed", "Quarantine")
+    assert (a.import_existing, a.import_since) == ("since", date(2026, 1, 15))
+    assert a.idle and a.poll_interval == timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("change, message", [
+    ("      after_store: move\n      move_to: Processed\n", "after_store: move needs move_to"),
+    ("      host: imap.example.com\n", "security none would send the password in clear"),
+    ("      quarantine_folder: Quarantine\n", "also a watched folder"),
+    ("      import_existing: since 2026-01-15\n", "import_existing"),
+])
+def test_imap_account_mistakes_are_named(cfg, monkeypatch, change, message):
+    path = cfg / "maildesk.yaml"
+    broken = {
+        "      after_store: move\n      move_to: Processed\n": "      after_store: move\n",
+        "      host: imap.example.com\n": "      host: imap.example.com\n      security: none\n",
+        "      quarantine_folder: Quarantine\n": "      quarantine_folder: Updates\n",
+        "      import_existing: since 2026-01-15\n": "      import_existing: since Monday\n",
+    }[change]
+    replace(path, "imap:\n  accounts: []", IMAP_ACCOUNT.replace(change, broken).rstrip("\n"))
+    monkeypatch.setenv("MD_TEST_IMAP_PASSWORD", "pw")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    assert message in str(err.value)
+    assert "maildesk.yaml:" in str(err.value)
