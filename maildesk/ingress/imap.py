@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 # Bytes fetched per round trip at most, whatever batch_size says: a batch is held in memory.
 MAX_BATCH_BYTES = 32 * 1024 * 1024
+SIZE_QUERY = 1000  # UIDs per FETCH RFC822.SIZE command
 SEEN = b"\\Seen"
 DELETED = b"\\Deleted"
 
@@ -240,7 +241,9 @@ class FolderPoller:
     def _take(self, client: IMAPClient, state: ImapFolder, new: list[int],
               result: PassResult) -> None:
         wanted = self._backlog_filter(client, state, new)
-        sizes = client.fetch(uid_set(new), ["RFC822.SIZE"])
+        sizes: dict[int, dict] = {}
+        for i in range(0, len(new), SIZE_QUERY):  # a UID list per command line, kept short
+            sizes.update(client.fetch(new[i:i + SIZE_QUERY], ["RFC822.SIZE"]))
         batch: list[int] = []
         batch_bytes = 0
         total = len(new)
@@ -284,7 +287,7 @@ class FolderPoller:
 
     def _store_batch(self, client: IMAPClient, state: ImapFolder, uids: list[int],
                      result: PassResult) -> int:
-        fetched = client.fetch(uid_set(uids), ["BODY.PEEK[]", "INTERNALDATE"])
+        fetched = client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
         got = [_Fetched(uid, bytes(fetched[uid][b"BODY[]"]),
                         fetched[uid].get(b"INTERNALDATE"))
                for uid in uids if uid in fetched and b"BODY[]" in fetched[uid]]

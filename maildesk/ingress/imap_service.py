@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -181,6 +182,11 @@ def _describe(exc: BaseException) -> str:
         return "the server did not answer in time"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (f"TLS: the server's certificate is not trusted ({exc.verify_message}; "
+                f"CERTIFICATE_VERIFY_FAILED): set ca_file for a private CA")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
     text = exc.args[0] if exc.args else ""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
