@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from importlib import resources
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,6 +110,34 @@ class OutboundThread(Worker):
         self.deliverer.close()
 
 
+class IntakeGate:
+    """Taking mail in goes before processing it: while an IMAP pass is storing a batch of
+    messages, the processor holds off (a bounded while, so a big import never starves it).
+    Storing is cheap and is what lets the server forget a message; processing holds the
+    database's write lock and the interpreter for much longer per message."""
+
+    MAX_HOLD = 1.0  # seconds the processor waits for intake at most, per batch
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        with self._cond:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def wait_idle(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0, timeout=self.MAX_HOLD)
+
+
 class ProcessorThread(Worker):
     """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
     other processes (`ingest`, a second daemon)."""
@@ -117,11 +147,13 @@ class ProcessorThread(Worker):
 
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox)
         self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
+        self.intake = IntakeGate()
         super().__init__("processor", self._step)
 
     def _step(self) -> bool:
         # Small batches: a batch holds SQLite's write lock, which the listener and the
         # deliverer also need; 20 keeps their waits short and still shares commits.
+        self.intake.wait_idle()
         outcomes = self.processor.run_batch(limit=20)
         for o in outcomes:
             log.info("inbound %s: %s%s", o.inbound_id, o.status,
@@ -154,7 +186,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
 
         imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
                            max_size=ctx.settings.smtp.max_message_size,
-                           on_stored=processor.wake if processor else None)
+                           on_stored=processor.wake if processor else None,
+                           intake=processor.intake if processor else None)
         if processor:
             processor.on_quarantine = imap.wake
     server = None

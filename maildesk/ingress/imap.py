@@ -25,8 +25,10 @@ import shlex
 import ssl
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 from imapclient import IMAPClient
 from sqlalchemy import exists, select, update
@@ -177,7 +179,7 @@ class FolderPoller:
                  make_session: sessionmaker[Session], clock: Clock, *, max_size: int,
                  on_stored: Callable[[], None] | None = None,
                  progress: Callable[[str], None] | None = None,
-                 handles_quarantine: bool = True):
+                 handles_quarantine: bool = True, intake: Any = None):
         self.account = account
         self.folder = folder
         self.make_session = make_session
@@ -188,6 +190,7 @@ class FolderPoller:
         # One poller per account copies quarantined mail, so a copy is made once.
         self.handles_quarantine = handles_quarantine
         self.prefix = source_prefix(account.name, folder.name)
+        self.intake = intake  # IntakeGate of `serve`: the processor waits while we store
 
     @property
     def label(self) -> str:
@@ -207,10 +210,22 @@ class FolderPoller:
                if u > state.last_uid]
         new.sort()
         if new:
-            self._take(client, state, new, result)
+            with self.intake.busy() if self.intake else nullcontext():
+                self._take(client, state, new, result)
         if self.handles_quarantine and self.account.quarantine_folder:
             result.quarantine_copies = self._copy_quarantined(client)
         return result
+
+    def has_new(self, client: IMAPClient) -> bool:
+        """Is there mail past our progress? Asked right before IDLE: a message that arrived
+        while the pass ran was announced (EXISTS) in the answer to one of our own commands,
+        and IDLE would not announce it again."""
+        with self.make_session() as session:
+            last = session.scalar(select(ImapFolder.last_uid).where(
+                ImapFolder.account == self.account.name, ImapFolder.folder == self.folder.name))
+        if last is None:
+            return True
+        return any(u > last for u in client.search(["UID", f"{last + 1}:*"]))
 
     def _state(self, client: IMAPClient, uidvalidity: int, selected: dict,
                result: PassResult) -> ImapFolder:

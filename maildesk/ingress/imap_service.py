@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,9 +35,11 @@ _NEWS = (b"EXISTS", b"RECENT")
 
 def _pollers(account: ImapAccount, make_session: sessionmaker[Session], clock: Clock,
              max_size: int, on_stored: Callable[[], None] | None,
-             progress: Callable[[str], None] | None = None) -> list[FolderPoller]:
+             progress: Callable[[str], None] | None = None,
+             intake: Any = None) -> list[FolderPoller]:
     return [FolderPoller(account, folder, make_session, clock, max_size=max_size,
-                         on_stored=on_stored, progress=progress, handles_quarantine=i == 0)
+                         on_stored=on_stored, progress=progress, handles_quarantine=i == 0,
+                         intake=intake)
             for i, folder in enumerate(account.folders)]
 
 
@@ -139,6 +142,8 @@ class FolderWatcher:
                 if time.monotonic() >= deadline:
                     break
             return
+        if self.poller.has_new(client):
+            return
         client.idle()
         try:
             started = time.monotonic()
@@ -156,9 +161,12 @@ class ImapService:
     """Every watcher of every enabled account, for `serve`."""
 
     def __init__(self, accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Session],
-                 clock: Clock, *, max_size: int, on_stored: Callable[[], None] | None = None):
+                 clock: Clock, *, max_size: int, on_stored: Callable[[], None] | None = None,
+                 intake: Any = None):
+        """`intake`: an IntakeGate the processor honours, so storing goes first."""
         self.watchers = [FolderWatcher(p) for a in accounts if a.enabled
-                         for p in _pollers(a, make_session, clock, max_size, on_stored)]
+                         for p in _pollers(a, make_session, clock, max_size, on_stored,
+                                           intake=intake)]
 
     def start(self) -> None:
         for w in self.watchers:
