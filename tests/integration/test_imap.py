@@ -395,3 +395,41 @@ def test_wrong_password_is_reported_not_retried_in_a_loop(imap_config, config_se
     proc = cli("poll", "--once")
     assert proc.returncode == 75
     assert f"login as {dovecot.user} refused".encode() in proc.stdout
+
+
+def test_serve_polls_several_accounts_and_stops_cleanly(imap_config, config_set, dovecot, cli,
+                                                       tmp_path):
+    import json
+
+    dovecot.create_folder("Sales")
+    config_set.write(imap={"accounts": [
+        account(dovecot, name="support", import_existing="all"),
+        account(dovecot, name="sales", folders=["Sales"], after_store="move",
+                move_to="Sales-done", import_existing="all")]})
+    dovecot.append("INBOX", client_mail(1, subject="Касса не печатает"))
+    dovecot.append("Sales", client_mail(2, subject="Price list, please"))
+    log = tmp_path / "serve.log"
+    exe = str(Path(sys.executable).parent / "maildesk")
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([exe, "--config", str(config_set.path), "serve",
+                                 "--only", "imap,process,outbound"],
+                                stdout=subprocess.PIPE, stderr=err)
+        try:
+            assert b"maildesk serving" in proc.stdout.readline(), log.read_text()
+            rows = wait_for(lambda: len(json.loads(cli("tickets", "list", "--json",
+                                                       check=True).stdout)) == 2 or None,
+                            "two tickets")
+            assert rows
+            dovecot.append("Sales", client_mail(3, subject="Second order"))  # IDLE brings it
+            wait_for(lambda: len(json.loads(cli("tickets", "list", "--json",
+                                                check=True).stdout)) == 3 or None,
+                     "the third ticket")
+            assert len(dovecot.uids("Sales-done")) == 2
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert "support/INBOX: connected" in text and "sales/Sales: connected" in text
