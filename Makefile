@@ -31,11 +31,13 @@ bench-quick: setup
 	$(BIN)/python benchmarks/smtp_ingest.py --quick
 	$(BIN)/python benchmarks/pipeline.py --quick
 	$(BIN)/python benchmarks/outbox.py --quick
+	$(BIN)/python benchmarks/imap_ingest.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/outbox.py
+	$(BIN)/python benchmarks/imap_ingest.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info
