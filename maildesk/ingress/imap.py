@@ -256,17 +256,16 @@ class FolderPoller:
     def _take(self, client: IMAPClient, state: ImapFolder, new: list[int],
               result: PassResult) -> None:
         wanted = self._backlog_filter(client, state, new)
+        taking = [u for u in new if u in wanted]
         sizes: dict[int, dict] = {}
-        for i in range(0, len(new), SIZE_QUERY):  # a UID list per command line, kept short
-            sizes.update(client.fetch(new[i:i + SIZE_QUERY], ["RFC822.SIZE"]))
+        for i in range(0, len(taking), SIZE_QUERY):  # a UID list per command line, kept short
+            sizes.update(client.fetch(taking[i:i + SIZE_QUERY], ["RFC822.SIZE"]))
         batch: list[int] = []
         batch_bytes = 0
-        total = len(new)
+        total = len(taking)
         done = 0
-        for uid in new:
+        for uid in taking:
             size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
-            if uid not in wanted:
-                continue
             if size > self.max_size:
                 self._oversize(client, uid, size)
                 result.oversize += 1

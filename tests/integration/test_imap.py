@@ -433,3 +433,21 @@ def test_serve_polls_several_accounts_and_stops_cleanly(imap_config, config_set,
                 proc.wait()
     text = log.read_text()
     assert "support/INBOX: connected" in text and "sales/Sales: connected" in text
+
+
+def test_mail_over_the_size_limit_is_moved_to_quarantine_not_stored(imap_config, config_set,
+                                                                     dovecot):
+    imap_config(quarantine_folder="Quarantine", after_store="delete", import_existing="all")
+    config_set.write(smtp={"max_message_size": 4096})
+    dovecot.append("INBOX", client_mail(1, body="x" * 10000))
+    dovecot.append("INBOX", client_mail(2))
+    ctx = load(config_set)
+    try:
+        (result,) = poll(ctx)
+        assert (result.result.stored, result.result.oversize) == (1, 1)
+        assert dovecot.uids("INBOX") == []                 # the small one: stored, deleted
+        (big,) = dovecot.fetch_all("Quarantine").values()  # the big one: moved, intact
+        assert len(big) > 10000 and b"Subject: Request 1" in big
+        assert len(imap_inbound(ctx)) == 1
+    finally:
+        ctx.close()
