@@ -217,14 +217,17 @@ class FolderPoller:
         return result
 
     def has_new(self, client: IMAPClient) -> bool:
-        """Is there mail past our progress? Asked right before IDLE: a message that arrived
-        while the pass ran was announced (EXISTS) in the answer to one of our own commands,
-        and IDLE would not announce it again."""
+        """Is there mail past our progress? Asked right before IDLE: IDLE announces only what
+        arrives after it started, so mail that came while the pass ran would wait for the
+        server's next periodic check (30 s on Dovecot) or the next message."""
         with self.make_session() as session:
             last = session.scalar(select(ImapFolder.last_uid).where(
                 ImapFolder.account == self.account.name, ImapFolder.folder == self.folder.name))
         if last is None:
             return True
+        # NOOP first: servers (Dovecot among them) answer SEARCH from the session's last
+        # view of the folder, which does not include mail another session appended since.
+        client.noop()
         return any(u > last for u in client.search(["UID", f"{last + 1}:*"]))
 
     def _state(self, client: IMAPClient, uidvalidity: int, selected: dict,
