@@ -82,16 +82,14 @@ def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10)
     return _facts(session, tickets, sender)
 
 
-def autoreplies_since(session: Session, address: str, since: datetime) -> int:
-    """How many autoreplies went to `address` since then (the per-sender hourly cap)."""
-    return session.scalar(
-        select(func.count()).select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
-        .where(Ticket.requester == address, Outbox.kind == "autoreply",
-               Outbox.created_at >= since)) or 0
-
-
-def bounced_since(session: Session, address: str, since: datetime) -> bool:
-    """Did mail to `address` bounce since then? (Such an address gets no autoreply for a while.)"""
-    return session.scalar(
-        select(Outbox.id).join(Ticket, Ticket.id == Outbox.ticket_id)
-        .where(Ticket.requester == address, Outbox.bounced_at >= since).limit(1)) is not None
+def autoreply_history(session: Session, address: str, *, sent_since: datetime,
+                      bounced_since: datetime) -> tuple[int, bool]:
+    """For the loop guards, in one indexed read: how many autoreplies went to `address` since
+    `sent_since` (the hourly cap), and whether mail to it bounced since `bounced_since` (such
+    an address gets no autoreply for a while)."""
+    row = session.execute(
+        select(func.count().filter(Outbox.kind == "autoreply", Outbox.created_at >= sent_since),
+               func.count().filter(Outbox.bounced_at >= bounced_since))
+        .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
+        .where(Ticket.requester == address)).one()
+    return row[0] or 0, bool(row[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -81,26 +82,37 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                     for kind, data in plan.events)
     if plan.autoreply is not None and settings is not None and composer is not None:
         # A template or address that cannot be rendered must not cost the client a ticket:
-        # the acknowledgement is dropped, and the ticket says why.
-        savepoint = session.begin_nested()
+        # the acknowledgement is dropped, and the ticket says why. Composing touches no
+        # database, so nothing needs undoing.
         try:
-            queue_autoreply(session, plan, ticket, inbound, m, settings, composer, now=now)
-            savepoint.commit()
+            autoreply = compose_autoreply(plan, ticket, inbound, m, settings, composer, now=now)
         except Exception as exc:
-            savepoint.rollback()
             log.exception("autoreply for ticket %s could not be composed", ticket.number)
             session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply_failed",
                                     actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
+        else:
+            queue_autoreply(session, autoreply, ticket, settings, now=now)
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None
     return ticket
 
 
-def queue_autoreply(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound,
-                    client: ParsedMessage, settings: Settings, composer: Composer, *,
-                    now: datetime) -> None:
-    """Render the acknowledgement and put it in the outbox, in the caller's transaction."""
+@dataclass(frozen=True)
+class ComposedAutoreply:
+    message_id: str
+    subject: str
+    to_address: str
+    language: str
+    text: str
+    has_html: bool
+    data: bytes
+
+
+def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: ParsedMessage,
+                      settings: Settings, composer: Composer, *,
+                      now: datetime) -> ComposedAutoreply:
+    """Render the acknowledgement of a new ticket into the bytes to send (no database)."""
     assert plan.autoreply is not None
     deadlines = plan.deadlines
     zone = deadlines.timezone if deadlines else None
@@ -129,21 +141,31 @@ def queue_autoreply(session: Session, plan: Plan, ticket: Ticket, inbound: Inbou
         rendered=rendered, message_id=message_id, in_reply_to=client.message_id,
         references=(*client.references, *([client.message_id] if client.message_id else [])),
         reply_to=reply_address(ticket), date=now, auto=True)
+    return ComposedAutoreply(message_id=message_id, subject=subject,
+                             to_address=plan.autoreply.to_address,
+                             language=plan.autoreply.language, text=rendered.text,
+                             has_html=rendered.html is not None, data=data)
+
+
+def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
+                    settings: Settings, *, now: datetime) -> None:
+    """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction."""
+    message_id = autoreply.message_id
     local, _, domain = ticket.mailbox.rpartition("@")
     bounce_tag = bounce_tag_for(message_id)
     session.add(Outbox(ticket_id=ticket.id, kind="autoreply", message_id=message_id,
                        bounce_tag=bounce_tag, envelope_from=f"{local}+bounce-{bounce_tag}@{domain}",
-                       recipients=[plan.autoreply.to_address], data=data,
+                       recipients=[autoreply.to_address], data=autoreply.data,
                        status=OutboxStatus.QUEUED, attempts=0, next_attempt_at=now,
                        give_up_at=now + settings.outbound.give_up_after, created_at=now))
     session.add(Message(
         ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
         message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
-        from_name=settings.instance_name, to=[plan.autoreply.to_address], cc=[], subject=subject,
-        sent_at=now, received_at=now, body_text=rendered.text, has_html=rendered.html is not None,
-        thread_reason="autoreply", internal=False, defects=[]))
+        from_name=settings.instance_name, to=[autoreply.to_address], cc=[],
+        subject=autoreply.subject, sent_at=now, received_at=now, body_text=autoreply.text,
+        has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
     session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply", actor=None,
-                            data={"language": plan.autoreply.language, "message_id": message_id}))
+                            data={"language": autoreply.language, "message_id": message_id}))
 
 
 def mark_inbound(inbound: Inbound, status: InboundStatus, reason: str, *, now: datetime) -> None:

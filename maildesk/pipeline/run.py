@@ -239,10 +239,11 @@ class Processor:
                     content_language=message.content_language,
                     text=f"{message.subject}\n{message.text}", default=s.language,
                     available=self.composer.languages)
-                limited = queries.autoreplies_since(
-                    session, sender, now - timedelta(hours=1)
-                ) >= s.autoreply.max_per_sender_per_hour
-                if queries.bounced_since(session, sender, now - s.autoreply.mute_after_bounce):
+                sent, bounced = queries.autoreply_history(
+                    session, sender, sent_since=now - timedelta(hours=1),
+                    bounced_since=now - s.autoreply.mute_after_bounce)
+                limited = sent >= s.autoreply.max_per_sender_per_hour
+                if bounced:
                     loop = LoopVerdict(False, "an autoreply to this address bounced recently")
                 if not ascii_address(sender):
                     # Needs SMTPUTF8 end to end (RFC 6531); outgoing mail is ASCII-headed today.
