@@ -7,15 +7,14 @@ and non-ASCII text is RFC 2047-encoded by the email package.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from email.header import Header
-from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -176,31 +175,43 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
                   references: tuple[str, ...], reply_to: str | None, date: datetime,
                   auto: bool) -> bytes:
     """The MIME bytes (CRLF) of an outgoing mail. Every header value is cleaned and encoded
-    here; compat32 MIME classes because the modern header registry costs ~10 ms a mail."""
-    body: Message
-    text = MIMEText(rendered.text, "plain", "utf-8")
-    if rendered.html is None:
-        body = text
-    else:
-        body = MIMEMultipart("alternative")
-        body.attach(text)
-        body.attach(MIMEText(rendered.html, "html", "utf-8"))
-    body["From"] = format_address(from_address, from_name)
-    body["To"] = format_address(to_address, to_name)
-    body["Subject"] = encode_header(subject, "Subject")  # type: ignore[assignment]
-    body["Date"] = format_datetime(date)
-    body["Message-ID"] = f"<{clean_header(message_id)}>"
+    here and folded by compat32's own folding; the fixed structure (text/plain, or
+    multipart/alternative of text and HTML, UTF-8 in base64) is written directly: the email
+    package's generator cost about 2 ms a mail, more than the rest of composing."""
+    headers: list[tuple[str, str | Header]] = [
+        ("From", format_address(from_address, from_name)),
+        ("To", format_address(to_address, to_name)),
+        ("Subject", encode_header(subject, "Subject")),
+        ("Date", format_datetime(date)),
+        ("Message-ID", f"<{clean_header(message_id)}>"),
+    ]
     if in_reply_to:
-        body["In-Reply-To"] = f"<{clean_header(in_reply_to)}>"
+        headers.append(("In-Reply-To", f"<{clean_header(in_reply_to)}>"))
     refs = [clean_header(r) for r in references if r][-20:]
     if refs:
-        body["References"] = " ".join(f"<{r}>" for r in refs)
+        headers.append(("References", " ".join(f"<{r}>" for r in refs)))
     if reply_to:
-        body["Reply-To"] = format_address(reply_to, from_name)
+        headers.append(("Reply-To", format_address(reply_to, from_name)))
     if auto:
-        body["Auto-Submitted"] = "auto-replied"          # RFC 3834
-        body["X-Auto-Response-Suppress"] = "All"         # keeps Exchange out-of-office quiet
-    return body.as_bytes(policy=_CRLF)
+        headers.append(("Auto-Submitted", "auto-replied"))          # RFC 3834
+        headers.append(("X-Auto-Response-Suppress", "All"))         # keeps Exchange OOF quiet
+    out = [_CRLF.fold(name, value) for name, value in headers]
+    out.append("MIME-Version: 1.0\r\n")
+    if rendered.html is None:
+        return ("".join(out) + _text_part(rendered.text, "plain")).encode("ascii")
+    boundary = f"=_md_{secrets.token_hex(12)}"
+    out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
+    for part in (_text_part(rendered.text, "plain"), _text_part(rendered.html, "html")):
+        out.append(f"--{boundary}\r\n{part}")
+    out.append(f"--{boundary}--\r\n")
+    return "".join(out).encode("ascii")
+
+
+def _text_part(text: str, subtype: str) -> str:
+    """Content headers, blank line and body of one UTF-8 text part, base64 in 76-char lines."""
+    body = base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\n{body}")
 
 
 def sample_context(settings: Any) -> dict[str, Any]:
