@@ -51,6 +51,10 @@ def _base_address(address: str) -> str:
     return f"{local.partition('+')[0]}@{domain}"
 
 
+# How long a batch, holding the database's write lock, waits for the next parse result.
+PARSE_WAIT_IN_BATCH = 0.25
+
+
 class Processor:
     """Turns pending inbound rows into ticket entries."""
 
@@ -116,7 +120,11 @@ class Processor:
         parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
         parser.start()
         outcomes: list[Outcome] = []
+        # The write lock is taken only once the first message is parsed, and a batch ends
+        # early when the next parse keeps it waiting (a child starting, a message near the
+        # parse time bound): the SMTP listener and the IMAP poller need that lock to store.
         try:
+            ready = [parsed.get()]
             with self.make_session.begin() as session:
                 ids = [i for i, _ in pending]
                 claim = select(Inbound).where(Inbound.id.in_(ids),
@@ -125,7 +133,13 @@ class Processor:
                     claim = claim.with_for_update(skip_locked=True)
                 rows = {row.id: row for row in session.scalars(claim)}
                 for _ in pending:
-                    inbound_id, result = parsed.get()
+                    if ready:
+                        inbound_id, result = ready.pop()
+                    else:
+                        try:
+                            inbound_id, result = parsed.get(timeout=PARSE_WAIT_IN_BATCH)
+                        except queue.Empty:
+                            break  # commit what is done; the rest stays pending
                     if isinstance(result, Exception):
                         raise result  # roll the batch back; it stays pending for the next pass
                     inbound = rows.get(inbound_id)

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 
-from helpers import cli_json, count, store
+from helpers import cli_json, count, store, wait_for
 from mails import mail
-from maildesk.db.models import Inbound
+from maildesk.db.models import Inbound, Ticket
 from test_smtp_listener import DatabaseLock
 
 EXE = str(Path(sys.executable).parent / "maildesk")
@@ -138,3 +138,34 @@ def test_alembic_reports_no_drift(ctx):
     from alembic import command
     from maildesk.app import alembic_config
     command.check(alembic_config(ctx.settings.database.url))
+
+
+def test_a_slow_parse_does_not_hold_the_write_lock(config_set, ctx, processor):
+    """While the processor waits for a message near the parse time bound, mail can still be
+    stored (the SMTP listener's 250 and the IMAP poller need the same write lock)."""
+    import threading
+
+    from maildesk.app import Context
+
+    config_set.write(processing={"parse_timeout_seconds": 4})
+    slow = Context.load(config_set.path)   # lock_timeout_ms is 2000 in the tests: < 4 s
+    from maildesk.pipeline.run import Processor
+    p = Processor(slow.settings, slow.make_session, slow.clock)
+    try:
+        store(ctx, mail(subject="first"))
+        bomb = store(ctx, mime_bomb(300_000))
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (p.drain(), done.set()), daemon=True)
+        worker.start()
+        wait_for(lambda: count(ctx, Ticket) == 1, "the first message to be processed")
+        # The first message was committed while the bomb is still being parsed (for up to
+        # 4 s): the batch did not sit on the write lock waiting for it ...
+        with ctx.make_session() as s:
+            assert s.get(Inbound, bomb).status.value == "pending"
+        # ... so storing goes through now, well within the 2 s lock timeout.
+        store(ctx, mail(subject="during the bomb"))
+        worker.join(120)
+        assert done.is_set()
+    finally:
+        p.close()
+        slow.close()
