@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,11 +14,27 @@ from maildesk.db.models import Counter, Message, Outbox, Participant, Ticket, Ti
 from maildesk.pipeline.thread import TicketFacts
 
 
+# Statements of the per-message path, built once: building them anew (coercing every
+# element, computing cache keys) cost about as much interpreter time as running them.
+_BUMP = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
+         .returning(Counter.value))
+_WITH_SENDER = select(Participant.ticket_id).where(
+    Participant.ticket_id.in_(bindparam("ids", expanding=True)),
+    Participant.address == bindparam("sender"))
+_OWNERS = select(Message.message_id, Message.ticket_id).where(
+    Message.message_id.in_(bindparam("ids", expanding=True)))
+_TICKETS_BY_ID = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=True)))
+_HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
+                                       Outbox.created_at >= bindparam("sent_since")),
+                   func.count().filter(Outbox.bounced_at >= bindparam("bounced_since")))
+            .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
+            .where(Ticket.requester == bindparam("address")))
+
+
 def next_ticket_number(session: Session, first: int) -> int:
     """Bump the ticket counter in the caller's transaction. The row lock serialises writers, so
     numbers stay unique; the counter only grows, so a deleted ticket's number is never reused."""
-    bump = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
-            .returning(Counter.value))
+    bump = _BUMP
     number = session.execute(bump).scalar()
     if number is None:  # the very first ticket: create the counter (racing writers: one wins)
         dialect = session.get_bind().dialect.name
@@ -33,9 +49,7 @@ def _facts(session: Session, tickets: Sequence[Ticket], sender: str) -> list[Tic
     if not tickets:
         return []
     ids = [t.id for t in tickets]
-    with_sender = set(session.scalars(
-        select(Participant.ticket_id).where(Participant.ticket_id.in_(ids),
-                                            Participant.address == sender)))
+    with_sender = set(session.scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
     return [TicketFacts(id=t.id, number=t.number, status=t.status.value, reply_token=t.reply_token,
                         participants=frozenset({sender}) if t.id in with_sender else frozenset(),
                         last_activity_at=t.last_activity_at) for t in tickets]
@@ -52,13 +66,12 @@ def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) ->
     """Tickets owning any of `ids`, in the order of the first id each one owns."""
     if not ids:
         return []
-    rows = session.execute(select(Message.message_id, Message.ticket_id)
-                           .where(Message.message_id.in_(list(dict.fromkeys(ids))[:200]))).all()
+    rows = session.execute(_OWNERS, {"ids": list(dict.fromkeys(ids))[:200]}).all()
     owner = {}
     for mid, tid in rows:
         owner.setdefault(mid, tid)
     order = list(dict.fromkeys(owner[i] for i in ids if i in owner))
-    tickets = {t.id: t for t in session.scalars(select(Ticket).where(Ticket.id.in_(order)))}
+    tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
     return _facts(session, [tickets[i] for i in order], sender)
 
 
@@ -87,9 +100,6 @@ def autoreply_history(session: Session, address: str, *, sent_since: datetime,
     """For the loop guards, in one indexed read: how many autoreplies went to `address` since
     `sent_since` (the hourly cap), and whether mail to it bounced since `bounced_since` (such
     an address gets no autoreply for a while)."""
-    row = session.execute(
-        select(func.count().filter(Outbox.kind == "autoreply", Outbox.created_at >= sent_since),
-               func.count().filter(Outbox.bounced_at >= bounced_since))
-        .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
-        .where(Ticket.requester == address)).one()
+    row = session.execute(_HISTORY, {"sent_since": sent_since, "bounced_since": bounced_since,
+                                     "address": address}).one()
     return row[0] or 0, bool(row[1])

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -23,6 +23,8 @@ from maildesk.views import reply_address
 
 log = logging.getLogger(__name__)
 
+_KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
+                                     Participant.address == bindparam("address"))
 _TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 
@@ -57,8 +59,8 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
             if plan.set_status is TicketStatus.OPEN:
                 ticket.resolved_at = None
 
-    known = plan.new_ticket is None and session.scalar(select(Participant.id).where(
-        Participant.ticket_id == ticket.id, Participant.address == plan.sender))
+    known = plan.new_ticket is None and session.scalar(
+        _KNOWN, {"ticket_id": ticket.id, "address": plan.sender})
     if plan.sender and not known:
         session.add(Participant(ticket_id=ticket.id, address=plan.sender,
                                 name=plan.message.from_.name if plan.message.from_ else "",

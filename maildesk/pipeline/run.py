@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.clock import Clock
@@ -50,6 +50,10 @@ def _base_address(address: str) -> str:
     local, _, domain = address.lower().rpartition("@")
     return f"{local.partition('+')[0]}@{domain}"
 
+
+# Built once (see db/queries.py): the same message seen before, by its dedupe key.
+_EARLIER = select(Message.id, Ticket.number).join(Ticket).where(
+    Message.dedupe_key == bindparam("key"))
 
 # How long a batch, holding the database's write lock, waits for the next parse result.
 PARSE_WAIT_IN_BATCH = 0.25
@@ -189,8 +193,7 @@ class Processor:
             return Outcome(inbound.id, "quarantined", reason=result.reason)
         message = result
         key = dedupe_key(message)
-        earlier = session.execute(select(Message.id, Ticket.number).join(Ticket)
-                                  .where(Message.dedupe_key == key)).first()
+        earlier = session.execute(_EARLIER, {"key": key}).first()
         if earlier is not None:
             reason = (f"duplicate of message {earlier.id} on ticket "
                       f"{format_tag(self.settings.ticket_tag, earlier.number)}")
