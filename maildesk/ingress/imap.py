@@ -26,7 +26,7 @@ import ssl
 import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -162,7 +162,6 @@ class PassResult:
     acked: int = 0
     quarantine_copies: int = 0
     rescanned: bool = False
-    stored_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -331,7 +330,6 @@ class FolderPoller:
         # Committed: only now may the server forget the message.
         state.last_uid = uids[-1]
         result.stored += len(ids)
-        result.stored_ids.extend(ids)
         if ids and self.on_stored:
             self.on_stored()
         result.acked += self._act(client, [f.uid for f in got])
@@ -443,14 +441,3 @@ class FolderPoller:
         if self.progress:
             self.progress(f"{self.label}: {done}/{total}")
 
-
-def pending_quarantine_copies(session: Session, accounts: Iterable[str]) -> int:
-    """How many quarantined IMAP messages still wait for their copy (for status output)."""
-    names = list(accounts)
-    if not names:
-        return 0
-    from sqlalchemy import func, or_
-    return session.scalar(select(func.count()).select_from(Inbound).where(
-        Inbound.channel == Channel.IMAP, Inbound.status == InboundStatus.QUARANTINED,
-        or_(*(Inbound.source.startswith(f"imap://{n}/", autoescape=True) for n in names)),
-        ~exists().where(ImapQuarantineCopy.inbound_id == Inbound.id))) or 0

@@ -96,9 +96,13 @@ class FolderWatcher:
         """Run a pass soon (e.g. processing quarantined one of our messages)."""
         self._wake.set()
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the thread to end (it checks every second); `stop` also waits for it."""
         self._stop.set()
         self._wake.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self._thread.join()
 
     def _run(self) -> None:
@@ -178,9 +182,8 @@ class ImapService:
                 w.wake()
 
     def stop(self) -> None:
-        for w in self.watchers:
-            w._stop.set()
-            w._wake.set()
+        for w in self.watchers:     # all at once: each may be in the middle of a pass
+            w.request_stop()
         for w in self.watchers:
             w.stop()
 
