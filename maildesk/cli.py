@@ -99,7 +99,10 @@ def check(obj: dict[str, Any]) -> None:
     from maildesk.outbound.compose import Composer, sample_context
 
     composer = Composer(settings.templates_dir)
-    problems = composer.check(sample_context(settings))
+    from maildesk.rules.engine import iter_templates
+
+    problems = composer.check(sample_context(settings),
+                              tuple(name for _, name in iter_templates(settings.ruleset)))
     if not composer.languages:
         click.echo(f"{settings.templates_dir}: no templates (expected <lang>/autoreply.txt)", err=True)
         sys.exit(1)
@@ -252,6 +255,42 @@ def process_cmd(obj: dict[str, Any]) -> None:
 
 
 # -- tickets ----------------------------------------------------------------------------------
+@main.group()
+def rules() -> None:
+    """Routing rules (rules.yaml)."""
+
+
+@rules.command("test")
+@click.argument("file", type=click.File("rb"))
+@click.option("--at", "at", default=None,
+              help="Arrival time, ISO 8601 (2026-12-31T17:55+03:00); without an offset, in the "
+                   "default calendar's zone. Default: now.")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output.")
+@click.pass_obj
+def rules_test(obj: dict[str, Any], file: Any, at: str | None, as_json: bool) -> None:
+    """Dry run: which rules match FILE (a raw .eml), the line, priority, SLA deadlines and the
+    autoreply it would get if it arrived at --at. Changes nothing."""
+    from datetime import datetime, timezone
+
+    from maildesk.rules.dryrun import describe, dry_run, parse_when
+
+    try:
+        settings = load_settings(obj["config"])
+    except ConfigError as exc:
+        _fail(f"configuration errors:\n{exc}")
+    try:
+        when = parse_when(at, settings, datetime.now(timezone.utc))
+    except ValueError:
+        _fail(f"--at: not an ISO 8601 time: {at!r} (e.g. 2026-12-31T17:55+03:00)", 2)
+    result = dry_run(file.read(), settings, when)
+    if as_json:
+        _dump(result)
+    else:
+        click.echo(describe(result))
+    if "unparseable" in result:
+        sys.exit(65)
+
+
 @main.group()
 def tickets() -> None:
     """Read tickets."""

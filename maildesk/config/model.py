@@ -11,9 +11,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays as holidays_package
 
 from maildesk.config.errors import ConfigError, ConfigProblem
 from maildesk.config.load import LoadedYaml, load_yaml, validate
+from maildesk.rules.engine import Known, RuleSet, compile_rules
+from maildesk.sla.calendar import WorkCalendar, calendars_from_sla, default_calendar_name
 
 DEFAULT_CONFIG = Path("config/maildesk.yaml")
 
@@ -122,6 +127,7 @@ class Line:
     next: str | None = None
     ola: timedelta | None = None
     lead: str | None = None
+    external: bool = False   # a vendor: its notifications carry no internal notes
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,21 @@ class Settings:
     lines: tuple[Line, ...]
     rules: dict[str, Any]
     sla: dict[str, Any]
+    ruleset: RuleSet = field(default_factory=lambda: RuleSet((), {}))
+    calendars: dict[str, WorkCalendar] = field(default_factory=dict)
+    agents_trust_authserv_id: str | None = None
+
+    def line(self, line_id: str | None) -> Line | None:
+        return next((line for line in self.lines if line.id == line_id), None)
+
+    def agent(self, address: str) -> tuple[Line, Agent] | None:
+        """The line and agent entry of an address (or alias); the first line listing it."""
+        address = address.lower()
+        for line in self.lines:
+            for agent in line.agents:
+                if agent.address == address or address in agent.aliases:
+                    return line, agent
+        return None
 
     def agent_addresses(self) -> frozenset[str]:
         """Every address (and alias) of every agent of every line, lower-cased."""
@@ -212,7 +233,7 @@ def _lines(loaded: LoadedYaml) -> tuple[Line, ...]:
         out.append(Line(id=raw["id"], name=raw.get("name", raw["id"]), mailbox=raw["mailbox"].lower(),
                         agents=tuple(agents), next=raw.get("next"),
                         ola=parse_duration(raw["ola"]) if raw.get("ola") else None,
-                        lead=raw.get("lead")))
+                        lead=raw.get("lead"), external=raw.get("external", False)))
     for i, line in enumerate(out):
         if line.next and line.next not in ids:
             problems.append(loaded.problem(("lines", i, "next"),
@@ -288,6 +309,18 @@ def _check_sla(loaded: LoadedYaml) -> None:
     default = data.get("default_policy")
     if default and default not in data.get("policies", {}):
         problems.append(loaded.problem(("default_policy",), f"unknown policy {default!r}"))
+    for name, calendar in data.get("calendars", {}).items():
+        try:
+            ZoneInfo(calendar["timezone"])
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(loaded.problem(("calendars", name, "timezone"),
+                                           f"unknown time zone {calendar['timezone']!r} "
+                                           "(an IANA name such as Europe/Moscow)"))
+        country = (calendar.get("holidays") or {}).get("country")
+        if country and country.upper() not in holidays_package.list_supported_countries():
+            problems.append(loaded.problem(("calendars", name, "holidays", "country"),
+                                           f"the holidays package does not know country "
+                                           f"{country!r} (ISO 3166 codes such as RU, DE)"))
     if problems:
         raise ConfigError(problems)
 
@@ -322,11 +355,24 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
             lines = _lines(parts["lines"])
         except ConfigError as exc:
             problems.extend(exc.problems)
+    calendars: dict[str, WorkCalendar] = {}
     if "sla" in parts:
         try:
             _check_sla(parts["sla"])
+            calendars = calendars_from_sla(parts["sla"].data)
         except ConfigError as exc:
             problems.extend(exc.problems)
+    ruleset = RuleSet((), {})
+    if "rules" in parts and "lines" in parts and "sla" in parts:
+        sla_data = parts["sla"].data
+        known = Known(lines=frozenset(line.id for line in lines),
+                      policies=frozenset(sla_data.get("policies", {})),
+                      agents=frozenset(a for line in lines for agent in line.agents
+                                       for a in (agent.address, *agent.aliases)),
+                      calendars=calendars, default_calendar=default_calendar_name(sla_data),
+                      base_dir=rules_path.parent)
+        ruleset, rule_problems = compile_rules(parts["rules"].data, known, parts["rules"].problem)
+        problems.extend(rule_problems)
 
     db = d["database"]
     if "url" in db:
@@ -385,4 +431,7 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         lines=lines,
         rules=parts["rules"].data,
         sla=parts["sla"].data,
+        ruleset=ruleset,
+        calendars=calendars,
+        agents_trust_authserv_id=(d.get("agents") or {}).get("trust_authentication_results"),
     )

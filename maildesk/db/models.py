@@ -158,6 +158,14 @@ class Ticket(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Routing (rules.yaml) and the agents' commands.
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
+    assignee: Mapped[str | None] = mapped_column(String(320))
+    sla_policy: Mapped[str | None] = mapped_column(String(64))
+    # Agents reply to `support+NUMBER-AGENT_TOKEN@`: the client only ever sees reply_token, so
+    # a client who puts an agent's address in From is still a client.
+    agent_token: Mapped[str | None] = mapped_column(String(16))
+    first_responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ticket_status_number", "status", "number"),)
 

@@ -55,11 +55,18 @@ def _facts(session: Session, tickets: Sequence[Ticket], sender: str) -> list[Tic
                         last_activity_at=t.last_activity_at) for t in tickets]
 
 
-def ticket_by_token(session: Session, number: int, token: str, sender: str) -> TicketFacts | None:
+def ticket_by_token(session: Session, number: int, token: str,
+                    sender: str) -> tuple[TicketFacts, bool] | None:
+    """The ticket a reply token names, and whether it was the agents' token (never shown to
+    the client) rather than the client's."""
     ticket = session.scalar(select(Ticket).where(Ticket.number == number))
-    if ticket is None or ticket.reply_token != token:
+    if ticket is None:
         return None
-    return _facts(session, [ticket], sender)[0]
+    if token == ticket.reply_token:
+        return _facts(session, [ticket], sender)[0], False
+    if ticket.agent_token and token == ticket.agent_token:
+        return _facts(session, [ticket], sender)[0], True
+    return None
 
 
 def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) -> list[TicketFacts]:

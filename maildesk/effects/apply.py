@@ -34,8 +34,9 @@ def new_reply_token() -> str:
 
 def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                first_number: int, settings: Settings | None = None,
-               composer: Composer | None = None) -> Ticket:
-    """Write what the plan says; the caller commits. Returns the ticket the message joined."""
+               composer: Composer | None = None) -> tuple[Ticket, Message]:
+    """Write what the plan says; the caller commits. Returns the ticket the message joined
+    and the message as recorded on it."""
     at = inbound.received_at
     if plan.new_ticket is not None:
         nt = plan.new_ticket
@@ -45,6 +46,7 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                         line=nt.line, category=nt.category, language=nt.language,
                         requester=nt.requester, requester_name=nt.requester_name,
                         mailbox=nt.mailbox, linked_ticket_id=nt.linked_ticket_id, created_at=at,
+                        tags=list(nt.tags), assignee=nt.assignee, sla_policy=nt.sla_policy,
                         updated_at=at, last_activity_at=at,
                         first_response_due_at=plan.deadlines.first_response if plan.deadlines else None,
                         resolution_due_at=plan.deadlines.resolution if plan.deadlines else None)
@@ -73,7 +75,7 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
         from_name=m.from_.name if m.from_ else "", to=[a.address for a in m.to],
         cc=[a.address for a in m.cc], subject=m.subject, sent_at=m.date, received_at=at,
         body_text=m.text, has_html=m.has_html, thread_reason=plan.thread.reason,
-        internal=False, defects=list(m.defects))
+        internal=plan.internal, defects=list(m.defects))
     session.add(message)
     session.flush()
     session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
@@ -97,7 +99,7 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None
-    return ticket
+    return ticket, message
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
             if deadlines and deadlines.resolution else None,
         },
     }
-    rendered = composer.render("autoreply", plan.autoreply.language, context)
+    rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
     message_id = message_id_for(f"{inbound.id}.autoreply", settings.domain)
     data = build_message(

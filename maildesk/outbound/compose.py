@@ -19,6 +19,8 @@ from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
+from collections.abc import Sequence
+from urllib.parse import quote
 
 from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound,
                     pass_context)
@@ -144,18 +146,25 @@ class Composer:
             html = None
         return Rendered(clean_header(subject), text, html)
 
-    def check(self, sample: dict[str, Any]) -> list[TemplateProblem]:
-        """Render every template of every language against sample data (`maildesk check`)."""
+    def check(self, sample: dict[str, Any],
+              names: tuple[str, ...] = ()) -> list[TemplateProblem]:
+        """Render every template of every language against sample data (`maildesk check`):
+        the built-in ones and `names` (autoreply templates the rules choose)."""
         problems = []
         for lang in sorted(self.languages):
-            try:
-                self.render("autoreply", lang, sample)
-            except TemplateProblem as exc:
-                problems.append(exc)
-            except TemplateNotFound as exc:
-                problems.append(TemplateProblem(str(self.templates_dir / lang), None,
-                                                f"missing template {exc.name}"))
+            for name in dict.fromkeys((*TEMPLATES, *names)):
+                try:
+                    self.render(name, lang, sample)
+                except TemplateProblem as exc:
+                    problems.append(exc)
+                except TemplateNotFound as exc:
+                    problems.append(TemplateProblem(str(self.templates_dir / lang), None,
+                                                    f"missing template {exc.name}"))
         return problems
+
+
+# Every mail maildesk writes; each is `<name>.subject.txt` + `<name>.txt` (+ optional .html).
+TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "command_error")
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -173,14 +182,20 @@ _CRLF = compat32.clone(linesep="\r\n")
 def build_message(*, from_name: str, from_address: str, to_name: str, to_address: str,
                   subject: str, rendered: Rendered, message_id: str, in_reply_to: str | None,
                   references: tuple[str, ...], reply_to: str | None, date: datetime,
-                  auto: bool) -> bytes:
+                  auto: bool | str, attachments: Sequence[OutgoingAttachment] = (),
+                  cc: Sequence[str] = ()) -> bytes:
     """The MIME bytes (CRLF) of an outgoing mail. Every header value is cleaned and encoded
     here and folded by compat32's own folding; the fixed structure (text/plain, or
-    multipart/alternative of text and HTML, UTF-8 in base64) is written directly: the email
-    package's generator cost about 2 ms a mail, more than the rest of composing."""
+    multipart/alternative of text and HTML, UTF-8 in base64, inside a multipart/mixed with
+    the attachments when there are any) is written directly: the email package's generator
+    cost about 2 ms a mail, more than the rest of composing.
+
+    `auto`: False for mail a person wrote (an agent's relayed answer), True or "auto-replied"
+    for an autoreply, "auto-generated" for notifications (RFC 3834)."""
     headers: list[tuple[str, str | Header]] = [
         ("From", format_address(from_address, from_name)),
         ("To", format_address(to_address, to_name)),
+        *([("Cc", ", ".join(format_address(a) for a in cc))] if cc else []),
         ("Subject", encode_header(subject, "Subject")),
         ("Date", format_datetime(date)),
         ("Message-ID", f"<{clean_header(message_id)}>"),
@@ -193,18 +208,51 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
     if reply_to:
         headers.append(("Reply-To", format_address(reply_to, from_name)))
     if auto:
-        headers.append(("Auto-Submitted", "auto-replied"))          # RFC 3834
+        kind = auto if isinstance(auto, str) else "auto-replied"
+        headers.append(("Auto-Submitted", kind))                    # RFC 3834
         headers.append(("X-Auto-Response-Suppress", "All"))         # keeps Exchange OOF quiet
     out = [_CRLF.fold(name, value) for name, value in headers]
     out.append("MIME-Version: 1.0\r\n")
     if rendered.html is None:
-        return ("".join(out) + _text_part(rendered.text, "plain")).encode("ascii")
-    boundary = f"=_md_{secrets.token_hex(12)}"
-    out.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
-    for part in (_text_part(rendered.text, "plain"), _text_part(rendered.html, "html")):
-        out.append(f"--{boundary}\r\n{part}")
-    out.append(f"--{boundary}--\r\n")
-    return "".join(out).encode("ascii")
+        body = _text_part(rendered.text, "plain")
+    else:
+        boundary = f"=_md_{secrets.token_hex(12)}"
+        body = (f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+                + "".join(f"--{boundary}\r\n{part}" for part in (
+                    _text_part(rendered.text, "plain"), _text_part(rendered.html, "html")))
+                + f"--{boundary}--\r\n")
+    if attachments:
+        mixed = f"=_md_{secrets.token_hex(12)}"
+        body = (f'Content-Type: multipart/mixed; boundary="{mixed}"\r\n\r\n--{mixed}\r\n{body}'
+                + "".join(f"--{mixed}\r\n{_attachment_part(a)}" for a in attachments)
+                + f"--{mixed}--\r\n")
+    return ("".join(out) + body).encode("ascii")
+
+
+@dataclass(frozen=True)
+class OutgoingAttachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
+
+
+def _attachment_part(att: OutgoingAttachment) -> str:
+    """One attachment: type, RFC 2231 file name (plus an RFC 2047 `name` for old Outlook),
+    base64 body."""
+    ctype = att.content_type if _TOKEN_CHARS.match(att.content_type) else "application/octet-stream"
+    name = clean_header(att.filename, 100).replace("\\", "_").replace('"', "_") or "attachment"
+    if name.isascii():
+        params = f'; name="{name}"', f'; filename="{name}"'
+    else:
+        encoded = quote(name.encode("utf-8"), safe="")
+        legacy = Header(name, "utf-8").encode()
+        params = f'; name="{legacy}"', f"; filename*=utf-8''{encoded}"
+    body = base64.encodebytes(att.data).decode("ascii").replace("\n", "\r\n")
+    return (f"Content-Type: {ctype}{params[0]}\r\nContent-Disposition: attachment{params[1]}\r\n"
+            f"Content-Transfer-Encoding: base64\r\n\r\n{body}")
 
 
 def _text_part(text: str, subtype: str) -> str:
@@ -221,7 +269,24 @@ def sample_context(settings: Any) -> dict[str, Any]:
     when = datetime(2026, 12, 1, 12, 0, tzinfo=ZoneInfo("Europe/Moscow"))
     return {
         "ticket": {"number": 1042, "subject": "Касса не печатает чеки", "priority": "P1",
-                   "line": "line2"},
+                   "line": "line2", "line_name": "Line 2", "status": "new", "category": "pos",
+                   "tags": ["kkt"], "assignee": "carol@example.com",
+                   "requester": "ivan@customer.example", "requester_name": "Иван Петров",
+                   "created_at": when},
+        "event": "new", "actor": "carol@example.com", "from_line": "line1",
+        "message": {"from": "Иван Петров <ivan@customer.example>", "date": when,
+                    "text": "Касса №3 не печатает чеки.",
+                    "attachments": [{"filename": "photo.jpg", "size": 1024, "forwarded": True}]},
+        "history": [{"at": when, "who": "carol@example.com (agent)", "internal": True,
+                     "text": "Проверить драйвер."}],
+        "earlier_tickets": [{"tag": f"[{settings.ticket_tag}-1001]", "subject": "Принтер",
+                             "status": "closed", "created_at": when}],
+        "marker": "##- reply above this line -##",
+        "commands_help": "#resolve #close ...",
+        "lines": ["line1", "line2"],
+        "text": "Перезагрузите кассу, пожалуйста.",
+        "agent_name": "Carol",
+        "errors": ["unknown command #resolv"],
         "tag": f"[{settings.ticket_tag}-1042]",
         "client_name": "Иван Петров",
         "client_address": "ivan@customer.example",

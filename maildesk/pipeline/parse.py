@@ -46,6 +46,7 @@ class AttachmentInfo:
     size: int
     sha256: str
     part: str  # MIME part path such as "1.2", to re-extract it from the raw message
+    inline: bool = False  # Content-Disposition: inline (a signature logo, a pasted picture)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,9 @@ class ParsedMessage:
     content_language: str | None
     content_hash: str                 # sha256 hex of the content that identifies a duplicate
     defects: tuple[str, ...]          # what was wrong but got repaired, for the audit trail
+    # The attachments' bytes, in the order of `attachments`, for forwarding them to a line
+    # mailbox or relaying an agent's files; empty when together above MAX_FORWARD_BYTES.
+    attachment_data: tuple[bytes, ...] = ()
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), decoded; None when absent."""
@@ -91,6 +95,7 @@ MAX_TEXT_CHARS = 1_000_000     # body text kept
 MAX_HTML_CHARS = 2_000_000     # HTML given to the converter
 MAX_DEFECTS = 100
 MAX_FILENAME_CHARS = 200
+MAX_FORWARD_BYTES = 20 * 1024 * 1024   # attachments kept in ParsedMessage.attachment_data
 
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE2 compound file: an Outlook .msg
 _MBOX_FROM_LINE = re.compile(rb"From (?![ \t]*:)[^\r\n]*(?:\r\n|\r|\n)")
@@ -178,8 +183,12 @@ def _parse(raw: bytes) -> ParsedMessage | Unparseable:
         return Unparseable("The message has no sender: it has no From, Sender, Reply-To or "
                            "Return-Path header that names one.")
 
-    walk = _Walk(data, msg, defects, fallback)
+    walk = _Walk(data, msg, defects, fallback, payloads={})
     text, has_html = walk.body(structured)
+    payloads = walk.payloads or {}
+    forward = tuple(payloads.get(a.part, b"") for a in walk.attachments)
+    if sum(map(len, forward)) > MAX_FORWARD_BYTES:
+        forward = ()
 
     return ParsedMessage(
         message_id=fields.message_id(),
@@ -198,7 +207,22 @@ def _parse(raw: bytes) -> ParsedMessage | Unparseable:
         content_language=headers.first_language(fields.text("content-language")),
         content_hash=_content_hash(fields, data[head_end:]),
         defects=_tidy_defects(defects),
+        attachment_data=forward,
     )
+
+
+def attachment_payloads(raw: bytes) -> dict[str, bytes]:
+    """The bytes of every attachment of a stored message, by part path (as in
+    ParsedMessage.attachments): the same walk, keeping the data. Never raises."""
+    try:
+        data = _strip_envelope(raw)
+        defects: list[str] = []
+        data, msg, structured = _parse_tree(data, defects)
+        walk = _Walk(data, msg, defects, None, payloads={})
+        walk.body(structured)
+        return walk.payloads or {}
+    except Exception:
+        return {}
 
 
 def _strip_envelope(raw: bytes) -> bytes:
@@ -401,6 +425,7 @@ class _Walk:
     has_html: bool = False
     crypto: str | None = None          # "encrypted" or "signed" (S/MIME opaque)
     fallback_segments: list[tuple[str, str]] = field(default_factory=list)  # TNEF bodies
+    payloads: dict[str, bytes] | None = None   # part -> bytes, when asked for (forwarding)
 
     def body(self, structured: bool) -> tuple[str, bool]:
         """The readable text of the whole message and whether it had an HTML body."""
@@ -484,7 +509,7 @@ class _Walk:
                 self.crypto = "encrypted"
         elif ctype == "application/pgp-encrypted":
             self.crypto = "encrypted"
-        self._add(filename, ctype, data, name)
+        self._add(filename, ctype, data, name, inline=disposition == "inline")
         return []
 
     def _decode_text(self, part: Message, data: bytes, name: str, is_html: bool) -> str:
@@ -515,13 +540,17 @@ class _Walk:
                     return found
         return None
 
-    def _add(self, filename: str | None, ctype: str, data: bytes, name: str) -> None:
+    def _add(self, filename: str | None, ctype: str, data: bytes, name: str,
+             inline: bool = False) -> None:
+        if self.payloads is not None:
+            self.payloads[name] = data
         self.attachments.append(AttachmentInfo(
             filename=_safe_filename(filename) or f"part-{name}{_EXTENSIONS.get(ctype, '.bin')}",
             content_type=ctype[:255],
             size=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             part=name,
+            inline=inline,
         ))
 
     def _add_message_part(self, part: Message, path: tuple[int, ...], ctype: str) -> None:
@@ -549,6 +578,8 @@ class _Walk:
         for i, (inner_name, blob) in enumerate(content.files, start=1):
             safe = _safe_filename(headers.one_line(inner_name)) or f"part-{name}-{i}.bin"
             ext = safe[safe.rfind("."):].lower() if "." in safe else ""
+            if self.payloads is not None:
+                self.payloads[f"{name}:{i}"] = blob
             self.attachments.append(AttachmentInfo(
                 filename=safe,
                 content_type=_TYPES_BY_EXTENSION.get(ext, "application/octet-stream"),

@@ -11,6 +11,7 @@ from maildesk.pipeline.loops import LoopVerdict
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.subject import SubjectInfo
 from maildesk.pipeline.thread import ThreadDecision
+from maildesk.rules.engine import Routing
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class NewTicket:
     priority: str | None
     category: str | None
     language: str | None
+    tags: tuple[str, ...] = ()
+    assignee: str | None = None
+    sla_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class AutoreplyPlan:
     language: str
     to_address: str
     to_name: str
+    template: str = "autoreply"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Plan:
     events: tuple[tuple[str, dict[str, object]], ...] = field(default=())
     deadlines: Deadlines | None = None
     autoreply: AutoreplyPlan | None = None
+    internal: bool = False       # an agent's note or command-only mail: never shown to a client
 
 
 def dedupe_key(message: ParsedMessage) -> str:
@@ -69,7 +75,7 @@ def sender_of(message: ParsedMessage, mail_from: str | None) -> tuple[str, str]:
 
 def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender_name: str,
                  role: Role, subject: SubjectInfo, decision: ThreadDecision, mailbox: str,
-                 defaults: dict[str, object], current_status: TicketStatus | None,
+                 routing: Routing, current_status: TicketStatus | None,
                  loop: LoopVerdict, deadlines: Deadlines | None = None,
                  autoreply_language: str | None = None, autoreply_limited: bool = False) -> Plan:
     """Decide what a message does to its ticket (new ticket, reopen, resume, acknowledge)."""
@@ -81,12 +87,18 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
             requester_name=sender_name,
             mailbox=mailbox,
             linked_ticket_id=decision.linked_ticket_id,
-            line=defaults.get("line"),  # type: ignore[arg-type]
-            priority=defaults.get("priority"),  # type: ignore[arg-type]
-            category=defaults.get("category"),  # type: ignore[arg-type]
-            language=defaults.get("language"),  # type: ignore[arg-type]
+            line=routing.line,
+            priority=routing.priority,
+            category=routing.category,
+            language=routing.language,
+            tags=routing.tags,
+            assignee=routing.assignee,
+            sla_policy=routing.sla_policy,
         )
         events: list[tuple[str, dict[str, object]]] = [("created", {"reason": decision.reason})]
+        if routing.matched:
+            events.append(("routed", {"rules": list(routing.matched), "line": routing.line,
+                                      "priority": routing.priority}))
         if decision.linked_ticket_id is not None:
             events.append(("linked", {"ticket_id": decision.linked_ticket_id,
                                       "reason": decision.reason}))
@@ -99,7 +111,8 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
             events.append(("autoreply_suppressed", {"reason": "too many autoreplies to this "
                                                               "sender in the last hour"}))
         elif autoreply_language is not None:
-            autoreply = AutoreplyPlan(autoreply_language, sender, sender_name)
+            autoreply = AutoreplyPlan(autoreply_language, sender, sender_name,
+                                      routing.template or "autoreply")
         return Plan(inbound_id, message, sender, role, decision, new_ticket=new,
                     events=tuple(events), deadlines=deadlines, autoreply=autoreply)
     status = None

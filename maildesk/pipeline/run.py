@@ -13,8 +13,9 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,8 +24,10 @@ from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db import queries
 from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, RawMessage, Role,
-                                Ticket)
+                                Ticket, TicketEvent)
+from maildesk.effects.agent import apply_agent_plan
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
+from maildesk.effects.notify import queue_line_notification
 from maildesk.outbound.compose import Composer, ascii_address, choose_language
 from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.bounces import bounce_summary, bounce_tag
@@ -32,7 +35,12 @@ from maildesk.pipeline.loops import LoopVerdict, classify_loop
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
-from maildesk.pipeline.thread import ThreadFacts, decide_thread, parse_reply_token
+from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
+from maildesk.pipeline.subject import SubjectInfo
+from maildesk.pipeline.thread import (ThreadDecision, ThreadFacts, decide_thread,
+                                      parse_reply_token)
+from maildesk.rules.engine import Routing
+from maildesk.rules.facts import NO_ROUTING, mail_facts
 from maildesk.sla.policy import compute_deadlines
 
 log = logging.getLogger(__name__)
@@ -83,7 +91,6 @@ class Processor:
         self._settings = settings
         self._support = frozenset(settings.support_addresses)
         self._agents = settings.agent_addresses()
-        self._defaults = dict(settings.rules.get("default", {}).get("set", {}))
         self._window = timedelta(days=settings.reply_window_days)
         self._own = frozenset(settings.support_addresses) | settings.line_mailboxes()
         self.composer = Composer(settings.templates_dir)
@@ -213,11 +220,13 @@ class Processor:
                                       bounce_summary(message, inbound.raw.data), now=now)
                 return Outcome(inbound.id, "done", number)
         token_facts = None
+        agent_token = False
         for rcpt in recipients:
             token = parse_reply_token(rcpt, support)
             if token is not None:
-                token_facts = queries.ticket_by_token(session, token.number, token.token, sender)
-                if token_facts is not None:
+                found = queries.ticket_by_token(session, token.number, token.token, sender)
+                if found is not None:
+                    token_facts, agent_token = found
                     break
         subject = analyse_subject(message.subject, s.ticket_tag)
         ref_ids = [*message.in_reply_to, *reversed(message.references)]
@@ -230,7 +239,14 @@ class Processor:
         )
         decision = decide_thread(sender, subject, facts, now=inbound.received_at,
                                  reply_window=self._window)
-        role = Role.AGENT if token_facts is not None and sender in self._agents else Role.CLIENT
+        # An agent: a sender listed in lines.yaml who writes to the agents' reply address of
+        # the ticket, or (where configured) whom our own MTA authenticated, on a known ticket.
+        is_agent = sender in self._agents and (agent_token or (
+            decision.ticket_id is not None and authenticated_sender(
+                message.headers, s.agents_trust_authserv_id, sender)))
+        if is_agent and agent_token and token_facts is not None:
+            decision = ThreadDecision(token_facts.id, "token")  # agents may act on closed ones
+        role = Role.AGENT if is_agent else Role.CLIENT
         mailbox = next((_base_address(r) for r in recipients if _base_address(r) in support),
                        s.support_addresses[0])
         if inbound.update_only and decision.ticket_id is None:
@@ -238,21 +254,29 @@ class Processor:
                       f"({decision.reason}); not made into a new one")
             mark_inbound(inbound, InboundStatus.IGNORED, reason, now=now)
             return Outcome(inbound.id, "ignored", reason=reason)
-        current = (session.get_one(Ticket, decision.ticket_id).status
+        current = (session.get_one(Ticket, decision.ticket_id)
                    if decision.ticket_id is not None else None)
-        loop = classify_loop(message, inbound.mail_from, self._own)
+        loop = robot_check = classify_loop(message, inbound.mail_from, self._own)
+        if role is Role.AGENT and current is not None:
+            return self._agent_reply(session, inbound, message, sender, sender_name, subject,
+                                     decision, current, loop, now)
         deadlines = language = None
         limited = False
+        routing = NO_ROUTING
         if decision.ticket_id is None:
-            defaults = self._defaults
-            deadlines = compute_deadlines(s.sla, policy=defaults.get("sla_policy"),
-                                          priority=defaults.get("priority"),
-                                          start=inbound.received_at)
+            routing = s.ruleset.evaluate(mail_facts(message, inbound, sender, sender_name))
+            if routing.action is not None:
+                return self._held(inbound, routing, now)
+            deadlines = compute_deadlines(s.sla, policy=routing.sla_policy,
+                                          priority=routing.priority, start=inbound.received_at)
             if inbound.no_autoreply:
                 loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
+            elif not routing.autoreply:
+                loop = LoopVerdict(False, f"rule {routing.matched[-1]!r}: no_autoreply"
+                                   if routing.matched else "no_autoreply")
             if s.autoreply.enabled and loop.autoreply_allowed and self.composer.languages:
                 language = choose_language(
-                    rule_language=defaults.get("language"),
+                    rule_language=routing.language,
                     content_language=message.content_language,
                     text=f"{message.subject}\n{message.text}", default=s.language,
                     available=self.composer.languages)
@@ -267,11 +291,72 @@ class Processor:
                     loop = LoopVerdict(False, "the address cannot be written in ASCII")
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
-                            mailbox=mailbox, defaults=self._defaults, current_status=current,
+                            mailbox=mailbox, routing=routing,
+                            current_status=current.status if current else None,
                             loop=loop, deadlines=deadlines, autoreply_language=language,
                             autoreply_limited=limited)
-        ticket = apply_plan(session, plan, inbound, now=now, first_number=s.first_ticket_number,
-                            settings=s, composer=self.composer)
+        ticket, row = apply_plan(session, plan, inbound, now=now,
+                                 first_number=s.first_ticket_number, settings=s,
+                                 composer=self.composer)
         if plan.autoreply is not None:
+            self._queued_mail = True
+        if not inbound.no_autoreply and (plan.new_ticket is not None
+                                         or robot_check.autoreply_allowed):
+            self._notify(session, ticket, inbound, now, "new" if plan.new_ticket else "update",
+                         message=message, message_row=row)
+        return Outcome(inbound.id, "done", ticket.number)
+
+    def _notify(self, session: Session, ticket: Ticket, inbound: Inbound, now: datetime,
+                event: str, **kwargs: Any) -> None:
+        """A line notification; one that cannot be composed costs the ticket nothing else."""
+        try:
+            with session.begin_nested():
+                sent = queue_line_notification(session, ticket, self.settings, self.composer,
+                                               now=now, event=event,
+                                               key=f"{inbound.id}.{event}", **kwargs)
+        except Exception as exc:
+            log.exception("line notification for ticket %s failed", ticket.number)
+            session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="notification_failed",
+                                    actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
+            return
+        if sent:
+            self._queued_mail = True
+
+    def _held(self, inbound: Inbound, routing: Routing, now: datetime) -> Outcome:
+        """A rule said ignore or quarantine: the mail is kept, no ticket is opened."""
+        if routing.action == "ignore":
+            reason = f"rule {routing.action_rule!r}: ignore"
+            mark_inbound(inbound, InboundStatus.IGNORED, reason, now=now)
+            return Outcome(inbound.id, "ignored", reason=reason)
+        reason = (f"held by rule {routing.action_rule!r} (action: quarantine); "
+                  "`maildesk quarantine retry` runs it through the rules again")
+        mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=now)
+        return Outcome(inbound.id, "quarantined", reason=reason)
+
+    def _agent_reply(self, session: Session, inbound: Inbound, message: ParsedMessage,
+                     sender: str, sender_name: str, subject: SubjectInfo,
+                     decision: ThreadDecision, ticket: Ticket, loop: LoopVerdict,
+                     now: datetime) -> Outcome:
+        """An agent answered: record the whole mail, obey its commands, relay its new text."""
+        s = self.settings
+        state = TicketState(number=ticket.number, status=ticket.status, line=ticket.line,
+                            priority=ticket.priority, assignee=ticket.assignee,
+                            category=ticket.category, tags=tuple(ticket.tags or ()))
+        agent = plan_agent_reply(message.text, state, sender=sender, settings=s)
+        if not loop.autoreply_allowed:
+            # An agent's out-of-office or a bounce from their mailbox: kept, never obeyed.
+            agent = AgentPlan(text=agent.text, internal=True)
+        plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
+                            sender_name=sender_name, role=Role.AGENT, subject=subject,
+                            decision=decision, mailbox=ticket.mailbox, routing=NO_ROUTING,
+                            current_status=ticket.status, loop=loop)
+        plan = replace(plan, internal=agent.internal)
+        ticket, row = apply_plan(session, plan, inbound, now=now,
+                                 first_number=s.first_ticket_number)
+        apply_agent_plan(session, ticket, agent, inbound=inbound, row=row, message=message,
+                         sender=sender, sender_name=sender_name, settings=s,
+                         composer=self.composer, now=now, notify=self._notify)
+        if agent.errors or agent.relay or agent.status is not None or agent.escalate_to \
+                or agent.internal:
             self._queued_mail = True
         return Outcome(inbound.id, "done", ticket.number)

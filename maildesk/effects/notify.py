@@ -1,0 +1,256 @@
+"""Mail to the line mailboxes and, on an agent's behalf, to the client; in the caller's
+transaction, through the outbox.
+
+Every mail here gets a Message-ID derived from what caused it (the inbound message and the kind
+of mail), so processing a message twice can never send a second copy. What goes to a client is
+recorded on the ticket as an outgoing message; notifications to a line are recorded as events
+(the line mailbox is the agents' own, not part of the conversation with the client).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from maildesk.config.model import Line, Settings
+from maildesk.db.models import (Direction, Message, Outbox, OutboxStatus, Role, Ticket,
+                                TicketEvent)
+from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, bounce_tag_for,
+                                       build_message, message_id_for)
+from maildesk.pipeline.agent import COMMAND_HELP
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.reply import MARKER
+from maildesk.pipeline.subject import format_tag
+from maildesk.views import reply_address
+
+HISTORY_ITEMS = 15
+HISTORY_CHARS = 2000
+EARLIER_TICKETS = 10
+_TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+_HISTORY = (select(Message).where(Message.ticket_id == bindparam("ticket_id"))
+            .order_by(Message.id.desc()).limit(HISTORY_ITEMS + 1))
+_EARLIER = (select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+            .where(Ticket.requester == bindparam("requester"), Ticket.id != bindparam("ticket_id"))
+            .order_by(Ticket.id.desc()).limit(EARLIER_TICKETS))
+# The conversation as the client sees it: their mails and ours, not the agents' own mails to us.
+_THREAD = (select(Message.message_id, Message.direction)
+           .where(Message.ticket_id == bindparam("ticket_id"), Message.internal.is_(False),
+                  Message.message_id.is_not(None),
+                  ~((Message.direction == Direction.IN) & (Message.role == Role.AGENT)))
+           .order_by(Message.id))
+
+
+def agent_reply_address(ticket: Ticket) -> str:
+    """`support+NUMBER-AGENTTOKEN@`: where agents answer; never shown to a client."""
+    if not ticket.agent_token:
+        ticket.agent_token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(10))
+    local, _, domain = ticket.mailbox.rpartition("@")
+    return f"{local}+{ticket.number}-{ticket.agent_token}@{domain}"
+
+
+def ticket_zone(settings: Settings, ticket: Ticket) -> ZoneInfo:
+    """The zone times are shown in: the calendar of the ticket's SLA policy."""
+    policies = settings.sla.get("policies", {})
+    policy = policies.get(ticket.sla_policy or "") or policies.get(
+        settings.sla.get("default_policy") or "") or {}
+    calendar = settings.calendars.get(policy.get("calendar", ""))
+    return calendar.zone if calendar else ZoneInfo("UTC")
+
+
+def _local(value: datetime | None, zone: ZoneInfo) -> datetime | None:
+    return value.astimezone(zone) if value else None
+
+
+def ticket_context(settings: Settings, ticket: Ticket) -> dict[str, Any]:
+    zone = ticket_zone(settings, ticket)
+    line = settings.line(ticket.line)
+    return {
+        "ticket": {"number": ticket.number, "subject": ticket.subject,
+                   "status": ticket.status.value, "priority": ticket.priority,
+                   "line": ticket.line, "line_name": line.name if line else (ticket.line or "-"),
+                   "category": ticket.category, "tags": list(ticket.tags or []),
+                   "assignee": ticket.assignee, "requester": ticket.requester,
+                   "requester_name": ticket.requester_name,
+                   "created_at": _local(ticket.created_at, zone)},
+        "tag": format_tag(settings.ticket_tag, ticket.number),
+        "instance": settings.instance_name,
+        "deadlines": {"first_response": _local(ticket.first_response_due_at, zone),
+                      "resolution": _local(ticket.resolution_due_at, zone)},
+        "commands_help": COMMAND_HELP,
+        "lines": [x.id for x in settings.lines],
+    }
+
+
+@dataclass(frozen=True)
+class Mail:
+    """One mail to queue: who it goes to and what it says."""
+
+    kind: str
+    key: str                    # what caused it, unique per kind: "<inbound id>.<kind>"
+    to_address: str
+    to_name: str
+    rendered: Rendered
+    reply_to: str | None
+    auto: bool | str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    attachments: Sequence[OutgoingAttachment] = ()
+
+
+def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
+          record_as: Role | None = None, from_name: str | None = None,
+          event: dict[str, Any] | None = None) -> str:
+    """Build the mail, put it in the outbox; record it on the ticket. Returns its Message-ID."""
+    message_id = message_id_for(mail.key, settings.domain)
+    tag = format_tag(settings.ticket_tag, ticket.number)
+    subject = mail.rendered.subject if tag in mail.rendered.subject \
+        else f"{tag} {mail.rendered.subject}"
+    data = build_message(
+        from_name=from_name or settings.instance_name, from_address=ticket.mailbox,
+        to_name=mail.to_name, to_address=mail.to_address, subject=subject,
+        rendered=mail.rendered, message_id=message_id, in_reply_to=mail.in_reply_to,
+        references=mail.references, reply_to=mail.reply_to, date=now, auto=mail.auto,
+        attachments=mail.attachments)
+    local, _, domain = ticket.mailbox.rpartition("@")
+    bounce_tag = bounce_tag_for(message_id)
+    outbox = Outbox(ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
+                    bounce_tag=bounce_tag, envelope_from=f"{local}+bounce-{bounce_tag}@{domain}",
+                    recipients=[mail.to_address], data=data, status=OutboxStatus.QUEUED,
+                    attempts=0, next_attempt_at=now,
+                    give_up_at=now + settings.outbound.give_up_after, created_at=now)
+    session.add(outbox)
+    if record_as is not None:
+        session.add(Message(
+            ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=record_as,
+            message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
+            from_name=from_name or settings.instance_name, to=[mail.to_address], cc=[],
+            subject=subject, sent_at=now, received_at=now, body_text=mail.rendered.text,
+            has_html=mail.rendered.html is not None, thread_reason=mail.kind, internal=False,
+            defects=[]))
+    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=mail.kind, actor=None,
+                            data={**(event or {}), "message_id": message_id,
+                                  "to": mail.to_address}))
+    return message_id
+
+
+def _language(composer: Composer, *candidates: str | None) -> str:
+    for lang in candidates:
+        if lang and lang in composer.languages:
+            return lang
+    return "en" if "en" in composer.languages else sorted(composer.languages)[0]
+
+
+def forwardable(message: ParsedMessage, *, include_inline: bool) -> list[OutgoingAttachment]:
+    """The attachments of a parsed message that can go out again (with their bytes)."""
+    if not message.attachment_data:
+        return []
+    return [OutgoingAttachment(a.filename, a.content_type, data)
+            for a, data in zip(message.attachments, message.attachment_data)
+            if include_inline or not a.inline]
+
+
+def queue_line_notification(session: Session, ticket: Ticket, settings: Settings,
+                            composer: Composer, *, now: datetime, event: str, key: str,
+                            line: Line | None = None, message: ParsedMessage | None = None,
+                            message_row: Message | None = None, text: str | None = None,
+                            actor: str | None = None, from_line: str | None = None) -> str | None:
+    """Tell a line mailbox about a ticket: new, escalated, the client wrote, or a note.
+
+    The mail carries the message (and its attachments), deadlines, the ticket's history and
+    the client's earlier tickets below a marker line, and `Reply-To` the agents' reply
+    address. An external line (a vendor) sees no internal notes and no other tickets."""
+    line = line or settings.line(ticket.line)
+    if line is None:
+        return None
+    zone = ticket_zone(settings, ticket)
+    context = ticket_context(settings, ticket)
+    attachments = forwardable(message, include_inline=True) if message is not None else []
+    current = None
+    if message_row is not None:
+        sent = {a.filename for a in attachments}
+        current = {"from": f"{message_row.from_name} <{message_row.from_address}>".strip(),
+                   "date": _local(message_row.received_at, zone),
+                   "text": text if text is not None else message_row.body_text,
+                   "attachments": [{"filename": a.filename, "size": a.size,
+                                    "forwarded": a.filename in sent}
+                                   for a in (message.attachments if message else ())]}
+    history = []
+    for m in session.scalars(_HISTORY, {"ticket_id": ticket.id}):
+        if message_row is not None and m.id == message_row.id:
+            continue
+        if m.internal and line.external:
+            continue
+        history.append({"at": _local(m.received_at, zone), "internal": m.internal,
+                        "who": f"{m.from_name} <{m.from_address}> ({m.role.value})"
+                        if m.from_name else f"{m.from_address} ({m.role.value})",
+                        "text": _shorten(m.body_text)})
+    earlier = [] if line.external else [
+        {"tag": format_tag(settings.ticket_tag, number), "subject": subject,
+         "status": status.value, "created_at": _local(created, zone)}
+        for number, subject, status, created in session.execute(
+            _EARLIER, {"requester": ticket.requester, "ticket_id": ticket.id})]
+    context.update(event=event, actor=actor or "", from_line=from_line or "",
+                   message=current, history=history[:HISTORY_ITEMS], earlier_tickets=earlier,
+                   marker=MARKER)
+    lang = _language(composer, settings.language)
+    rendered = composer.render("line_notification", lang, context)
+    mail = Mail(kind="notification", key=key, to_address=line.mailbox, to_name=line.name,
+                rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-generated",
+                attachments=attachments)
+    return queue(session, ticket, mail, settings, now=now,
+                 event={"event": event, "line": line.id})
+
+
+def _shorten(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= HISTORY_CHARS else text[:HISTORY_CHARS] + " [...]"
+
+
+def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str, ...]]:
+    """In-Reply-To and References of a mail to the client: it answers the client's latest
+    mail; References name the conversation (the client's mails and ours), oldest first."""
+    rows = session.execute(_THREAD, {"ticket_id": ticket.id}).all()
+    ids = tuple(mid for mid, _ in rows)
+    last_in = next((mid for mid, direction in reversed(rows) if direction is Direction.IN), None)
+    return last_in or (ids[-1] if ids else None), ids[-20:]
+
+
+def queue_to_client(session: Session, ticket: Ticket, settings: Settings, composer: Composer,
+                    *, now: datetime, template: str, key: str, context: dict[str, Any],
+                    agent_name: str, attachments: Sequence[OutgoingAttachment] = (),
+                    language: str | None = None) -> str:
+    """An agent's answer (or the resolution notice) to the client, from the support address,
+    threaded into the client's own messages."""
+    ctx = {**ticket_context(settings, ticket), "client_name": ticket.requester_name,
+           "agent_name": agent_name, **context}
+    lang = _language(composer, ticket.language, language, settings.language)
+    rendered = composer.render(template, lang, ctx)
+    in_reply_to, references = thread_ids(session, ticket)
+    mail = Mail(kind=template, key=key, to_address=ticket.requester,
+                to_name=ticket.requester_name, rendered=rendered,
+                reply_to=reply_address(ticket), auto=False,
+                in_reply_to=in_reply_to, references=references,
+                attachments=attachments)
+    return queue(session, ticket, mail, settings, now=now, record_as=Role.AGENT,
+                 from_name=f"{agent_name} ({settings.instance_name})" if agent_name
+                 else settings.instance_name)
+
+
+def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
+                        composer: Composer, *, now: datetime, key: str, to_address: str,
+                        errors: Sequence[str], in_reply_to: str | None) -> str:
+    """Tell an agent why their mail was not carried out (only them)."""
+    ctx = {**ticket_context(settings, ticket), "errors": list(errors)}
+    rendered = composer.render("command_error", _language(composer, settings.language), ctx)
+    mail = Mail(kind="command_error", key=key, to_address=to_address, to_name="",
+                rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
+                in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
+    return queue(session, ticket, mail, settings, now=now, event={"errors": list(errors)})

@@ -1,0 +1,93 @@
+"""Agents' commands: `#resolve`, `#escalate line3` ... on lines of their own at the top of the
+new text of a reply. Pure: checks the grammar only; what a command may name (lines, agents)
+is checked against the configuration in pipeline/agent.py.
+
+The block ends at the first line that is not a command (blank lines in it are skipped). A line
+that starts with `#` and a word is a command, known or not: an unknown one is an error rather
+than text, so a typo such as `#resolv` never reaches the client. `#note` may carry the first
+line of the note after it (`#note client called`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NO_ARGUMENT = ("resolve", "close", "pending", "open", "note")
+OPTIONAL_ARGUMENT = ("escalate",)
+REQUIRED_ARGUMENT = ("assign", "priority", "category", "tag")
+COMMANDS = (*NO_ARGUMENT, *OPTIONAL_ARGUMENT, *REQUIRED_ARGUMENT)
+STATUS = ("resolve", "close", "pending", "open")
+PRIORITIES = ("P1", "P2", "P3", "P4")
+
+_LINE = re.compile(r"^#([^\W\d_][\w-]*)(?:[ \t\xa0]+(.*))?$")
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    arg: str | None
+
+
+@dataclass(frozen=True)
+class CommandBlock:
+    commands: tuple[Command, ...] = ()
+    errors: tuple[str, ...] = ()
+    text: str = ""             # what follows the commands
+    internal: bool = False     # #note: the text is for the team, never the client
+
+
+def parse_commands(text: str) -> CommandBlock:
+    """Split the leading command lines off a reply's new text."""
+    lines = text.split("\n")
+    commands: list[Command] = []
+    errors: list[str] = []
+    note_first_line: str | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip().strip("\xa0*")   # Outlook's HTML-to-text may bold a line
+        if not line:
+            i += 1
+            continue
+        m = _LINE.match(line)
+        if m is None:
+            break
+        name, arg = m.group(1).lower(), (m.group(2) or "").strip() or None
+        i += 1
+        error = _check(name, arg)
+        if error:
+            errors.append(error)
+            continue
+        if name == "note" and arg:
+            note_first_line, arg = arg, None
+        if name == "priority" and arg:
+            arg = arg.upper()
+        commands.append(Command(name, arg))
+    statuses = [c.name for c in commands if c.name in STATUS]
+    if len(set(statuses)) > 1:
+        errors.append("conflicting commands: " + ", ".join(f"#{s}" for s in dict.fromkeys(statuses))
+                      + " (give one status)")
+    rest = "\n".join(lines[i:]).strip("\n")
+    if note_first_line:
+        rest = f"{note_first_line}\n{rest}" if rest else note_first_line
+    return CommandBlock(tuple(commands), tuple(errors), rest,
+                        internal=any(c.name == "note" for c in commands))
+
+
+def _check(name: str, arg: str | None) -> str | None:
+    if name not in COMMANDS:
+        return (f"unknown command #{name}; known commands: "
+                + " ".join(f"#{c}" for c in COMMANDS))
+    if name in NO_ARGUMENT and arg and name != "note":
+        return f"#{name} takes no argument (got {arg!r}); write your text on the next lines"
+    if name in REQUIRED_ARGUMENT and not arg:
+        return f"#{name} needs an argument: " + {
+            "assign": "#assign ADDRESS or #assign me", "priority": "#priority P1..P4",
+            "category": "#category NAME", "tag": "#tag NAME"}[name]
+    if name == "priority" and (arg or "").upper() not in PRIORITIES:
+        return f"#priority {arg}: expected one of {', '.join(PRIORITIES)}"
+    if name == "escalate" and arg and len(arg.split()) > 1:
+        return f"#escalate {arg}: takes one line id (or none for the next line)"
+    if name == "assign" and arg and len(arg.split()) > 1:
+        return f"#assign {arg}: takes one address (or me)"
+    return None

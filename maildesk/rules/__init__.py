@@ -1,0 +1,1 @@
+"""Routing rules: compiled from rules.yaml, evaluated per new ticket."""

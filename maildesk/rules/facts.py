@@ -1,0 +1,35 @@
+"""MailFacts of a parsed message: what the rules look at. Pure."""
+
+from __future__ import annotations
+
+import re
+
+from maildesk.db.models import Inbound
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.rules.engine import MailFacts, Routing
+
+NO_ROUTING = Routing()
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+
+
+def detect_language(message: ParsedMessage) -> str:
+    """Content-Language when the mail declares one, else 'ru' for mostly Cyrillic text,
+    else 'en'."""
+    if message.content_language:
+        return message.content_language.split("-")[0].lower()
+    sample = f"{message.subject}\n{message.text[:4000]}"
+    letters = sum(ch.isalpha() for ch in sample)
+    return "ru" if letters and len(_CYRILLIC.findall(sample)) * 3 > letters else "en"
+
+
+def mail_facts(message: ParsedMessage, inbound: Inbound | None, sender: str,
+               sender_name: str) -> MailFacts:
+    return MailFacts(
+        sender=sender, sender_name=sender_name,
+        to=tuple(a.address for a in message.to if a.address),
+        cc=tuple(a.address for a in message.cc if a.address),
+        envelope_to=tuple(r.lower() for r in (inbound.rcpt_to if inbound else ())),
+        subject=message.subject, body=message.text, headers=message.headers,
+        attachments=tuple((a.filename, a.content_type) for a in message.attachments),
+        language=detect_language(message),
+        at=inbound.received_at if inbound else None)
