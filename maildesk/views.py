@@ -34,6 +34,12 @@ def ticket_summary(ticket: Ticket, tag: str, message_count: int | None = None) -
         "last_activity_at": iso(ticket.last_activity_at),
         "resolved_at": iso(ticket.resolved_at),
         "closed_at": iso(ticket.closed_at),
+        "tags": list(ticket.tags or []),
+        "assignee": ticket.assignee,
+        "sla_policy": ticket.sla_policy,
+        "first_response_due_at": iso(ticket.first_response_due_at),
+        "resolution_due_at": iso(ticket.resolution_due_at),
+        "first_responded_at": iso(ticket.first_responded_at),
     }
     if message_count is not None:
         out["message_count"] = message_count

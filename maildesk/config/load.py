@@ -139,8 +139,10 @@ def validate(loaded: LoadedYaml, schema_name: str) -> None:
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
             if extra:
+                known = ", ".join(error.schema.get("properties", {}))
                 for key in extra:
-                    problems.append(loaded.problem(path + (key,), "unknown key"))
+                    problems.append(loaded.problem(path + (key,), f"unknown key; expected one "
+                                                   f"of: {known}" if known else "unknown key"))
                 continue
         problems.append(loaded.problem(path, _describe(error)))
     if problems:

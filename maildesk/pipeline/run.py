@@ -264,7 +264,9 @@ class Processor:
         limited = False
         routing = NO_ROUTING
         if decision.ticket_id is None:
-            routing = s.ruleset.evaluate(mail_facts(message, inbound, sender, sender_name))
+            routing = s.ruleset.evaluate(mail_facts(
+                message, sender, sender_name, envelope_to=inbound.rcpt_to,
+                at=inbound.received_at))
             if routing.action is not None:
                 return self._held(inbound, routing, now)
             deadlines = compute_deadlines(s.sla, policy=routing.sla_policy,

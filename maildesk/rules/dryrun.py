@@ -12,8 +12,7 @@ from maildesk.outbound.compose import Composer, choose_language
 from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
 from maildesk.pipeline.plan import sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
-from maildesk.rules.engine import MailFacts
-from maildesk.rules.facts import detect_language
+from maildesk.rules.facts import mail_facts
 from maildesk.sla.calendar import default_calendar_name
 from maildesk.sla.policy import compute_deadlines
 
@@ -37,25 +36,21 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
         return {"unparseable": parsed.reason}
     message: ParsedMessage = parsed
     sender, sender_name = sender_of(message, None)
-    language = detect_language(message)
-    facts = MailFacts(sender=sender, sender_name=sender_name,
-                      to=tuple(a.address for a in message.to if a.address),
-                      cc=tuple(a.address for a in message.cc if a.address),
-                      envelope_to=tuple(r.lower() for r in rcpt or settings.support_addresses[:1]),
-                      subject=message.subject, body=message.text, headers=message.headers,
-                      attachments=tuple((a.filename, a.content_type) for a in message.attachments),
-                      language=language, at=at)
+    facts = mail_facts(message, sender, sender_name,
+                       envelope_to=rcpt or settings.support_addresses[:1], at=at)
+    language = facts.language
     routing = settings.ruleset.evaluate(facts)
     line = settings.line(routing.line)
+    calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
+    shown = at.astimezone(calendar.zone) if calendar else at
     out: dict[str, Any] = {
-        "from": sender, "subject": message.subject, "at": at.isoformat(),
+        "from": sender, "subject": message.subject, "at": shown.isoformat(timespec="seconds"),
         "language": language, "matched": list(routing.matched),
         "action": routing.action, "action_rule": routing.action_rule,
         "line": routing.line, "line_mailbox": line.mailbox if line else None,
         "priority": routing.priority, "category": routing.category, "tags": list(routing.tags),
         "assignee": routing.assignee, "sla_policy": routing.sla_policy,
     }
-    calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
     if calendar is not None:
         out["business_hours"] = calendar.is_working(at)
     if routing.action is not None:

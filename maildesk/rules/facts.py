@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from datetime import datetime
 
-from maildesk.db.models import Inbound
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.rules.engine import MailFacts, Routing
 
@@ -22,14 +23,14 @@ def detect_language(message: ParsedMessage) -> str:
     return "ru" if letters and len(_CYRILLIC.findall(sample)) * 3 > letters else "en"
 
 
-def mail_facts(message: ParsedMessage, inbound: Inbound | None, sender: str,
-               sender_name: str) -> MailFacts:
+def mail_facts(message: ParsedMessage, sender: str, sender_name: str, *,
+               envelope_to: Sequence[str], at: datetime | None) -> MailFacts:
+    """What the rules see of a message that arrived at `at` for `envelope_to`."""
     return MailFacts(
         sender=sender, sender_name=sender_name,
         to=tuple(a.address for a in message.to if a.address),
         cc=tuple(a.address for a in message.cc if a.address),
-        envelope_to=tuple(r.lower() for r in (inbound.rcpt_to if inbound else ())),
+        envelope_to=tuple(r.lower() for r in envelope_to),
         subject=message.subject, body=message.text, headers=message.headers,
         attachments=tuple((a.filename, a.content_type) for a in message.attachments),
-        language=detect_language(message),
-        at=inbound.received_at if inbound else None)
+        language=detect_language(message), at=at)

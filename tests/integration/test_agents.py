@@ -346,3 +346,43 @@ def test_ignore_rule_keeps_the_mail_and_opens_no_ticket(ctx, processor, smtp_lis
         assert inbound.status is InboundStatus.IGNORED
         assert "mailing lists are not tickets" in inbound.reason
         assert s.scalar(select(Ticket)) is None
+
+
+def test_the_agents_attachment_reaches_the_client(desk):
+    msg = email.message_from_bytes(agent_mail(desk.notification, "Инструкция во вложении."),
+                                   policy=policy.default)
+    msg.add_attachment("Шаг 1: выключить кассу.".encode(), maintype="application",
+                       subtype="pdf", filename="Инструкция ККТ.pdf")
+    send(desk.listener, msg.as_bytes(), desk.notification["Reply-To"].addresses[0].addr_spec,
+         "carol@example.com")
+    desk.processor.drain()
+    (answer,) = desk.boxes.new(CLIENT)
+    assert "Инструкция во вложении." in body(answer)
+    (att,) = answer.iter_attachments()
+    assert att.get_filename() == "Инструкция ККТ.pdf"
+    assert att.get_content() == "Шаг 1: выключить кассу.".encode()
+
+
+def test_an_agent_trusted_by_our_mtas_authentication_results(desk, config_set):
+    """Where configured, our own MTA's DKIM pass makes a listed agent an agent even when they
+    write to the client's address; a header that another server added counts for nothing."""
+    config_set.write(agents={"trust_authentication_results": "mx.example.com"})
+    from maildesk.config.model import load_settings
+    desk.processor.settings = desk.ctx.settings = load_settings(config_set.path)
+    t = ticket(desk.ctx)
+    client_address = f"support+1000-{t.reply_token}@example.com"
+
+    def write(text: str, results: str) -> None:
+        raw = agent_mail(desk.notification, text, to=client_address)
+        raw = f"Authentication-Results: {results}\n".encode() + raw
+        send(desk.listener, raw, client_address, "carol@example.com")
+        desk.processor.drain()
+
+    write("#priority P2\nПереключил на P2.",
+          "mx.evil.example; dkim=pass header.d=example.com")
+    assert ticket(desk.ctx).priority == "P1"                  # not our MTA: a client's mail
+    write("#priority P2\nПереключил на P2.",
+          "mx.example.com; dkim=pass header.d=example.com; spf=pass smtp.mailfrom=example.com")
+    assert ticket(desk.ctx).priority == "P2"
+    (answer,) = desk.boxes.new(CLIENT)
+    assert "Переключил на P2." in body(answer)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 from helpers import cli_json, count, store, wait_for
@@ -78,7 +81,9 @@ def test_tickets_json_is_stable(cli, ctx, processor):
     (row,) = cli_json(cli, "tickets", "list")
     assert set(row) == {"number", "tag", "subject", "status", "priority", "line", "category",
                         "language", "requester", "created_at", "updated_at", "last_activity_at",
-                        "resolved_at", "closed_at", "message_count"}
+                        "resolved_at", "closed_at", "message_count", "tags", "assignee",
+                        "sla_policy", "first_response_due_at", "resolution_due_at",
+                        "first_responded_at"}
     # The client's mail and maildesk's acknowledgement.
     assert row["tag"] == "MD-1000" and row["status"] == "new" and row["message_count"] == 2
     assert row["requester"] == {"address": "anna@customer.example", "name": "Анна"}
@@ -169,3 +174,63 @@ def test_a_slow_parse_does_not_hold_the_write_lock(config_set, ctx, processor):
     finally:
         p.close()
         slow.close()
+
+
+# -- rules -----------------------------------------------------------------------------------
+KASSA = (b"From: =?utf-8?b?0JjQstCw0L0g0J/QtdGC0YDQvtCy?= <ivan@shop.example.ru>\r\n"
+         b"To: support@example.com\r\nSubject: =?utf-8?b?0J3QtSDRgNCw0LHQvtGC0LDQtdGCINC60LDRgdGB0LA=?=\r\n"
+         b"Message-ID: <kassa@shop.example.ru>\r\nDate: Thu, 31 Dec 2026 17:55:00 +0300\r\n"
+         b"Content-Type: text/plain; charset=windows-1251\r\n\r\n"
+         + "Касса №3 не печатает чеки.\r\n".encode("cp1251"))
+
+
+def test_rules_test_shows_the_routing_deadlines_and_reply_and_changes_nothing(cli, tmp_path):
+    eml = tmp_path / "kassa.eml"
+    eml.write_bytes(KASSA)
+    proc = cli("rules", "test", str(eml), "--at", "2026-12-31T17:55+03:00", check=True)
+    out = proc.stdout.decode()
+    assert "1. cash registers are urgent" in out
+    assert "line2 -> notification to line2@example.com" in out
+    assert "priority:   P1" in out and "category:   pos" in out
+    assert "first response by: 2026-12-31T18:55:00+03:00" in out
+    assert "Subject: [MD-1000] Не работает касса" in out       # the autoreply it would send
+    assert "Здравствуйте, Иван Петров!" in out                 # in Russian, like the mail
+    result = json.loads(cli("rules", "test", str(eml), "--at", "2026-12-31T17:55+03:00",
+                            "--json", check=True).stdout)
+    assert result["matched"] == ["cash registers are urgent"]
+    assert (result["line"], result["priority"]) == ("line2", "P1")
+    assert result["deadlines"]["resolution"] == "2027-01-01T01:55:00+03:00"
+    assert result["autoreply"]["language"] == "ru"
+    assert cli_json(cli, "tickets", "list") == []                # a dry run
+
+
+def test_rules_test_names_the_default_and_the_ignore_rule(cli, tmp_path):
+    plain = tmp_path / "plain.eml"
+    plain.write_bytes(mail(subject="Question about a delivery"))
+    out = cli("rules", "test", str(plain), check=True).stdout.decode()
+    assert "no rule (the default applies)" in out and "line:       line1" in out
+    listed = tmp_path / "list.eml"
+    listed.write_bytes(mail(subject="digest", extra={"List-Id": "<news.example>"}))
+    out = cli("rules", "test", str(listed), check=True).stdout.decode()
+    assert "ignored: kept, no ticket (rule 'mailing lists are not tickets')" in out
+
+
+@pytest.mark.parametrize("old, new, key, problem", [
+    ('regex: "(?i)не печата(ет|ются) чеки"', 'regex: "(?i)не печата(ет"',
+     "rules[0].match.any[1].body.regex", "not a valid regular expression"),
+    ("set: {line: line2,", "set: {line: line7,", "rules[0].set.line", "unknown line 'line7'"),
+    ("subject: {contains:", "subjekt: {contains:", "rules[0].match.any[0].subjekt",
+     "unknown key; expected one of: all, any, not, from"),
+])
+def test_check_reports_a_broken_rule_by_file_line_and_key(config_set, cli, old, new, key,
+                                                          problem):
+    rules = config_set.dir / "rules.yaml"
+    text = rules.read_text(encoding="utf-8")
+    assert old in text
+    text = text.replace(old, new, 1)
+    rules.write_text(text, encoding="utf-8")
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if new in l)
+    proc = cli("check")
+    assert proc.returncode == 1
+    err = proc.stderr.decode()
+    assert f"{rules}:{line}: {key}: " in err and problem in err, err

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, select
 
 from helpers import send_smtp, wait_for
 from mails import mail
+from maildesk.db.models import Ticket
 
 EXE = str(Path(sys.executable).parent / "maildesk")
 
@@ -70,3 +72,43 @@ def test_sigterm_finishes_what_is_in_flight(daemon, config_set, cli):
     # and is taken up by the next start (here: a one-shot `process`).
     cli("process", check=True)
     assert len(tickets(cli)) == 20
+
+
+def ticket_lines(config_set) -> list[str | None]:
+    """The line of each ticket, read from the database (the CLI would refuse a broken
+    rules.yaml, which the daemon keeps running without)."""
+    engine = create_engine(config_set.data["database"]["url"])
+    try:
+        with engine.connect() as conn:
+            return list(conn.scalars(select(Ticket.line).order_by(Ticket.number)))
+    finally:
+        engine.dispose()
+
+
+def test_sighup_swaps_in_a_valid_rule_set_and_refuses_a_broken_one(daemon, config_set):
+    port = config_set.data["smtp"]["port"]
+    rules = config_set.dir / "rules.yaml"
+    good = rules.read_text(encoding="utf-8")
+    assert good.count("rules:\n") == 1
+    printers = ("rules:\n  - name: printers go to line 3\n"
+                "    match: {subject: {regex: \"(?i)принтер\"}}\n"
+                "    set: {line: line3}\n    stop: true\n")
+    broken = good.replace("rules:\n", printers.replace('"(?i)принтер"', '"(?i)принтер("'), 1)
+    rules.write_text(broken, encoding="utf-8")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in daemon.log.read_text(), "the refusal in the log")
+    log = daemon.log.read_text()
+    line = next(i for i, text in enumerate(broken.splitlines(), 1) if "принтер(" in text)
+    assert f"rules.yaml:{line}: rules[0].match.subject.regex" in log
+    assert "regular expression" in log
+    send_smtp("127.0.0.1", port, mail(subject="Принтер не печатает", message_id="<p1@c>"))
+    assert wait_for(lambda: ticket_lines(config_set), "the first ticket") == ["line1"]  # old rules
+
+    rules.write_text(good.replace("rules:\n", printers, 1), encoding="utf-8")
+    daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in daemon.log.read_text(), "the reload")
+    send_smtp("127.0.0.1", port, mail(subject="Принтер снова не печатает", message_id="<p2@c>"))
+    lines = wait_for(lambda: (x := ticket_lines(config_set)) and len(x) == 2 and x, "the second")
+    assert lines == ["line1", "line3"]                                 # the new rules
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(60) == 0
