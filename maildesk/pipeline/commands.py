@@ -3,9 +3,14 @@ new text of a reply. Pure: checks the grammar only; what a command may name (lin
 is checked against the configuration in pipeline/agent.py.
 
 The block ends at the first line that is not a command (blank lines in it are skipped). A line
-that starts with `#` and a word is a command, known or not: an unknown one is an error rather
-than text, so a typo such as `#resolv` never reaches the client. `#note` may carry the first
-line of the note after it (`#note client called`).
+that starts with `#` and a letter is a command, known or not, whatever follows the word: an
+unknown or malformed one is an error rather than text, so a typo such as `#resolv` or
+`#resolve.now` never reaches the client. Punctuation after the word is allowed (`#resolve.`,
+`#note: client called`, `#priority:P2`). `#note` may carry the first line of the note after it
+(`#note client called`); each `#note` line's text is kept, in order.
+
+A ticket has one status, priority, assignee, category and line: two different values for one
+of them (`#resolve` and `#pending`, `#priority P1` and `#priority P3`) are an error.
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ OPTIONAL_ARGUMENT = ("escalate",)
 REQUIRED_ARGUMENT = ("assign", "priority", "category", "tag")
 COMMANDS = (*NO_ARGUMENT, *OPTIONAL_ARGUMENT, *REQUIRED_ARGUMENT)
 STATUS = ("resolve", "close", "pending", "open")
+SINGLE = ("priority", "assign", "category", "escalate")    # one value per ticket
 PRIORITIES = ("P1", "P2", "P3", "P4")
 
-_LINE = re.compile(r"^#([^\W\d_][\w-]*)(?:[ \t\xa0]+(.*))?$")
+_LINE = re.compile(r"^#([^\W\d_][\w-]*)(.*)$")
+_REST = re.compile(r"^[.,;:!]*(?:[ \t\xa0]+(.*)|)$"    # "#resolve", "#resolve.", "#note: text"
+                   r"|^[:=][ \t\xa0]*(.+)$")             # "#priority:P2", "#tag=vip"
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ def parse_commands(text: str) -> CommandBlock:
     lines = text.split("\n")
     commands: list[Command] = []
     errors: list[str] = []
-    note_first_line: str | None = None
+    note_lines: list[str] = []
     i = 0
     while i < len(lines):
         line = lines[i].strip().strip("\xa0*")   # Outlook's HTML-to-text may bold a line
@@ -52,14 +60,21 @@ def parse_commands(text: str) -> CommandBlock:
         m = _LINE.match(line)
         if m is None:
             break
-        name, arg = m.group(1).lower(), (m.group(2) or "").strip() or None
         i += 1
+        name, rest = m.group(1).lower(), m.group(2)
+        r = _REST.match(rest)
+        if r is None:
+            errors.append(f"#{m.group(1)}{rest}: not a command line; write #{m.group(1)} and "
+                          "its argument after a space, or start the line with another character")
+            continue
+        arg = ((r.group(1) or r.group(2) or "").strip(" \t\xa0*")) or None
         error = _check(name, arg)
         if error:
             errors.append(error)
             continue
         if name == "note" and arg:
-            note_first_line, arg = arg, None
+            note_lines.append(arg)
+            arg = None
         if name == "priority" and arg:
             arg = arg.upper()
         commands.append(Command(name, arg))
@@ -67,11 +82,22 @@ def parse_commands(text: str) -> CommandBlock:
     if len(set(statuses)) > 1:
         errors.append("conflicting commands: " + ", ".join(f"#{s}" for s in dict.fromkeys(statuses))
                       + " (give one status)")
+    for single in SINGLE:
+        values = list(dict.fromkeys(_value(c) for c in commands if c.name == single))
+        if len(values) > 1:
+            errors.append("conflicting commands: " + ", ".join(
+                f"#{single}{' ' + v if v else ''}" for v in values) + f" (give one #{single})")
     rest = "\n".join(lines[i:]).strip("\n")
-    if note_first_line:
-        rest = f"{note_first_line}\n{rest}" if rest else note_first_line
+    if note_lines:
+        rest = "\n".join([*note_lines, rest] if rest else note_lines)
     return CommandBlock(tuple(commands), tuple(errors), rest,
                         internal=any(c.name == "note" for c in commands))
+
+
+def _value(command: Command) -> str:
+    """A command's argument as compared for conflicts (`#assign Carol@x` is `#assign carol@x`)."""
+    return (command.arg or "").lower() if command.name in ("assign", "category") else \
+        command.arg or ""
 
 
 def _check(name: str, arg: str | None) -> str | None:
