@@ -22,14 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ahocorasick
 
-from maildesk.config.errors import ConfigProblem
 from maildesk.sla.calendar import WorkCalendar
 
-Problem = Callable[[tuple[Any, ...], str], ConfigProblem]   # (key path, message) -> problem
+if TYPE_CHECKING:
+    # Only for annotations: importing maildesk.config here runs its __init__, which imports
+    # config.model, which imports this module half-initialised (ImportError when the rules
+    # are imported first, as in their tests or `maildesk.rules.dryrun`).
+    from maildesk.config.errors import ConfigProblem
+
+Problem = Callable[[tuple[Any, ...], str], "ConfigProblem"]   # (key path, message) -> problem
 Pred = Callable[["MailFacts"], bool]
 Trigger = tuple[str, ...]
 
@@ -85,7 +90,12 @@ class MailFacts:
     def texts(self, name: str) -> tuple[str, ...]:
         """Values of a field for contains/equals/regex, in their original case."""
         if name == "from":
-            return (f"{self.sender_name} <{self.sender}>",) if self.sender else ()
+            # The address alone (for `regex: "^noreply@"`), and with the display name
+            # (`contains: "Иван"`).
+            if not self.sender:
+                return ()
+            return (self.sender, f"{self.sender_name} <{self.sender}>") if self.sender_name \
+                else (self.sender,)
         if name in ("to", "cc", "recipient"):
             return self.addresses(name)
         if name == "subject":
@@ -201,8 +211,8 @@ class RuleSet:
                 found.update(index.get(("addr", name, address), ()))
                 for domain in _domains(address):
                     found.update(index.get(("domain", name, domain), ()))
-        if facts.language:
-            found.update(index.get(("language", facts.language.lower()), ()))
+        # As the predicate does, an unknown language is '' (which `equals: ""` matches).
+        found.update(index.get(("language", (facts.language or "").lower()), ()))
         if self._headers:
             present = facts.header_map
             for name in self._headers:
@@ -388,17 +398,20 @@ class _Compiler:
         if op == "exists":
             if not isinstance(arg, bool):
                 return self.fail(path, "exists takes true or false")
-            return Compiled(lambda facts: bool(values(facts)) == arg, None)
+            # present and not empty: an empty subject or header value does not exist
+            return Compiled(lambda facts: any(v.strip() for v in values(facts)) == arg, None)
         if op == "regex":
             patterns = self.strings(arg, path, "regex")
             if patterns is None:
                 return _ALWAYS
             try:
-                rx = re.compile("|".join(f"(?:{p})" for p in patterns)) if len(patterns) > 1 \
-                    else re.compile(patterns[0])
+                # Each on its own: joined with '|', a later pattern's (?i) is an error (and
+                # would not be its own).
+                rxs = tuple(re.compile(p) for p in patterns)
             except re.error as exc:
                 return self.fail(path, f"not a valid regular expression: {exc}")
-            return Compiled(lambda facts: any(rx.search(v) for v in values(facts)), None)
+            return Compiled(lambda facts: any(rx.search(v) for rx in rxs for v in values(facts)),
+                            None)
         if op == "in" and isinstance(arg, dict):
             items = self.list_file(arg, path)
         else:
@@ -432,7 +445,7 @@ class _Compiler:
             exact = frozenset(x for x in lowered if "@" in x.lstrip("@"))
             domains = frozenset(x.lstrip("@.") for x in lowered
                                 if op == "in" and "@" not in x.lstrip("@"))
-            if op == "equals" and len(exact) < len(lowered):
+            if op == "equals" and any("@" not in x.lstrip("@") for x in lowered):
                 return self.fail(path, "equals on an address field takes full addresses; "
                                        "use domain for a domain")
 
