@@ -32,12 +32,14 @@ bench-quick: setup
 	$(BIN)/python benchmarks/pipeline.py --quick
 	$(BIN)/python benchmarks/outbox.py --quick
 	$(BIN)/python benchmarks/imap_ingest.py --quick
+	$(BIN)/python benchmarks/rules.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/outbox.py
 	$(BIN)/python benchmarks/imap_ingest.py
+	$(BIN)/python benchmarks/rules.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info
