@@ -17,13 +17,13 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from maildesk.clock import Clock, SystemClock
+from maildesk.clock import Clock, SystemClock, default_clock
 from maildesk.config import ConfigError, Settings, load_settings
 from maildesk.db.session import make_engine, make_sessionmaker
 
 log = logging.getLogger("maildesk")
 
-COMPONENTS = ("smtp", "imap", "process", "outbound")
+COMPONENTS = ("smtp", "imap", "process", "outbound", "timers")
 
 
 @dataclass
@@ -37,7 +37,7 @@ class Context:
     def load(cls, config_path: str | Path | None = None, clock: Clock | None = None) -> Context:
         settings = load_settings(config_path)
         engine = make_engine(settings.database)
-        return cls(settings, engine, make_sessionmaker(engine), clock or SystemClock())
+        return cls(settings, engine, make_sessionmaker(engine), clock or default_clock())
 
     def close(self) -> None:
         self.engine.dispose()
@@ -168,6 +168,54 @@ class ProcessorThread(Worker):
         self.processor.close()
 
 
+class TimersThread(Worker):
+    """Fires SLA warnings and breaches, OLA moves and auto-closes as they fall due
+    (effects/timers.py); every `timers.interval`, and at start for what fell due meanwhile."""
+
+    def __init__(self, ctx: Context, on_outbox=None):  # type: ignore[no-untyped-def]
+        from maildesk.outbound.compose import Composer
+
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.composer = Composer(ctx.settings.templates_dir)
+        self.on_outbox = on_outbox
+        self._armed = False
+        super().__init__("timers", self._step, poll_seconds=ctx.settings.timer_interval
+                         .total_seconds())
+
+    def reload(self, settings: Settings) -> None:
+        from maildesk.outbound.compose import Composer
+
+        self.settings, self.composer = settings, Composer(settings.templates_dir)
+
+    def _step(self) -> bool:
+        fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed)
+        self._armed = True
+        if fired and self.on_outbox:
+            self.on_outbox()
+        return fired >= TIMER_BATCH
+
+
+TIMER_BATCH = 200
+
+
+def run_timers(ctx: Context, settings: Settings, composer, *, arm: bool = False,  # type: ignore[no-untyped-def]
+               limit: int = TIMER_BATCH) -> int:
+    """One sweep in one transaction: (first) arm tickets without timers, fire what is due."""
+    from maildesk.effects.timers import arm_unarmed, fire_due
+
+    now = ctx.clock.now()
+    with ctx.make_session() as session, session.begin():
+        if arm:
+            armed = arm_unarmed(session, settings, now)
+            if armed:
+                log.info("armed the SLA timers of %d open tickets", armed)
+        fired = fire_due(session, settings, composer, now, limit=limit)
+    if fired:
+        log.info("%d timers fired", fired)
+    return fired
+
+
 async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
     from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
     from maildesk.store.raw import GroupCommitWriter
@@ -178,6 +226,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     outbound = OutboundThread(ctx) if "outbound" in components else None
     processor = (ProcessorThread(ctx, on_outbox=outbound.wake if outbound else None)
                  if "process" in components else None)
+    timers = (TimersThread(ctx, on_outbox=outbound.wake if outbound else None)
+              if "timers" in components else None)
     writer = GroupCommitWriter(ctx.engine,
                                on_stored=processor.wake if processor else None)
     imap = None
@@ -198,7 +248,7 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
         server = await loop.create_server(make_smtp_factory(handler, ctx.settings), s.host, s.port)
         log.info("SMTP listener on %s:%s for %s", s.host, s.port,
                  ", ".join(ctx.settings.support_addresses))
-    for worker in (processor, outbound):
+    for worker in (processor, outbound, timers):
         if worker:
             worker.start()
             worker.wake()
@@ -215,6 +265,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
         current["settings"] = new
         if processor:
             processor.processor.settings = new
+        if timers:
+            timers.reload(new)
         log.info("configuration reloaded from %s", new.config_path)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -234,6 +286,8 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     if imap is not None:
         await loop.run_in_executor(None, imap.stop)
     await loop.run_in_executor(None, writer.close)
+    if timers:
+        await loop.run_in_executor(None, timers.stop)
     if processor:
         await loop.run_in_executor(None, processor.stop)
     if outbound:

@@ -292,6 +292,29 @@ def rules_test(obj: dict[str, Any], file: Any, at: str | None, as_json: bool) ->
 
 
 @main.group()
+def timers() -> None:
+    """SLA timers: warnings, breaches, OLA moves, auto-close."""
+
+
+@timers.command("run")
+@click.pass_obj
+def timers_run(obj: dict[str, Any]) -> None:
+    """Fire every timer that is due now, then exit (cron, without `serve`)."""
+    from maildesk.app import TIMER_BATCH, run_timers
+    from maildesk.outbound.compose import Composer
+
+    ctx = _ctx(obj)
+    composer = Composer(ctx.settings.templates_dir)
+    total, arm = 0, True
+    while True:
+        fired = run_timers(ctx, ctx.settings, composer, arm=arm)
+        total, arm = total + fired, False
+        if fired < TIMER_BATCH:
+            break
+    click.echo(f"{total} timers fired")
+
+
+@main.group()
 def tickets() -> None:
     """Read tickets."""
 

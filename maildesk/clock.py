@@ -29,3 +29,24 @@ class FixedClock:
         from datetime import timedelta
 
         self.current = self.current + timedelta(**kwargs)
+
+
+@dataclass
+class FileClock:
+    """The time written (ISO 8601) in a file, read at every call: lets a test or a replay
+    move a running daemon's clock (MAILDESK_CLOCK_FILE; never set it in production)."""
+
+    path: str
+
+    def now(self) -> datetime:
+        with open(self.path, encoding="utf-8") as fh:
+            value = datetime.fromisoformat(fh.read().strip())
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(
+            timezone.utc)
+
+
+def default_clock() -> Clock:
+    import os
+
+    path = os.environ.get("MAILDESK_CLOCK_FILE")
+    return FileClock(path) if path else SystemClock()

@@ -17,22 +17,12 @@ import holidays as holidays_package
 
 from maildesk.config.errors import ConfigError, ConfigProblem
 from maildesk.config.load import LoadedYaml, load_yaml, validate
+from maildesk.durations import parse_duration
 from maildesk.rules.engine import Known, RuleSet, compile_rules
 from maildesk.sla.calendar import WorkCalendar, calendars_from_sla, default_calendar_name
+from maildesk.sla.policy import SlaPolicies, policies_from_sla
 
 DEFAULT_CONFIG = Path("config/maildesk.yaml")
-
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """'4h', '1.5d', '30m' -> timedelta (the schema has already checked the form)."""
-    m = _DURATION.match(text.strip())
-    if not m:
-        raise ValueError(f"not a duration: {text!r}")
-    return timedelta(seconds=float(m.group(1)) * _UNIT[m.group(2)])
-
 
 @dataclass(frozen=True)
 class SmtpListener:
@@ -128,6 +118,8 @@ class Line:
     ola: timedelta | None = None
     lead: str | None = None
     external: bool = False   # a vendor: its notifications carry no internal notes
+    on_breach: str = "escalate"   # a missed deadline: escalate to `next`, or tell the `lead`
+    ola_text: str | None = None   # as written: in business time `1d` is a working day
 
 
 @dataclass(frozen=True)
@@ -158,6 +150,9 @@ class Settings:
     sla: dict[str, Any]
     ruleset: RuleSet = field(default_factory=lambda: RuleSet((), {}))
     calendars: dict[str, WorkCalendar] = field(default_factory=dict)
+    sla_policies: SlaPolicies = field(default_factory=SlaPolicies)
+    close_after: timedelta | None = timedelta(days=7)   # resolved -> closed by itself
+    timer_interval: timedelta = timedelta(seconds=30)
     agents_trust_authserv_id: str | None = None
 
     def line(self, line_id: str | None) -> Line | None:
@@ -233,7 +228,9 @@ def _lines(loaded: LoadedYaml) -> tuple[Line, ...]:
         out.append(Line(id=raw["id"], name=raw.get("name", raw["id"]), mailbox=raw["mailbox"].lower(),
                         agents=tuple(agents), next=raw.get("next"),
                         ola=parse_duration(raw["ola"]) if raw.get("ola") else None,
-                        lead=raw.get("lead"), external=raw.get("external", False)))
+                        ola_text=raw.get("ola"),
+                        lead=raw.get("lead"), external=raw.get("external", False),
+                        on_breach=raw.get("on_breach", "escalate" if raw.get("next") else "lead")))
     for i, line in enumerate(out):
         if line.next and line.next not in ids:
             problems.append(loaded.problem(("lines", i, "next"),
@@ -310,6 +307,20 @@ def _check_sla(loaded: LoadedYaml) -> None:
     if default and default not in data.get("policies", {}):
         problems.append(loaded.problem(("default_policy",), f"unknown policy {default!r}"))
     for name, calendar in data.get("calendars", {}).items():
+        hours = calendar.get("hours")
+        if isinstance(hours, dict):
+            if not any(hours.values()):
+                problems.append(loaded.problem(("calendars", name, "hours"),
+                                               "no working hours on any day (use `hours: "
+                                               "always` for a 24/7 calendar)"))
+            for day, spans in hours.items():
+                for i, span in enumerate(spans or ()):
+                    start, _, end = span.partition("-")
+                    if start >= end or start > "24:00" or end > "24:00":
+                        problems.append(loaded.problem(
+                            ("calendars", name, "hours", day, i),
+                            f"{span!r}: a span runs from an earlier to a later time of the "
+                            "same day, 00:00-24:00 at most"))
         try:
             ZoneInfo(calendar["timezone"])
         except (ZoneInfoNotFoundError, ValueError):
@@ -356,10 +367,12 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         except ConfigError as exc:
             problems.extend(exc.problems)
     calendars: dict[str, WorkCalendar] = {}
+    sla_policies = SlaPolicies()
     if "sla" in parts:
         try:
             _check_sla(parts["sla"])
             calendars = calendars_from_sla(parts["sla"].data)
+            sla_policies = policies_from_sla(parts["sla"].data, calendars)
         except ConfigError as exc:
             problems.extend(exc.problems)
     ruleset = RuleSet((), {})
@@ -411,6 +424,9 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         ticket_tag=tickets.get("tag", "MD"),
         first_ticket_number=tickets.get("first_number", 1000),
         reply_window_days=tickets.get("reply_window_days", 30),
+        close_after=timedelta(days=tickets.get("close_after_days", 7))
+        if tickets.get("close_after_days", 7) else None,
+        timer_interval=parse_duration((d.get("timers") or {}).get("interval", "30s")),
         database=Database(url=resolve_database_url(url, base),
                           lock_timeout_ms=db.get("lock_timeout_ms", 5000)),
         smtp=SmtpListener(**d.get("smtp", {})),
@@ -433,5 +449,6 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         sla=parts["sla"].data,
         ruleset=ruleset,
         calendars=calendars,
+        sla_policies=sla_policies,
         agents_trust_authserv_id=(d.get("agents") or {}).get("trust_authentication_results"),
     )

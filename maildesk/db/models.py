@@ -166,6 +166,17 @@ class Ticket(Base):
     # a client who puts an agent's address in From is still a client.
     agent_token: Mapped[str | None] = mapped_column(String(16))
     first_responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # SLA over time (sla/timers.py): when the ticket came to its current line (OLA), the
+    # client's follow-up waiting for an answer since (and its next-response deadline), the first breach, the times the
+    # clock stood still ([[start, end or null], ...] while pending), and the client's rating.
+    line_entered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_response_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_response_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    breached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    pauses: Mapped[list[list[str | None]]] = mapped_column(JSON, default=list,
+                                                           server_default="[]")
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __table_args__ = (Index("ix_ticket_status_number", "status", "number"),)
 
@@ -242,6 +253,33 @@ class TicketEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(320))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class TimerState(enum.Enum):
+    PENDING = "pending"
+    FIRED = "fired"
+    CANCELLED = "cancelled"
+
+
+class TicketTimer(Base):
+    """Something due at a time: an SLA warning or breach, an OLA move, an auto-close.
+
+    Due times live here, not in memory: a restart misses nothing, and a timer moves from
+    pending to fired in the transaction that carries out what it does, so it fires once even
+    with two timer processes on one database."""
+
+    __tablename__ = "ticket_timer"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))     # first_response, resolution, ..., ola
+    stage: Mapped[str] = mapped_column(String(16))    # warning, breach, due
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[TimerState] = mapped_column(_enum(TimerState, "timer_state"))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (Index("ix_ticket_timer_state_due", "state", "due_at"),)
 
 
 class Outbox(Base):

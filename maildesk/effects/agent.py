@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
 from maildesk.db.models import Inbound, Message, Ticket, TicketEvent, TicketStatus
+from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.notify import forwardable, queue_command_error, queue_to_client
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.agent import AgentPlan
 from maildesk.pipeline.parse import ParsedMessage
-from maildesk.sla.policy import compute_deadlines
 
 Notify = Callable[..., None]
 
@@ -43,11 +43,7 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
         ticket.assignee = agent.assignee
     if agent.priority and agent.priority != ticket.priority:
         event("priority", **{"from": ticket.priority, "to": agent.priority})
-        ticket.priority = agent.priority
-        due = compute_deadlines(settings.sla, policy=ticket.sla_policy, priority=ticket.priority,
-                                start=ticket.created_at)
-        ticket.first_response_due_at = due.first_response
-        ticket.resolution_due_at = due.resolution
+        ticket.priority = agent.priority   # the deadlines follow in rearm() below
     if agent.category and agent.category != ticket.category:
         event("category", **{"from": ticket.category, "to": agent.category})
         ticket.category = agent.category
@@ -61,13 +57,7 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
         status = TicketStatus.OPEN
     if status is not None and status is not ticket.status:
         event("status", **{"from": ticket.status.value, "to": status.value})
-        ticket.status = status
-        if status is TicketStatus.RESOLVED:
-            ticket.resolved_at = now
-        elif status is TicketStatus.CLOSED:
-            ticket.closed_at = now
-        else:
-            ticket.resolved_at = None
+        change_status(ticket, status, now)
     files = forwardable(message, include_inline=False)
     if agent.status is TicketStatus.RESOLVED:
         # The client is told, with the agent's words when there are any.
@@ -79,15 +69,19 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
         queue_to_client(session, ticket, settings, composer, now=now, template="agent_reply",
                         key=f"{inbound.id}.reply", context={"text": agent.text},
                         agent_name=agent_name, attachments=files)
-    if answered and ticket.first_responded_at is None:
-        ticket.first_responded_at = now
-        event("first_response")
+    # The client heard from us (an answer, or the resolution notice): the first-response
+    # clock stops, and so does a next-response clock started by the client's follow-up.
+    if answered or agent.status is TicketStatus.RESOLVED:
+        if ticket.first_responded_at is None:
+            ticket.first_responded_at = now
+            event("first_response")
+        ticket.next_response_since = None
     if agent.internal and agent.text.strip():
         notify(session, ticket, inbound, now, "note", message=message, message_row=row,
                text=agent.text, actor=sender)
     if agent.escalate_to:
-        from_line = ticket.line
-        ticket.line = agent.escalate_to
+        from_line = move_to_line(ticket, agent.escalate_to, now)
         event("escalated", **{"from": from_line, "to": agent.escalate_to})
         notify(session, ticket, inbound, now, "escalated", actor=sender,
                from_line=from_line or "-")
+    rearm(session, ticket, settings, now)

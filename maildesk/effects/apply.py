@@ -14,6 +14,7 @@ from maildesk.config.model import Settings
 from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message, Outbox,
                                 OutboxStatus, Participant, Role, Ticket, TicketEvent, TicketStatus)
 from maildesk.db.queries import next_ticket_number
+from maildesk.effects.lifecycle import change_status, rearm
 from maildesk.outbound.compose import (Composer, bounce_tag_for, build_message, clean_header,
                                        message_id_for)
 from maildesk.pipeline.parse import ParsedMessage
@@ -47,19 +48,28 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                         requester=nt.requester, requester_name=nt.requester_name,
                         mailbox=nt.mailbox, linked_ticket_id=nt.linked_ticket_id, created_at=at,
                         tags=list(nt.tags), assignee=nt.assignee, sla_policy=nt.sla_policy,
-                        updated_at=at, last_activity_at=at,
+                        updated_at=at, last_activity_at=at, line_entered_at=at, pauses=[],
                         first_response_due_at=plan.deadlines.first_response if plan.deadlines else None,
                         resolution_due_at=plan.deadlines.resolution if plan.deadlines else None)
         session.add(ticket)
         session.flush()
+        sla_changed = True
     else:
         ticket = session.get_one(Ticket, plan.thread.ticket_id)
         ticket.last_activity_at = max(ticket.last_activity_at, at)
         ticket.updated_at = now
+        sla_changed = False
         if plan.set_status is not None:
-            ticket.status = plan.set_status
-            if plan.set_status is TicketStatus.OPEN:
-                ticket.resolved_at = None
+            sla_changed = change_status(ticket, plan.set_status, at)
+        if plan.rating is not None:
+            ticket.rating, ticket.rated_at = plan.rating.score, at
+        if plan.client_follow_up:
+            # The client wrote and waits for an answer: the next-response clock starts
+            # (the first answer has its own deadline).
+            if ticket.first_responded_at is not None and ticket.next_response_since is None \
+                    and ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
+                ticket.next_response_since = at
+                sla_changed = True
 
     known = plan.new_ticket is None and session.scalar(
         _KNOWN, {"ticket_id": ticket.id, "address": plan.sender})
@@ -96,6 +106,8 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                                     actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
         else:
             queue_autoreply(session, autoreply, ticket, settings, now=now)
+    if sla_changed and settings is not None:
+        rearm(session, ticket, settings, now)
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None
@@ -135,6 +147,9 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
             "resolution": deadlines.resolution.astimezone(zone)
             if deadlines and deadlines.resolution else None,
         },
+        # Mail that came outside working hours: when work on it starts.
+        "resumes_at": deadlines.resumes_at.astimezone(zone)
+        if deadlines and deadlines.resumes_at else None,
     }
     rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"

@@ -58,11 +58,7 @@ def agent_reply_address(ticket: Ticket) -> str:
 
 def ticket_zone(settings: Settings, ticket: Ticket) -> ZoneInfo:
     """The zone times are shown in: the calendar of the ticket's SLA policy."""
-    policies = settings.sla.get("policies", {})
-    policy = policies.get(ticket.sla_policy or "") or policies.get(
-        settings.sla.get("default_policy") or "") or {}
-    calendar = settings.calendars.get(policy.get("calendar", ""))
-    return calendar.zone if calendar else ZoneInfo("UTC")
+    return settings.sla_policies.zone(ticket.sla_policy)
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -79,7 +75,7 @@ def ticket_context(settings: Settings, ticket: Ticket) -> dict[str, Any]:
                    "category": ticket.category, "tags": list(ticket.tags or []),
                    "assignee": ticket.assignee, "requester": ticket.requester,
                    "requester_name": ticket.requester_name,
-                   "created_at": _local(ticket.created_at, zone)},
+                   "created_at": _local(ticket.created_at, zone), "rating": ticket.rating},
         "tag": format_tag(settings.ticket_tag, ticket.number),
         "instance": settings.instance_name,
         "deadlines": {"first_response": _local(ticket.first_response_due_at, zone),
@@ -161,8 +157,11 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
                             composer: Composer, *, now: datetime, event: str, key: str,
                             line: Line | None = None, message: ParsedMessage | None = None,
                             message_row: Message | None = None, text: str | None = None,
-                            actor: str | None = None, from_line: str | None = None) -> str | None:
-    """Tell a line mailbox about a ticket: new, escalated, the client wrote, or a note.
+                            actor: str | None = None, from_line: str | None = None,
+                            to: str | None = None, reason: str = "",
+                            deadline: dict[str, Any] | None = None) -> str | None:
+    """Tell a line mailbox (or `to`, the line's lead) about a ticket: new, escalated, the
+    client wrote, a note, a deadline near or missed.
 
     The mail carries the message (and its attachments), deadlines, the ticket's history and
     the client's earlier tickets below a marker line, and `Reply-To` the agents' reply
@@ -199,10 +198,13 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
             _EARLIER, {"requester": ticket.requester, "ticket_id": ticket.id})]
     context.update(event=event, actor=actor or "", from_line=from_line or "",
                    message=current, history=history[:HISTORY_ITEMS], earlier_tickets=earlier,
-                   marker=MARKER)
+                   marker=MARKER, reason=reason,
+                   deadline={**deadline, "due": _local(deadline["due"], zone)}
+                   if deadline else None)
     lang = _language(composer, settings.language)
     rendered = composer.render("line_notification", lang, context)
-    mail = Mail(kind="notification", key=key, to_address=line.mailbox, to_name=line.name,
+    mail = Mail(kind="notification", key=key, to_address=to or line.mailbox,
+                to_name="" if to else line.name,
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-generated",
                 attachments=attachments)
     return queue(session, ticket, mail, settings, now=now,

@@ -272,8 +272,10 @@ def sample_context(settings: Any) -> dict[str, Any]:
                    "line": "line2", "line_name": "Line 2", "status": "new", "category": "pos",
                    "tags": ["kkt"], "assignee": "carol@example.com",
                    "requester": "ivan@customer.example", "requester_name": "Иван Петров",
-                   "created_at": when},
+                   "created_at": when, "rating": 5},
         "event": "new", "actor": "carol@example.com", "from_line": "line1",
+        "reason": "the first response deadline passed",
+        "deadline": {"deadline": "first_response", "due": when, "share": 0.8},
         "message": {"from": "Иван Петров <ivan@customer.example>", "date": when,
                     "text": "Касса №3 не печатает чеки.",
                     "attachments": [{"filename": "photo.jpg", "size": 1024, "forwarded": True}]},
@@ -293,4 +295,5 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "instance": settings.instance_name,
         "reply_address": f"support+1042-abc234@{settings.domain}",
         "deadlines": {"first_response": when, "resolution": when},
+        "resumes_at": when,
     }

@@ -9,6 +9,7 @@ from maildesk.db.models import Role, TicketStatus
 from maildesk.sla.policy import Deadlines
 from maildesk.pipeline.loops import LoopVerdict
 from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.rating import Rating
 from maildesk.pipeline.subject import SubjectInfo
 from maildesk.pipeline.thread import ThreadDecision
 from maildesk.rules.engine import Routing
@@ -56,6 +57,8 @@ class Plan:
     deadlines: Deadlines | None = None
     autoreply: AutoreplyPlan | None = None
     internal: bool = False       # an agent's note or command-only mail: never shown to a client
+    client_follow_up: bool = False   # the client wrote again (not a robot): awaits an answer
+    rating: Rating | None = None     # the client rated a resolved ticket (stays resolved)
 
 
 def dedupe_key(message: ParsedMessage) -> str:
@@ -77,7 +80,8 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
                  role: Role, subject: SubjectInfo, decision: ThreadDecision, mailbox: str,
                  routing: Routing, current_status: TicketStatus | None,
                  loop: LoopVerdict, deadlines: Deadlines | None = None,
-                 autoreply_language: str | None = None, autoreply_limited: bool = False) -> Plan:
+                 autoreply_language: str | None = None, autoreply_limited: bool = False,
+                 rating: Rating | None = None) -> Plan:
     """Decide what a message does to its ticket (new ticket, reopen, resume, acknowledge)."""
     if decision.ticket_id is None:
         new = NewTicket(
@@ -121,6 +125,11 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
         # A bounce, out-of-office or list copy is recorded but never moves the ticket.
         events.append(("robot_mail", {"reason": loop.reason}))
     elif role is Role.CLIENT:
+        if rating is not None and current_status is TicketStatus.RESOLVED \
+                and not decision.reopen:
+            events.append(("rated", {"rating": rating.score, "comment": rating.comment}))
+            return Plan(inbound_id, message, sender, role, decision, events=tuple(events),
+                        rating=rating)
         if decision.reopen or current_status is TicketStatus.RESOLVED:
             status = TicketStatus.OPEN
             events.append(("reopened", {}))
@@ -129,4 +138,5 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
             status = TicketStatus.OPEN
             events.append(("status", {"from": "pending", "to": "open"}))
     return Plan(inbound_id, message, sender, role, decision, set_status=status,
-                events=tuple(events))
+                events=tuple(events),
+                client_follow_up=role is Role.CLIENT and loop.autoreply_allowed)

@@ -24,7 +24,7 @@ from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db import queries
 from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, RawMessage, Role,
-                                Ticket, TicketEvent)
+                                Ticket, TicketEvent, TicketStatus)
 from maildesk.effects.agent import apply_agent_plan
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.effects.notify import queue_line_notification
@@ -34,6 +34,7 @@ from maildesk.pipeline.bounces import bounce_summary, bounce_tag
 from maildesk.pipeline.loops import LoopVerdict, classify_loop
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
+from maildesk.pipeline.rating import parse_rating
 from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
 from maildesk.pipeline.subject import SubjectInfo
@@ -41,7 +42,6 @@ from maildesk.pipeline.thread import (ThreadDecision, ThreadFacts, decide_thread
                                       parse_reply_token)
 from maildesk.rules.engine import Routing
 from maildesk.rules.facts import NO_ROUTING, mail_facts
-from maildesk.sla.policy import compute_deadlines
 
 log = logging.getLogger(__name__)
 
@@ -269,8 +269,9 @@ class Processor:
                 at=inbound.received_at))
             if routing.action is not None:
                 return self._held(inbound, routing, now)
-            deadlines = compute_deadlines(s.sla, policy=routing.sla_policy,
-                                          priority=routing.priority, start=inbound.received_at)
+            deadlines = s.sla_policies.deadlines(policy=routing.sla_policy,
+                                                 priority=routing.priority,
+                                                 start=inbound.received_at)
             if inbound.no_autoreply:
                 loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
             elif not routing.autoreply:
@@ -291,9 +292,12 @@ class Processor:
                 if not ascii_address(sender):
                     # Needs SMTPUTF8 end to end (RFC 6531); outgoing mail is ASCII-headed today.
                     loop = LoopVerdict(False, "the address cannot be written in ASCII")
+        rating = (parse_rating(message.text) if current is not None and role is Role.CLIENT
+                  and current.status is TicketStatus.RESOLVED and robot_check.autoreply_allowed
+                  else None)
         plan = plan_message(inbound_id=inbound.id, message=message, sender=sender,
                             sender_name=sender_name, role=role, subject=subject, decision=decision,
-                            mailbox=mailbox, routing=routing,
+                            mailbox=mailbox, routing=routing, rating=rating,
                             current_status=current.status if current else None,
                             loop=loop, deadlines=deadlines, autoreply_language=language,
                             autoreply_limited=limited)
@@ -304,7 +308,8 @@ class Processor:
             self._queued_mail = True
         if not inbound.no_autoreply and (plan.new_ticket is not None
                                          or robot_check.autoreply_allowed):
-            self._notify(session, ticket, inbound, now, "new" if plan.new_ticket else "update",
+            self._notify(session, ticket, inbound, now,
+                         "new" if plan.new_ticket else "rated" if plan.rating else "update",
                          message=message, message_row=row)
         return Outcome(inbound.id, "done", ticket.number)
 

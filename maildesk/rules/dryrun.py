@@ -14,7 +14,6 @@ from maildesk.pipeline.plan import sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.rules.facts import mail_facts
 from maildesk.sla.calendar import default_calendar_name
-from maildesk.sla.policy import compute_deadlines
 
 
 def parse_when(text: str | None, settings: Settings, now: datetime) -> datetime:
@@ -55,11 +54,13 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
         out["business_hours"] = calendar.is_working(at)
     if routing.action is not None:
         return out
-    due = compute_deadlines(settings.sla, policy=routing.sla_policy, priority=routing.priority,
-                            start=at)
+    due = settings.sla_policies.deadlines(policy=routing.sla_policy, priority=routing.priority,
+                                          start=at)
     out["sla_policy"] = due.policy
     out["deadlines"] = {
         "timezone": due.timezone.key,
+        "resumes_at": due.resumes_at.astimezone(due.timezone).isoformat()
+        if due.resumes_at else None,
         "first_response": due.first_response.astimezone(due.timezone).isoformat()
         if due.first_response else None,
         "resolution": due.resolution.astimezone(due.timezone).isoformat()
@@ -84,7 +85,8 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
         "deadlines": {"first_response": due.first_response.astimezone(due.timezone)
                       if due.first_response else None,
                       "resolution": due.resolution.astimezone(due.timezone)
-                      if due.resolution else None}})
+                      if due.resolution else None},
+        "resumes_at": due.resumes_at.astimezone(due.timezone) if due.resumes_at else None})
     out["autoreply"] = {"template": routing.template or "autoreply", "language": lang,
                         "subject": rendered.subject if tag in rendered.subject
                         else f"{tag} {rendered.subject}", "text": rendered.text}
@@ -119,6 +121,8 @@ def describe(result: dict[str, Any]) -> str:
               f"assignee:   {result['assignee'] or '-'}",
               f"SLA policy: {result['sla_policy'] or '-'}"]
     d = result.get("deadlines") or {}
+    if d.get("resumes_at"):
+        lines.append(f"outside working hours; work resumes {d['resumes_at']}")
     lines.append(f"first response by: {d.get('first_response') or '-'}")
     lines.append(f"resolution by:     {d.get('resolution') or '-'}")
     reply = result.get("autoreply")

@@ -234,3 +234,17 @@ def test_check_reports_a_broken_rule_by_file_line_and_key(config_set, cli, old, 
     assert proc.returncode == 1
     err = proc.stderr.decode()
     assert f"{rules}:{line}: {key}: " in err and problem in err, err
+
+
+def test_rules_test_deadlines_skip_the_new_year_holidays(cli, tmp_path):
+    eml = tmp_path / "scanner.eml"
+    eml.write_bytes(mail(sender="Anna <anna@customer.example>", subject="Scanner question",
+                         body="How do I set up the scanner?"))
+    out = cli("rules", "test", str(eml), "--at", "2026-12-31T17:55+03:00",
+              check=True).stdout.decode()
+    # 31 December 2026 and 1-8 January 2027 are days off in Russia, 9-10 January a weekend:
+    # an 8-business-hour first response from New Year's Eve is due on Monday 11 January.
+    assert "work resumes 2027-01-11T09:00:00+03:00" in out
+    assert "first response by: 2027-01-11T17:00:00+03:00" in out
+    assert "resolution by:     2027-01-15T18:00:00+03:00" in out      # 5 working days
+    assert "work on your request starts Monday, 11 January 2027, 09:00" in out

@@ -1,0 +1,101 @@
+"""A ticket's status and its SLA timers, changed in the caller's transaction.
+
+`change_status` is the one place a status changes: it keeps resolved_at/closed_at and the
+pauses of the SLA clock. `rearm` runs after every change that moves a deadline (a new ticket,
+a priority, a status, a line, a client's follow-up, a first answer): it writes the deadlines on
+the ticket and replaces its pending timers with those sla/schedule.py says it needs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from maildesk.config.model import Settings
+from maildesk.db.models import Ticket, TicketStatus, TicketTimer, TimerState
+from maildesk.sla.schedule import RUNNING, SlaState, TimerSpec, schedule
+
+_TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
+                                    TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
+
+
+def change_status(ticket: Ticket, status: TicketStatus, now: datetime) -> bool:
+    """Move the ticket to `status`; False when it is there already. The SLA clock stops on the
+    way out of new/open and starts again on the way back."""
+    old = ticket.status
+    if status is old:
+        return False
+    ticket.status = status
+    pauses = [list(p) for p in (ticket.pauses or [])]
+    if old in RUNNING and status not in RUNNING:
+        pauses.append([now.isoformat(), None])
+    elif old not in RUNNING and status in RUNNING and pauses and pauses[-1][1] is None:
+        pauses[-1][1] = now.isoformat()
+    ticket.pauses = pauses
+    if status is TicketStatus.RESOLVED:
+        ticket.resolved_at = now
+    elif status is TicketStatus.CLOSED:
+        ticket.closed_at = now
+    else:
+        ticket.resolved_at = None
+    return True
+
+
+def sla_state(ticket: Ticket) -> SlaState:
+    """In UTC throughout: timer keys are made of these times and must compare equal before
+    and after a trip through the database."""
+    def utc(value: datetime | None) -> datetime | None:
+        return value.astimezone(timezone.utc) if value else None
+
+    return SlaState(
+        status=ticket.status, priority=ticket.priority, policy=ticket.sla_policy,
+        line=ticket.line, created_at=utc(ticket.created_at),  # type: ignore[arg-type]
+        line_entered_at=utc(ticket.line_entered_at or ticket.created_at),
+        first_responded_at=utc(ticket.first_responded_at),
+        next_response_since=utc(ticket.next_response_since), resolved_at=utc(ticket.resolved_at),
+        pauses=tuple((utc(datetime.fromisoformat(a)), utc(datetime.fromisoformat(b)) if b else None)
+                     for a, b in (ticket.pauses or [])))  # type: ignore[misc]
+
+
+def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime) -> None:
+    """Deadlines on the ticket, and exactly the pending timers it needs now."""
+    rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
+    fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
+                      if t.state is TimerState.FIRED)
+    plan = schedule(sla_state(ticket), policies=settings.sla_policies,
+                    lines={line.id: line for line in settings.lines},
+                    close_after=settings.close_after, fired=fired)
+    if not plan.paused:
+        # While the clock stands still the last deadlines stay shown; they move on resume.
+        ticket.first_response_due_at = plan.first_response or ticket.first_response_due_at
+        ticket.resolution_due_at = plan.resolution or ticket.resolution_due_at
+        ticket.next_response_due_at = plan.next_response
+    pending = {_identity(t.kind, t.stage, t.due_at, t.data.get("key", "")): t for t in rows
+               if t.state is TimerState.PENDING}
+    wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in plan.timers}
+    stale = [t.id for key, t in pending.items() if key not in wanted]
+    if stale:
+        session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
+                        .values(state=TimerState.CANCELLED))
+    session.add_all(_row(ticket, spec, now) for key, spec in wanted.items()
+                    if key not in pending)
+
+
+def _identity(kind: str, stage: str, due: datetime, key: str) -> tuple[str, str, str, str]:
+    return kind, stage, key, due.isoformat(timespec="seconds")
+
+
+def _row(ticket: Ticket, spec: TimerSpec, now: datetime) -> TicketTimer:
+    return TicketTimer(ticket_id=ticket.id, kind=spec.kind, stage=spec.stage, due_at=spec.due_at,
+                       state=TimerState.PENDING, data={**spec.data, "key": spec.key},
+                       created_at=now)
+
+
+def move_to_line(ticket: Ticket, line: str, now: datetime) -> str | None:
+    """Put the ticket on another line (its OLA starts again); returns the line it left."""
+    left = ticket.line
+    ticket.line = line
+    ticket.line_entered_at = now
+    return left

@@ -1,0 +1,118 @@
+"""The timer sweep: fire what fell due, each exactly once, in the transaction that carries
+it out (`serve --only timers`, or `maildesk timers run` from cron).
+
+Due timers are read oldest first; on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so a second
+timer process takes other rows instead of waiting. Each is claimed by an UPDATE that only
+succeeds while it is still pending: whoever claims it carries it out, in the same
+transaction, so a crash before the commit leaves it pending (it fires after the restart) and
+a commit leaves it fired (it never fires again). What fell due while no timer process ran is
+fired at the next sweep, oldest first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from maildesk.config.model import Settings
+from maildesk.db.models import Ticket, TicketEvent, TicketStatus, TicketTimer, TimerState
+from maildesk.effects.lifecycle import change_status, move_to_line, rearm, sla_state
+from maildesk.effects.notify import queue_line_notification
+from maildesk.outbound.compose import Composer
+from maildesk.sla.schedule import RUNNING
+from maildesk.sla.timers import TimerAction, decide
+
+log = logging.getLogger(__name__)
+
+_DUE = (select(TicketTimer)
+        .where(TicketTimer.state == TimerState.PENDING, TicketTimer.due_at <= bindparam("now"))
+        .order_by(TicketTimer.due_at, TicketTimer.id).limit(bindparam("limit")))
+_CLAIM = (update(TicketTimer)
+          .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
+          .values(state=TimerState.FIRED, fired_at=bindparam("now"))
+          .execution_options(synchronize_session=False))
+# Open tickets with no timer at all: made before timers existed (see migration 0005).
+_UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
+                                 ~select(TicketTimer.id).where(TicketTimer.ticket_id == Ticket.id)
+                                 .exists())
+            .order_by(Ticket.id).limit(500))
+
+
+def fire_due(session: Session, settings: Settings, composer: Composer, now: datetime, *,
+             limit: int = 200) -> int:
+    """Fire up to `limit` due timers in the caller's transaction; how many fired."""
+    query = _DUE
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=TicketTimer)
+    timers = list(session.scalars(query, {"now": now, "limit": limit}))
+    fired = 0
+    for timer in timers:
+        if session.execute(_CLAIM, {"timer_id": timer.id, "now": now}).rowcount != 1:
+            continue  # another process took it
+        session.expire(timer)
+        fired += 1
+        try:
+            with session.begin_nested():
+                _carry_out(session, timer, settings, composer, now)
+        except Exception as exc:   # one bad timer must not hold up the others
+            log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
+            session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind="timer_failed",
+                                    actor=None, data={"timer": timer.id,
+                                                      "error": f"{type(exc).__name__}: {exc}"}))
+    return fired
+
+
+def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:
+    """Give open tickets that have no timers theirs (after an upgrade); how many."""
+    tickets = list(session.scalars(_UNARMED))
+    for ticket in tickets:
+        rearm(session, ticket, settings, now)
+    return len(tickets)
+
+
+def _carry_out(session: Session, timer: TicketTimer, settings: Settings, composer: Composer,
+               now: datetime) -> None:
+    ticket = session.get_one(Ticket, timer.ticket_id)
+    lines = {line.id: line for line in settings.lines}
+    action = decide(timer.kind, timer.stage, timer.data, sla_state(ticket), lines, now)
+    key = f"timer.{timer.id}"
+
+    def event(kind: str, **data: object) -> None:
+        session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=kind, actor=None,
+                                data={**data, "timer": timer.id}))
+
+    if action.stale:
+        event("timer_stale", kind=timer.kind, stage=timer.stage)
+        return
+    due = timer.data.get("due")
+    deadline = ({"deadline": timer.data["deadline"], "due": datetime.fromisoformat(due),
+                 "share": timer.data.get("share")} if timer.data.get("deadline") and due else None)
+    notify: Callable[..., object] = lambda **kw: queue_line_notification(  # noqa: E731
+        session, ticket, settings, composer, now=now, deadline=deadline, **kw)
+    if action.warn:
+        event("sla_warning", deadline=timer.kind, due=due)
+        notify(event="warning", key=f"{key}.warning")
+    if action.breach:
+        ticket.breached_at = ticket.breached_at or now
+        event("sla_breach", deadline=action.breach, due=due, line=ticket.line)
+    if action.escalate_to:
+        left = move_to_line(ticket, action.escalate_to, now)
+        event("escalated", **{"from": left, "to": action.escalate_to, "reason": action.reason})
+        notify(event="escalated", key=f"{key}.escalated", from_line=left or "-",
+               reason=action.reason)
+    elif action.tell_lead or action.breach:
+        notify(event="breached", key=f"{key}.lead", to=action.tell_lead, reason=action.reason)
+    if action.close and change_status(ticket, TicketStatus.CLOSED, now):
+        event("status", **{"from": "resolved", "to": "closed", "reason": action.reason})
+    ticket.updated_at = now
+    rearm(session, ticket, settings, now)
+
+
+def next_due(session: Session) -> datetime | None:
+    """When the earliest pending timer falls due (for sleeping until then)."""
+    return session.scalar(select(func.min(TicketTimer.due_at))
+                          .where(TicketTimer.state == TimerState.PENDING))
