@@ -40,6 +40,9 @@ def ticket_summary(ticket: Ticket, tag: str, message_count: int | None = None) -
         "first_response_due_at": iso(ticket.first_response_due_at),
         "resolution_due_at": iso(ticket.resolution_due_at),
         "first_responded_at": iso(ticket.first_responded_at),
+        "next_response_due_at": iso(ticket.next_response_due_at),
+        "breached_at": iso(ticket.breached_at),
+        "rating": ticket.rating,
     }
     if message_count is not None:
         out["message_count"] = message_count

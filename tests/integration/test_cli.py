@@ -83,7 +83,8 @@ def test_tickets_json_is_stable(cli, ctx, processor):
                         "language", "requester", "created_at", "updated_at", "last_activity_at",
                         "resolved_at", "closed_at", "message_count", "tags", "assignee",
                         "sla_policy", "first_response_due_at", "resolution_due_at",
-                        "first_responded_at"}
+                        "first_responded_at", "next_response_due_at", "breached_at",
+                        "rating"}
     # The client's mail and maildesk's acknowledgement.
     assert row["tag"] == "MD-1000" and row["status"] == "new" and row["message_count"] == 2
     assert row["requester"] == {"address": "anna@customer.example", "name": "Анна"}
