@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import email
 import json
 import smtplib
 import time
 from datetime import datetime, timezone
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from maildesk.db.models import Channel, Inbound, InboundStatus, Message, RawMessage, Ticket
+from maildesk.db.models import (Channel, Inbound, InboundStatus, Message, Outbox, RawMessage,
+                                Ticket)
 from maildesk.store.raw import Arrival, store_one
 
 SUPPORT = "support@example.com"
@@ -57,6 +62,39 @@ def inbound_statuses(ctx) -> list[str]:
         return [i.status.value for i in s.scalars(select(Inbound).order_by(Inbound.id))]
 
 
+# -- what went out -------------------------------------------------------------------------------
+# Besides the client's acknowledgement (kind "autoreply"), a new ticket queues a notification to
+# its line's mailbox (kind "notification"), so a test about one kind of mail filters on it.
+def outbox_rows(ctx, kind: str | None = None) -> list[Outbox]:
+    """Outbox rows in the order they were queued; only those of `kind` when given."""
+    query = select(Outbox).order_by(Outbox.id)
+    if kind is not None:
+        query = query.where(Outbox.kind == kind)
+    with ctx.make_session() as s:
+        return list(s.scalars(query))
+
+
+def outbox_count(ctx, kind: str | None = None) -> int:
+    return len(outbox_rows(ctx, kind))
+
+
+def envelope_to(msg: EmailMessage) -> list[str]:
+    """The envelope recipients the Maildir transport keeps in `X-Maildesk-Envelope-To`."""
+    return [a.strip().lower() for a in (msg["X-Maildesk-Envelope-To"] or "").split(",")
+            if a.strip()]
+
+
+def maildir_mails(maildir: str | Path, to: str | None = None) -> list[EmailMessage]:
+    """The mails in the outbound Maildir's new/, oldest first; only those whose envelope goes to
+    `to` when given."""
+    new = Path(maildir) / "new"
+    if not new.is_dir():
+        return []
+    mails = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+             for p in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
+    return [m for m in mails if to is None or to.lower() in envelope_to(m)]
+
+
 def wait_for(predicate, what: str, limit: float = 120.0):
     """Wait for a daemon in another process to get somewhere: a bound, not a speed assertion."""
     deadline = time.monotonic() + limit
@@ -73,5 +111,12 @@ def cli_json(cli, *args: str):
     return json.loads(proc.stdout)
 
 
+def cli_outbox(cli, *args: str, kind: str | None = None) -> list[dict]:
+    """`maildesk outbox list ARGS --json`, only the rows of `kind` when given."""
+    return [r for r in cli_json(cli, "outbox", "list", *args) if kind is None or r["kind"] == kind]
+
+
 __all__ = ["store", "deliver", "send_smtp", "count", "ticket_count", "inbound_statuses",
-           "cli_json", "wait_for", "RawMessage", "SUPPORT"]
+           "outbox_rows", "outbox_count", "envelope_to", "maildir_mails", "cli_json", "cli_outbox",
+           "wait_for",
+           "RawMessage", "SUPPORT"]

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from conftest import CORPUS, corpus_files
-from helpers import cli_json
-from maildesk.db.models import Channel, Inbound, InboundStatus, Message, Outbox
+from helpers import cli_json, outbox_rows
+from maildesk.db.models import Channel, Inbound, InboundStatus, Message
 from maildesk.store.raw import Arrival, store_arrivals
 
 CYRILLIC = re.compile(r"[А-Яа-яЁё]{3,}")
@@ -93,13 +93,16 @@ def test_every_corpus_mail_ends_as_ticket_entry_or_quarantine(ctx, processor, cl
             assert r.reason and "Traceback" not in r.reason, ids[r.id]
         elif r.status is InboundStatus.DONE:
             assert r.id in messages, ids[r.id]
+        elif r.status is InboundStatus.IGNORED:  # rules.yaml: list mail is kept, not a ticket
+            assert r.reason and "ignore" in r.reason and has_list_id(ids[r.id]), ids[r.id]
+            assert r.id not in messages, ids[r.id]
     assert statuses["done"] + statuses["duplicate"] > 0.9 * len(files)
 
     # No autoreply to a bounce, an auto-reply or a list mail (RFC 3834), through the pipeline.
     robots = {path for path, category in corpus_categories().items()
               if category in ("bounce-dsn", "autoreply")}
+    acked = {o.ticket_id for o in outbox_rows(ctx, "autoreply")}  # not the line notifications
     with ctx.make_session() as s:
-        acked = set(s.scalars(select(Outbox.ticket_id)))
         ticket_of = dict(s.execute(select(Message.inbound_id, Message.ticket_id)
                                    .where(Message.inbound_id.is_not(None))).all())
     answered = {ids[i] for i, t in ticket_of.items() if t in acked}

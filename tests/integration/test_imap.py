@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dovecot import Dovecot, dovecot_or_skip
-from helpers import count, send_smtp, wait_for
+from helpers import count, outbox_count, send_smtp, wait_for
 from mails import mail
 from maildesk.db.models import (Channel, Direction, Inbound, InboundStatus, Message, Outbox,
                                 Ticket)
@@ -160,7 +160,8 @@ def test_backlog_is_left_alone_by_default_and_new_mail_is_taken(imap_config, con
         (second,) = poll(ctx)
         assert second.result.stored == 1
         process(ctx)
-        assert count(ctx, Outbox) == 1               # new mail is acknowledged
+        assert outbox_count(ctx, "autoreply") == 1   # new mail is acknowledged
+        assert outbox_count(ctx, "notification") == 1   # and its line is told
         assert b"\\Seen" not in dovecot.flags("INBOX")[old]
     finally:
         ctx.close()
@@ -176,12 +177,12 @@ def test_imported_backlog_gets_tickets_but_no_autoreply(imap_config, config_set,
         assert result.result.stored == 3
         process(ctx)
         assert count(ctx, Ticket) == 3
-        assert count(ctx, Outbox) == 0
+        assert count(ctx, Outbox) == 0      # old news: no autoreply, no line notification each
         dovecot.append("INBOX", client_mail(9))
         poll(ctx)
         process(ctx)
         assert count(ctx, Ticket) == 4
-        assert count(ctx, Outbox) == 1
+        assert outbox_count(ctx, "autoreply") == 1
     finally:
         ctx.close()
 

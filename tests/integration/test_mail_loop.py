@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from conftest import free_port
-from helpers import count
+from helpers import count, outbox_count, ticket_count
 from mails import mail
 from maildesk.clock import FixedClock
 from maildesk.config.model import SmarthostSettings
@@ -20,16 +20,25 @@ from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.smtp import SmtpTransport
 
 
+AWAY = "away@customer.example"
+
+
 class Responder:
-    """Answers every mail it gets, at once, back to maildesk's listener."""
+    """The smarthost: answers every mail for the client, at once, back to maildesk's listener;
+    keeps what goes elsewhere (the line's notifications) without answering."""
 
     def __init__(self, listener_port: int, *, marks_itself: bool):
         self.port = listener_port
         self.marks_itself = marks_itself
-        self.received = 0
+        self.received = 0                 # mails to the client, each answered
+        self.elsewhere: list[str] = []    # recipients of every other mail
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
+        if AWAY not in [r.lower() for r in envelope.rcpt_tos]:
+            with self.lock:
+                self.elsewhere.extend(r.lower() for r in envelope.rcpt_tos)
+            return "250 OK"
         with self.lock:
             self.received += 1
             n = self.received
@@ -75,5 +84,11 @@ def test_exchange_with_an_out_of_office_responder_is_bounded(smtp_listener, ctx,
         assert responder.received == 1  # its auto-reply is never answered
     else:
         assert responder.received == limit  # the hourly cap ends it
-    assert count(ctx, Outbox) == responder.received
+    assert count(ctx, Outbox) == outbox_count(ctx, "autoreply") + outbox_count(ctx, "notification")
+    assert outbox_count(ctx, "autoreply") == responder.received
     assert count(ctx, Inbound) == responder.received + 1
+    # The line hears of each new ticket once and of no robot mail on a ticket: bounded too.
+    tickets = ticket_count(ctx)
+    assert tickets == (1 if marks_itself else limit + 1)
+    assert outbox_count(ctx, "notification") == tickets
+    assert sorted(responder.elsewhere) == ["line1@example.com"] * tickets
