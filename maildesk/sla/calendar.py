@@ -64,27 +64,26 @@ class WorkCalendar:
     subdivision: str | None = None
     extra_holidays: frozenset[date] = frozenset()
     working_days: frozenset[date] = frozenset()
-    _cache: dict[int, frozenset[date]] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[int, tuple[frozenset[date], frozenset[date]]] = field(
+        default_factory=dict, compare=False, repr=False)
     _years: dict[int, _Year] = field(default_factory=dict, compare=False, repr=False)
-    _workdays: dict[int, frozenset[date]] = field(default_factory=dict, compare=False,
-                                                  repr=False)
 
     # -- which local times are working ----------------------------------------------------
     def holidays_of(self, year: int) -> frozenset[date]:
-        days = self._cache.get(year)
-        if days is None:
-            days = _public_holidays(self.country, self.subdivision, year)[0] | frozenset(
-                d for d in self.extra_holidays if d.year == year)
-            self._cache[year] = days
-        return days
+        return self._days_of(year)[0]
 
     def workdays_of(self, year: int) -> frozenset[date]:
         """Weekend days that are working days this year (moved working days)."""
-        days = self._workdays.get(year)
+        return self._days_of(year)[1]
+
+    def _days_of(self, year: int) -> tuple[frozenset[date], frozenset[date]]:
+        """(days off, weekend working days) of a year: the country's and our own."""
+        days = self._cache.get(year)
         if days is None:
-            days = _public_holidays(self.country, self.subdivision, year)[1] | frozenset(
-                d for d in self.working_days if d.year == year)
-            self._workdays[year] = days
+            off, work = _public_holidays(self.country, self.subdivision, year)
+            days = (off | {d for d in self.extra_holidays if d.year == year},
+                    work | {d for d in self.working_days if d.year == year})
+            self._cache[year] = days
         return days
 
     def spans_on(self, day: date) -> tuple[Span, ...]:
