@@ -95,6 +95,11 @@ def plan_agent_reply(body: str, state: TicketState, *, sender: str,
         elif cmd.name == "tag":
             tags.extend(t for t in re.split(r"[\s,]+", cmd.arg or "") if t and t not in tags)
     internal = block.internal or not block.text.strip()
+    if not block.commands and not block.errors and not block.text.strip():
+        # Nothing above the quote: a reply sent by mistake, or written where we cannot tell
+        # it from the quote. Say so rather than drop it in silence.
+        errors.append("no new text found above the quoted notification, and no command: "
+                      "write your answer above the quote (or below the marker line's quote)")
     if errors:
         return AgentPlan(errors=tuple(errors), text=block.text, internal=True,
                          commands=tuple(written))

@@ -329,6 +329,14 @@ def _prefix(lines: list[str]) -> list[str]:
 
 def _signature_at(text: str) -> int:
     """Where the signature begins (len(text) when there is none)."""
+    # The library never takes the first line for a sign-off; but a reply that starts with
+    # "С уважением,\nCarol" is a signature above the quote and nothing else (Outlook puts
+    # the signature there when the writer types nothing).
+    body = text.lstrip("\n")
+    first = body.split("\n", 1)[0].strip()
+    signoff = _SIGNOFF.match(first)
+    if signoff is not None and _name_only(first[signoff.end():]):
+        return len(text) - len(body)
     pos = 0
     while True:
         m = _SIGNATURE.search(text, pos)

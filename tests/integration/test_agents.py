@@ -386,3 +386,12 @@ def test_an_agent_trusted_by_our_mtas_authentication_results(desk, config_set):
     assert ticket(desk.ctx).priority == "P2"
     (answer,) = desk.boxes.new(CLIENT)
     assert "Переключил на P2." in body(answer)
+
+
+def test_a_reply_with_nothing_new_is_not_dropped_in_silence(desk):
+    """An agent who hits Send on a bare quote is told, and the client gets nothing."""
+    desk.reply("", shape=outlook_reply)
+    assert desk.boxes.new(CLIENT) == []
+    (error,) = desk.boxes.new("carol@example.com")
+    assert "no new text" in body(error).lower()
+    assert ticket(desk.ctx).status.value == "new"
