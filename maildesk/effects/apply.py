@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone as dt_timezone
+from email.utils import parsedate_to_datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from maildesk.outbound.compose import (Composer, bounce_tag_for, build_message, 
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
 from maildesk.pipeline.subject import format_tag
+from maildesk.sla.policy import Deadlines
 from maildesk.views import reply_address
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,32 @@ class ComposedAutoreply:
     data: bytes
 
 
+def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
+    """The deadlines at the UTC offset of the client's own Date header, when it differs from
+    the calendar's (a client in Novosibirsk reads 21:00 for Moscow's 17:00); None otherwise."""
+    if deadlines is None or deadlines.first_response is None:
+        return None
+    try:
+        sent = parsedate_to_datetime(client.header("date") or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    offset = sent.utcoffset() if sent is not None and sent.tzinfo else None
+    due = deadlines.first_response
+    if offset is None or offset == due.astimezone(deadlines.timezone).utcoffset() \
+            or abs(offset) > timedelta(hours=14):
+        return None
+    zone = dt_timezone(offset)
+    return {"first_response": due.astimezone(zone),
+            "resolution": deadlines.resolution.astimezone(zone) if deadlines.resolution else None,
+            "zone": format_offset(offset)}
+
+
+def format_offset(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: ParsedMessage,
                       settings: Settings, composer: Composer, *,
                       now: datetime) -> ComposedAutoreply:
@@ -150,6 +178,7 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
         # Mail that came outside working hours: when work on it starts.
         "resumes_at": deadlines.resumes_at.astimezone(zone)
         if deadlines and deadlines.resumes_at else None,
+        "client_deadlines": _in_client_zone(client, deadlines),
     }
     rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"

@@ -296,4 +296,5 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "reply_address": f"support+1042-abc234@{settings.domain}",
         "deadlines": {"first_response": when, "resolution": when},
         "resumes_at": when,
+        "client_deadlines": {"first_response": when, "resolution": when, "zone": "UTC+07:00"},
     }

@@ -316,3 +316,25 @@ def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
     with ctx.make_session() as s:
         (event,) = s.scalars(select(TicketEvent).where(TicketEvent.kind == "autoreply_failed"))
         assert "no_such_variable" in event.data["error"]
+
+
+def test_deadlines_are_also_shown_in_the_clients_own_time_zone(ctx, processor):
+    """A client in Novosibirsk (UTC+7, by the Date header of their mail) reads the deadlines
+    at their own clock too; one in Moscow only once."""
+    from datetime import datetime, timedelta, timezone
+
+    novosibirsk = timezone(timedelta(hours=7))
+    deliver(ctx, processor, mail(sender="Олег <oleg@customer.example>", subject="Сканер",
+                                 body="Сканер штрихкодов не включается с утра.", date=datetime(2026, 11, 23, 17, 0, tzinfo=novosibirsk)))
+    deliver(ctx, processor, mail(sender="Анна <anna@customer.example>", subject="Сканер",
+                                 body="Сканер штрихкодов не включается с утра.", date=datetime(2026, 11, 23, 13, 0, tzinfo=ZoneInfo(
+                                     "Europe/Moscow"))))
+    deliver_outbox(ctx)
+    with ctx.make_session() as s:
+        first = s.scalar(select(Ticket).where(Ticket.requester == "oleg@customer.example"))
+    (oleg,) = mails_to(ctx, "oleg@customer.example")
+    local = first.first_response_due_at.astimezone(novosibirsk)
+    assert "По вашему времени (UTC+07:00): ответ до" in text_of(oleg)
+    assert f"{local:%H:%M} (UTC+07:00)" in text_of(oleg)
+    (anna,) = mails_to(ctx, "anna@customer.example")
+    assert "По вашему времени" not in text_of(anna)
