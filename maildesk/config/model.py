@@ -120,6 +120,7 @@ class Line:
     external: bool = False   # a vendor: its notifications carry no internal notes
     on_breach: str = "escalate"   # a missed deadline: escalate to `next`, or tell the `lead`
     ola_text: str | None = None   # as written: in business time `1d` is a working day
+    sla_policy: str | None = None  # for tickets routed here without a rule's sla_policy
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def _lines(loaded: LoadedYaml) -> tuple[Line, ...]:
         out.append(Line(id=raw["id"], name=raw.get("name", raw["id"]), mailbox=raw["mailbox"].lower(),
                         agents=tuple(agents), next=raw.get("next"),
                         ola=parse_duration(raw["ola"]) if raw.get("ola") else None,
-                        ola_text=raw.get("ola"),
+                        ola_text=raw.get("ola"), sla_policy=raw.get("sla_policy"),
                         lead=raw.get("lead"), external=raw.get("external", False),
                         on_breach=raw.get("on_breach", "escalate" if raw.get("next") else "lead")))
     for i, line in enumerate(out):
@@ -386,6 +387,11 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
                       base_dir=rules_path.parent)
         ruleset, rule_problems = compile_rules(parts["rules"].data, known, parts["rules"].problem)
         problems.extend(rule_problems)
+        for i, line in enumerate(lines):
+            if line.sla_policy and line.sla_policy not in known.policies:
+                problems.append(parts["lines"].problem(
+                    ("lines", i, "sla_policy"), f"unknown SLA policy {line.sla_policy!r} "
+                    f"(sla.yaml has: {', '.join(sorted(known.policies)) or 'none'})"))
 
     db = d["database"]
     if "url" in db:

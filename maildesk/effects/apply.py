@@ -127,6 +127,26 @@ class ComposedAutoreply:
     data: bytes
 
 
+def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
+                      client_address: str, instance: str, reply_address: str,
+                      deadlines: Deadlines | None, client: ParsedMessage) -> dict[str, object]:
+    """What an autoreply template sees (also for `rules test`)."""
+    zone = deadlines.timezone if deadlines else None
+
+    def shown(value: datetime | None) -> datetime | None:
+        return value.astimezone(zone) if value is not None else None
+
+    return {
+        "ticket": ticket, "tag": tag, "client_name": client_name,
+        "client_address": client_address, "instance": instance, "reply_address": reply_address,
+        "deadlines": {"first_response": shown(deadlines.first_response if deadlines else None),
+                      "resolution": shown(deadlines.resolution if deadlines else None)},
+        # Mail that came outside working hours: when work on it starts.
+        "resumes_at": shown(deadlines.resumes_at if deadlines else None),
+        "client_deadlines": _in_client_zone(client, deadlines),
+    }
+
+
 def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
     """The deadlines at the UTC offset of the client's own Date header, when it differs from
     the calendar's (a client in Novosibirsk reads 21:00 for Moscow's 17:00); None otherwise."""
@@ -158,28 +178,13 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
                       now: datetime) -> ComposedAutoreply:
     """Render the acknowledgement of a new ticket into the bytes to send (no database)."""
     assert plan.autoreply is not None
-    deadlines = plan.deadlines
-    zone = deadlines.timezone if deadlines else None
     tag = format_tag(settings.ticket_tag, ticket.number)
-    context = {
-        "ticket": {"number": ticket.number, "subject": ticket.subject, "priority": ticket.priority,
-                   "line": ticket.line},
-        "tag": tag,
-        "client_name": clean_header(plan.autoreply.to_name, 200),
-        "client_address": plan.autoreply.to_address,
-        "instance": settings.instance_name,
-        "reply_address": reply_address(ticket),
-        "deadlines": {
-            "first_response": deadlines.first_response.astimezone(zone)
-            if deadlines and deadlines.first_response else None,
-            "resolution": deadlines.resolution.astimezone(zone)
-            if deadlines and deadlines.resolution else None,
-        },
-        # Mail that came outside working hours: when work on it starts.
-        "resumes_at": deadlines.resumes_at.astimezone(zone)
-        if deadlines and deadlines.resumes_at else None,
-        "client_deadlines": _in_client_zone(client, deadlines),
-    }
+    context = autoreply_context(
+        ticket={"number": ticket.number, "subject": ticket.subject, "priority": ticket.priority,
+                "line": ticket.line},
+        tag=tag, client_name=clean_header(plan.autoreply.to_name, 200),
+        client_address=plan.autoreply.to_address, instance=settings.instance_name,
+        reply_address=reply_address(ticket), deadlines=plan.deadlines, client=client)
     rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
     message_id = message_id_for(f"{inbound.id}.autoreply", settings.domain)

@@ -41,7 +41,7 @@ from maildesk.pipeline.subject import SubjectInfo
 from maildesk.pipeline.thread import (ThreadDecision, ThreadFacts, decide_thread,
                                       parse_reply_token)
 from maildesk.rules.engine import Routing
-from maildesk.rules.facts import NO_ROUTING, mail_facts
+from maildesk.rules.facts import NO_ROUTING, mail_facts, with_line_policy
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,7 @@ class Processor:
                 at=inbound.received_at))
             if routing.action is not None:
                 return self._held(inbound, routing, now)
+            routing = with_line_policy(routing, s)
             deadlines = s.sla_policies.deadlines(policy=routing.sla_policy,
                                                  priority=routing.priority,
                                                  start=inbound.received_at)

@@ -8,11 +8,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from maildesk.config.model import Settings
+from maildesk.effects.apply import autoreply_context
 from maildesk.outbound.compose import Composer, choose_language
 from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
 from maildesk.pipeline.plan import sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
-from maildesk.rules.facts import mail_facts
+from maildesk.rules.facts import mail_facts, with_line_policy
 from maildesk.sla.calendar import default_calendar_name
 
 
@@ -38,7 +39,7 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
     facts = mail_facts(message, sender, sender_name,
                        envelope_to=rcpt or settings.support_addresses[:1], at=at)
     language = facts.language
-    routing = settings.ruleset.evaluate(facts)
+    routing = with_line_policy(settings.ruleset.evaluate(facts), settings)
     line = settings.line(routing.line)
     calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
     shown = at.astimezone(calendar.zone) if calendar else at
@@ -59,11 +60,11 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
     out["sla_policy"] = due.policy
     out["deadlines"] = {
         "timezone": due.timezone.key,
-        "resumes_at": due.resumes_at.astimezone(due.timezone).isoformat()
+        "resumes_at": due.resumes_at.astimezone(due.timezone).isoformat("T", "seconds")
         if due.resumes_at else None,
-        "first_response": due.first_response.astimezone(due.timezone).isoformat()
+        "first_response": due.first_response.astimezone(due.timezone).isoformat("T", "seconds")
         if due.first_response else None,
-        "resolution": due.resolution.astimezone(due.timezone).isoformat()
+        "resolution": due.resolution.astimezone(due.timezone).isoformat("T", "seconds")
         if due.resolution else None}
     composer = Composer(settings.templates_dir)
     if not routing.autoreply or not composer.languages or not settings.autoreply.enabled:
@@ -76,17 +77,12 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
     number = settings.first_ticket_number
     tag = format_tag(settings.ticket_tag, number)
     subject = analyse_subject(message.subject, settings.ticket_tag).clean or "(no subject)"
-    rendered = composer.render(routing.template or "autoreply", lang, {
-        "ticket": {"number": number, "subject": subject, "priority": routing.priority,
-                   "line": routing.line},
-        "tag": tag, "client_name": sender_name, "client_address": sender,
-        "instance": settings.instance_name,
-        "reply_address": f"{settings.support_addresses[0]}",
-        "deadlines": {"first_response": due.first_response.astimezone(due.timezone)
-                      if due.first_response else None,
-                      "resolution": due.resolution.astimezone(due.timezone)
-                      if due.resolution else None},
-        "resumes_at": due.resumes_at.astimezone(due.timezone) if due.resumes_at else None})
+    rendered = composer.render(routing.template or "autoreply", lang, autoreply_context(
+        ticket={"number": number, "subject": subject, "priority": routing.priority,
+                "line": routing.line},
+        tag=tag, client_name=sender_name, client_address=sender,
+        instance=settings.instance_name, reply_address=settings.support_addresses[0],
+        deadlines=due, client=message))
     out["autoreply"] = {"template": routing.template or "autoreply", "language": lang,
                         "subject": rendered.subject if tag in rendered.subject
                         else f"{tag} {rendered.subject}", "text": rendered.text}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from datetime import datetime
 
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.rules.engine import MailFacts, Routing
+
+if TYPE_CHECKING:
+    from maildesk.config.model import Settings
 
 NO_ROUTING = Routing()
 _CYRILLIC = re.compile(r"[А-Яа-яЁё]")
@@ -34,3 +39,11 @@ def mail_facts(message: ParsedMessage, sender: str, sender_name: str, *,
         subject=message.subject, body=message.text, headers=message.headers,
         attachments=tuple((a.filename, a.content_type) for a in message.attachments),
         language=detect_language(message), at=at)
+
+
+def with_line_policy(routing: Routing, settings: Settings) -> Routing:
+    """A ticket no rule gave an SLA policy takes its line's (lines.yaml `sla_policy`)."""
+    line = settings.line(routing.line)
+    if routing.sla_policy is None and line is not None and line.sla_policy:
+        return replace(routing, sla_policy=line.sla_policy)
+    return routing

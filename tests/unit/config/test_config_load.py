@@ -71,6 +71,23 @@ def test_errors_in_other_files_are_reported_together(cfg):
     assert ("rules.yaml", "rules[0].set.priority") in found
 
 
+def test_a_lines_sla_policy_must_exist_and_routes_its_tickets(cfg):
+    replace(cfg / "lines.yaml", "    agents: [engineer@vendor.example]",
+            "    agents: [engineer@vendor.example]\n    sla_policy: vendor-contract")
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg / "maildesk.yaml")
+    (problem,) = err.value.problems
+    assert (Path(problem.file).name, problem.key) == ("lines.yaml", "lines[3].sla_policy")
+    assert "unknown SLA policy 'vendor-contract'" in problem.message
+    replace(cfg / "lines.yaml", "sla_policy: vendor-contract", "sla_policy: incidents")
+    settings = load_settings(cfg / "maildesk.yaml")
+    from maildesk.rules.engine import Routing
+    from maildesk.rules.facts import with_line_policy
+    assert with_line_policy(Routing(line="vendor"), settings).sla_policy == "incidents"
+    assert with_line_policy(Routing(line="vendor", sla_policy="standard"),
+                            settings).sla_policy == "standard"          # a rule's choice wins
+
+
 def test_yaml_syntax_error_has_a_line(cfg):
     path = cfg / "sla.yaml"
     replace(path, "calendars:", "calendars: [")
