@@ -33,6 +33,7 @@ bench-quick: setup
 	$(BIN)/python benchmarks/outbox.py --quick
 	$(BIN)/python benchmarks/imap_ingest.py --quick
 	$(BIN)/python benchmarks/rules.py --quick
+	$(BIN)/python benchmarks/sla.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
@@ -40,6 +41,7 @@ bench: setup
 	$(BIN)/python benchmarks/outbox.py
 	$(BIN)/python benchmarks/imap_ingest.py
 	$(BIN)/python benchmarks/rules.py
+	$(BIN)/python benchmarks/sla.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

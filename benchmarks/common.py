@@ -465,8 +465,9 @@ def write_config_set(directory: Path, db_url: str, *, smtp_port: int | None = No
     and outbox inside `directory`, the repository's templates and `smtp_port`; return the path
     of its maildesk.yaml."""
     directory.mkdir(parents=True, exist_ok=True)
-    for src in (ROOT / "config").glob("*.yaml"):
-        shutil.copyfile(src, directory / src.name)
+    for src in (ROOT / "config").iterdir():   # the YAML files and the list files they name
+        if src.is_file():
+            shutil.copyfile(src, directory / src.name)
     path = directory / "maildesk.yaml"
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     var = directory / "var"
