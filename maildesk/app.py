@@ -196,7 +196,8 @@ class TimersThread(Worker):
         return fired >= TIMER_BATCH
 
 
-TIMER_BATCH = 200
+# Timers per transaction: on SQLite a sweep holds the write lock, which intake needs too.
+TIMER_BATCH = 50
 
 
 def run_timers(ctx: Context, settings: Settings, composer, *, arm: bool = False,  # type: ignore[no-untyped-def]

@@ -125,8 +125,7 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
         # A bounce, out-of-office or list copy is recorded but never moves the ticket.
         events.append(("robot_mail", {"reason": loop.reason}))
     elif role is Role.CLIENT:
-        if rating is not None and current_status is TicketStatus.RESOLVED \
-                and not decision.reopen:
+        if rating is not None and current_status is TicketStatus.RESOLVED:
             events.append(("rated", {"rating": rating.score, "comment": rating.comment}))
             return Plan(inbound_id, message, sender, role, decision, events=tuple(events),
                         rating=rating)
