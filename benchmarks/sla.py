@@ -28,7 +28,7 @@ firing them does what the daemon would (warnings, breaches, escalations, rearmin
 tickets' timers fall due over the 60 days after it. Measured, each sample in its own
 transaction (BEGIN outside the clock, rolled back after, so every sample sees the same due set):
 
-  (a) figure: the SELECT fire_due runs to find the due timers (`_DUE` of
+  (a) figure: the SELECT fire_due runs to find the due timers (`due_query()` of
       maildesk.effects.timers with `FOR UPDATE SKIP LOCKED OF` on PostgreSQL, as fire_due adds
       it), run as fire_due runs it: `list(session.scalars(query, {"now":, "limit": 200}))`;
       baseline: the hand-written `SELECT id FROM ticket_timer WHERE state = 'pending' AND
@@ -594,7 +594,7 @@ class Sweep:
 
         from maildesk.db.models import TicketTimer, UTCDateTime
         from maildesk.db.session import make_engine, make_sessionmaker
-        from maildesk.effects.timers import _DUE
+        from maildesk.effects.timers import due_query
         from maildesk.outbound.compose import Composer
 
         self.settings = settings
@@ -602,14 +602,11 @@ class Sweep:
         self.make_session = make_sessionmaker(self.engine)
         self.composer = Composer(settings.templates_dir)
         self.postgres = self.engine.dialect.name == "postgresql"
-        # Exactly what fire_due runs.
-        query = _DUE
-        if self.postgres:
-            query = query.with_for_update(skip_locked=True, of=TicketTimer)
+        # Exactly what fire_due runs (ids of the due timers; on PostgreSQL locking their
+        # tickets with SKIP LOCKED).
+        query = due_query(self.engine.dialect.name)
         self.query = query
-        # For information: the same WHERE / ORDER BY / LIMIT (/ FOR UPDATE) selecting only the
-        # ids: fire_due expires each timer right after claiming it and loads it again anyway.
-        self.ids_query = query.with_only_columns(TicketTimer.id)
+        self.ids_query = query
         self.bare = text(BARE).bindparams(bindparam("now", type_=UTCDateTime()))
         self.bare_locked = text(BARE_LOCKED).bindparams(bindparam("now", type_=UTCDateTime()))
         self.event = event
@@ -783,7 +780,7 @@ def sweep_benchmark(args: argparse.Namespace, tmp: Path, tickets: int, repeat: i
 
         sweep = Sweep(settings)
         checks = []
-        _, found = sweep.sample(lambda session: [t.id for t in sweep._query(session)])
+        _, found = sweep.sample(lambda session: list(sweep._query(session)))
         _, bare_ids = sweep.sample(lambda session: [row[0] for row in sweep._bare(session)])
         same = set(found) == set(bare_ids)
         checks.append(f"sweep query finds {len(found)} due timers, the bare SELECT {len(bare_ids)}"
@@ -977,7 +974,7 @@ def main() -> int:
               f"{sw.plans['query']['sort']}), by the bare SELECT: "
               f"{'yes' if sw.plans['bare']['uses_index'] else 'NO'} (sort: "
               f"{sw.plans['bare']['sort']})")
-        print(f"figure   sweep query (fire_due's _DUE, session.scalars, {SWEEP_LIMIT} timers): "
+        print(f"figure   sweep query (fire_due's due_query(), session.scalars, {SWEEP_LIMIT} timers): "
               f"{med['query']:.3f} ms{spread(sw.per_run['query'], '{:.3f}')}")
         print(f"baseline bare indexed SELECT id ... LIMIT 200 (same Session):        "
               f"{med['bare']:.3f} ms{spread(sw.per_run['bare'], '{:.3f}')}")
@@ -1058,7 +1055,7 @@ def main() -> int:
             }
             results.append({
                 "name": "timer sweep query vs bare indexed SELECT",
-                "figure": {"what": "ms, fire_due's _DUE via session.scalars (median)",
+                "figure": {"what": "ms, fire_due's due_query() via session.scalars (median)",
                            "value": round(med["query"], 4)},
                 "baseline": {"what": "ms, SELECT id ... LIMIT 200 via the Session (median)",
                              "value": round(med["bare"], 4)},

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -47,15 +47,8 @@ _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
 def fire_due(session: Session, settings: Settings, composer: Composer, now: datetime, *,
              limit: int = 200) -> int:
     """Fire up to `limit` due timers in the caller's transaction; how many fired."""
-    query = _DUE
-    if session.get_bind().dialect.name == "postgresql":
-        # Lock the timers' tickets, skipping those another transaction holds (a second timer
-        # process, the processor): two sweepers then never act on one ticket at once, so
-        # neither waits for the other's commit (a lock timeout in the savepoint would lose
-        # the timer) nor acts on a state the other is changing. Skipped ones fire next sweep.
-        query = (query.join(Ticket, Ticket.id == TicketTimer.ticket_id)
-                 .with_for_update(skip_locked=True, of=Ticket))
-    due = list(session.scalars(query, {"now": now, "limit": limit}))
+    due = list(session.scalars(due_query(session.get_bind().dialect.name),
+                               {"now": now, "limit": limit}))
     fired = 0
     for timer_id in due:
         if session.execute(_CLAIM, {"timer_id": timer_id, "now": now}).rowcount != 1:
@@ -72,6 +65,18 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
                                     actor=None, data={"timer": timer.id,
                                                       "error": f"{type(exc).__name__}: {exc}"}))
     return fired
+
+
+def due_query(dialect: str) -> Select[tuple[int]]:
+    """The ids of the due timers, oldest first (bind `now` and `limit`)."""
+    if dialect != "postgresql":
+        return _DUE
+    # Lock the timers' tickets, skipping those another transaction holds (a second timer
+    # process, the processor): two sweepers then never act on one ticket at once, so neither
+    # waits for the other's commit (a lock timeout in the savepoint would lose the timer) nor
+    # acts on a state the other is changing. Skipped ones fire at the next sweep.
+    return (_DUE.join(Ticket, Ticket.id == TicketTimer.ticket_id)
+            .with_for_update(skip_locked=True, of=Ticket))
 
 
 def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:
