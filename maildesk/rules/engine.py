@@ -5,9 +5,14 @@ set of *triggers*: literal facts without which it cannot match (a keyword in the
 sender's domain, an exact address, a language, a header's presence). Evaluation looks up the
 message's own facts in an index (dict lookups, and one Aho-Corasick pass per text field for all
 `contains` keywords of all rules) and runs only the predicates of rules that can match, in rule
-order, plus the few rules that have no trigger (a lone `not`, a regex, `exists: false`). So a
-set of a thousand customer or keyword rules costs a few lookups more than a set of ten, and the
-result is the same as trying every rule in order (tests check both ways agree).
+order, plus the few rules that have no trigger (a lone `not`, `exists: false`, a regex without
+a literal it must contain). So a set of a thousand customer or keyword rules costs a few lookups
+more than a set of ten, and the result is the same as trying every rule in order (tests check
+both ways agree).
+
+A regex on subject or body gets `contains` triggers too: the literal text every match must
+contain, read off the parsed pattern (`_regex_literals`), lower-cased as the automaton sees the
+text (so `(?i)(ИНН|INN) ?[0-9]{10}` is tried only on a body containing 'инн' or 'inn').
 
 Semantics (README "Routing rules"): rules are tried in order; each matching rule overlays its
 `set` (tags accumulate); `stop: true` ends the evaluation after that rule; `action: ignore` or
@@ -16,6 +21,7 @@ Semantics (README "Routing rules"): rules are tried in order; each matching rule
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -153,12 +159,14 @@ class Rule:
     action: str | None
     template: str | None
     stop: bool
+    proven: bool = False    # any one trigger proves the match: the predicate need not run
 
 
 @dataclass(frozen=True)
 class Compiled:
     pred: Pred
     triggers: frozenset[Trigger] | None
+    exact: bool = False     # the triggers are sufficient as well as necessary
 
 
 _ALWAYS = Compiled(lambda facts: True, None)
@@ -172,6 +180,7 @@ class RuleSet:
     _index: dict[Trigger, tuple[int, ...]] = field(default_factory=dict)
     _automata: dict[str, Any] = field(default_factory=dict)   # field -> Aho-Corasick automaton
     _headers: tuple[str, ...] = ()        # header names some trigger asks about
+    _proven: frozenset[int] = frozenset()  # rules that match whenever they are candidates
 
     def __post_init__(self) -> None:
         always: list[int] = []
@@ -190,6 +199,7 @@ class RuleSet:
                     if trig[0] == "header":
                         headers.add(trig[1])
         self._always = tuple(always)
+        self._proven = frozenset(r.index for r in self.rules if r.proven and r.triggers is not None)
         self._index = {k: tuple(v) for k, v in index.items()}
         self._headers = tuple(sorted(headers))
         for name, table in words.items():
@@ -227,6 +237,7 @@ class RuleSet:
     def evaluate(self, facts: MailFacts, *, exhaustive: bool = False) -> Routing:
         """Apply the rules to a message. `exhaustive` tries every rule (for tests)."""
         order = range(len(self.rules)) if exhaustive else self.candidates(facts)
+        proven = frozenset() if exhaustive else self._proven
         values: dict[str, Any] = {}
         tags: list[str] = []
         matched: list[str] = []
@@ -234,7 +245,7 @@ class RuleSet:
         autoreply = True
         for i in order:
             rule = self.rules[i]
-            if not rule.predicate(facts):
+            if i not in proven and not rule.predicate(facts):
                 continue
             matched.append(rule.name)
             for key, value in rule.values.items():
@@ -410,8 +421,26 @@ class _Compiler:
                 rxs = tuple(re.compile(p) for p in patterns)
             except re.error as exc:
                 return self.fail(path, f"not a valid regular expression: {exc}")
-            return Compiled(lambda facts: any(rx.search(v) for rx in rxs for v in values(facts)),
-                            None)
+            if name not in ("subject", "body"):
+                return Compiled(lambda facts: any(rx.search(v) for rx in rxs
+                                                  for v in values(facts)), None)
+            # The fields with a `contains` automaton: the regex's literals are its triggers, and
+            # the predicate tests the few short ones with `in` before it searches.
+            found = [_literal_sets(p) for p in patterns]
+            picked = [_pick(f) for f in found]
+            triggers: frozenset[Trigger] | None = None
+            if all(picked):      # any of the patterns: each must have its trigger words
+                triggers = frozenset(("contains", name, w) for ws in picked for w in ws or ())
+            checks = tuple((rx, tuple(tuple(sorted(ws)) for ws in f
+                                      if len(ws) <= _PREFILTER_SPELLINGS
+                                      and min(map(len, ws)) >= _PREFILTER_MIN))
+                           for rx, f in zip(rxs, found))
+
+            def regex_pred(facts: MailFacts, n: str = name) -> bool:
+                low = facts.lowered(n)[0]
+                return any(all(any(w in low for w in ws) for ws in needed)
+                           and rx.search(facts.texts(n)[0]) for rx, needed in checks)
+            return Compiled(regex_pred, triggers)
         if op == "in" and isinstance(arg, dict):
             items = self.list_file(arg, path)
         else:
@@ -428,7 +457,7 @@ class _Compiler:
                               n: str = name) -> bool:
                     text = facts.lowered(n)[0]
                     return any(w in text for w in ws)
-                return Compiled(text_pred, frozenset(("contains", name, w) for w in words))
+                return Compiled(text_pred, frozenset(("contains", name, w) for w in words), True)
             return Compiled(lambda facts: any(w in v.lower() for v in values(facts)
                                               for w in words), None)
         if op == "domain":
@@ -438,7 +467,7 @@ class _Compiler:
 
             def domain_pred(facts: MailFacts, n: str = name) -> bool:
                 return any(d in domains for a in facts.addresses(n) for d in _domains(a))
-            return Compiled(domain_pred, frozenset(("domain", name, d) for d in domains))
+            return Compiled(domain_pred, frozenset(("domain", name, d) for d in domains), True)
         # equals, in: the same test (in also reads list files; for addresses, an entry without
         # '@' is a domain)
         if is_address:
@@ -453,11 +482,11 @@ class _Compiler:
                 return any(a in exact or any(d in domains for d in _domains(a))
                            for a in facts.addresses(n))
             return Compiled(address_pred, frozenset(
-                {("addr", name, a) for a in exact} | {("domain", name, d) for d in domains}))
+                {("addr", name, a) for a in exact} | {("domain", name, d) for d in domains}), True)
         wanted = frozenset(lowered)
         if name == "language":
             return Compiled(lambda facts: (facts.language or "").lower() in wanted,
-                            frozenset(("language", w) for w in wanted))
+                            frozenset(("language", w) for w in wanted), True)
         return Compiled(lambda facts: any(v.strip().lower() in wanted for v in values(facts)),
                         None)
 
@@ -495,10 +524,13 @@ class _Compiler:
             self.fail((*path, "template"), "template goes with action: autoreply")
         return Rule(index=i, name=str(node.get("name", f"rule {i + 1}")), predicate=compiled.pred,
                     triggers=compiled.triggers, values=self.values(node.get("set"), (*path, "set")),
-                    action=action, template=node.get("template"), stop=bool(node.get("stop")))
+                    action=action, template=node.get("template"), stop=bool(node.get("stop")),
+                    proven=compiled.exact)
 
 
 def _all(parts: list[Compiled]) -> Compiled:
+    if len(parts) == 1:     # `all: [x]`: x itself (exact if x is)
+        return parts[0]
     preds = tuple(p.pred for p in parts)
     # Any one child's triggers are necessary for the whole: take the narrowest.
     indexed = [p.triggers for p in parts if p.triggers is not None]
@@ -514,7 +546,150 @@ def _any(parts: list[Compiled]) -> Compiled:
     triggers: frozenset[Trigger] | None = None
     if all(p.triggers is not None for p in parts):
         triggers = frozenset().union(*(p.triggers for p in parts))  # type: ignore[arg-type]
-    return Compiled(lambda facts: any(p(facts) for p in preds), triggers)
+    # Exact if every part is: the trigger that put the rule among the candidates proves its part.
+    return Compiled(lambda facts: any(p(facts) for p in preds), triggers,
+                    triggers is not None and all(p.exact for p in parts))
+
+
+# -- the literals a regex cannot match without --------------------------------------------------
+#
+# `_regex_literals(pattern)` gives strings of which every match of the pattern contains at least
+# one, written as they appear in the *lower-cased* text the `contains` automaton scans, or None
+# when it can prove nothing useful. It reads the pattern as `re` parses it (re._parser, Python
+# 3.11+): runs of LITERAL in a concatenation (groups flattened into it), a group repeated at least
+# once, and an alternation when every branch has literals of its own (the union). Classes, `.`,
+# optional or `*` parts, backreferences, lookarounds, conditionals and anything unknown break a
+# run and contribute nothing.
+#
+# Case. The text is lowered with str.lower(), which lowers character by character (full mapping)
+# except 'Σ', which becomes 'ς' at the end of a word and 'σ' elsewhere. A character the pattern
+# must match exactly (case-sensitive, or uncased) therefore appears in the lowered text as its
+# lower(), 'Σ' as either sigma. Under IGNORECASE, `re` matches a text character t against a cased
+# literal c when t's simple lowercase is c's or one of c's extra case equivalents (re's
+# _EXTRA_CASES: 'ı' for 'i', 'ſ' for 's', 'ᲂ' for 'о', 'ᲄ'/'ᲅ' for 'т', ...), and str.lower()
+# writes that simple lowercase, except for 'İ' (full: 'i' + U+0307) and 'Σ' (context). So each
+# literal character stands for a small set of lowered forms and a run for their product (`(?i)код`
+# -> 'код', 'кᲂд', 'коᲁ', 'кᲂᲁ'), kept to at most _MAX_VARIANTS strings. tests/unit/rules check
+# these assumptions against every character of Unicode planes 0 and 1 (all the cased ones).
+
+try:
+    import _sre
+    import re._parser as _sre_parse
+    from re._compiler import _EXTRA_CASES
+
+    _IGNORECASE, _LOCALE = _sre_parse.SRE_FLAG_IGNORECASE, _sre_parse.SRE_FLAG_LOCALE
+    _C = _sre_parse   # the opcode constants (LITERAL, SUBPATTERN, ...) are re-exported there
+    _REPEATS = (_C.MAX_REPEAT, _C.MIN_REPEAT, _C.POSSESSIVE_REPEAT)
+except (ImportError, AttributeError):      # another Python: regexes simply get no trigger
+    _sre_parse = None  # type: ignore[assignment]
+
+# A literal shorter than this is no trigger: two letters ('re', '0x', 'на') occur in most mails,
+# so the rule would be tried almost always anyway, and the automaton would report every one of
+# their many occurrences in a long body (each a Python-level step of the scan).
+_MIN_LITERAL = 3
+_MAX_VARIANTS = 64           # lowered spellings of one literal (products of case variants)
+# The predicate itself first checks, with `in`, the literals of at least 2 characters and at most
+# 4 spellings (say '0x' in `code\s+0x[0-9a-f]+`): a scan of the text for a substring costs far
+# less than a search that fails at every position.
+_PREFILTER_MIN, _PREFILTER_SPELLINGS = 2, 4
+_FULL_LOWER = {"i": ("i\u0307",), "σ": ("ς",)}   # 'İ'.lower(); 'Σ' at the end of a word
+
+
+def _lowered_forms(code: int, icase: bool) -> frozenset[str]:
+    """How a text character the pattern character `code` matches looks once lowered."""
+    ch = chr(code)
+    if not icase or not _sre.unicode_iscased(code):
+        # Matched exactly. (An uncased character lowers to itself; 'İ' to two characters.)
+        return frozenset({"σ", "ς"}) if ch == "Σ" else frozenset({ch.lower()})
+    lo = _sre.unicode_tolower(code)
+    forms: set[str] = set()
+    for x in (lo, *_EXTRA_CASES.get(lo, ())):
+        forms.add(chr(x))
+        forms.update(_FULL_LOWER.get(chr(x), ()))
+    return frozenset(forms)
+
+
+class _Literals:
+    """Walks one concatenation, collecting the literal sets every match must contain one of."""
+
+    def __init__(self) -> None:
+        self.run: list[frozenset[str]] = []     # forms of each character of the current run
+        self.variants = 1
+        self.found: list[frozenset[str]] = []
+
+    def flush(self) -> None:
+        if self.run:
+            self.found.append(frozenset("".join(p) for p in itertools.product(*self.run)))
+            self.run, self.variants = [], 1
+
+    def walk(self, items: Any, icase: bool) -> None:
+        for op, av in items:
+            if op is _C.LITERAL:
+                forms = _lowered_forms(av, icase)
+                if self.variants * len(forms) > _MAX_VARIANTS:
+                    self.flush()
+                self.run.append(forms)
+                self.variants *= len(forms)
+            elif op is _C.SUBPATTERN:        # a group: its contents are part of the sequence
+                _group, add, remove, sub = av
+                if (add | remove) & _LOCALE:
+                    self.flush()
+                    continue
+                self.walk(sub, bool((icase or add & _IGNORECASE) and not remove & _IGNORECASE))
+            elif op is _C.ATOMIC_GROUP:
+                self.walk(av, icase)
+            elif op is _C.BRANCH:            # each branch needs its own, any one of them will do
+                self.flush()
+                branches = [_best(b, icase) for b in av[1]]
+                if all(branches):
+                    self.found.append(frozenset().union(*branches))   # type: ignore[arg-type]
+            elif op in _REPEATS:             # at least once: what the repeated part needs
+                self.flush()
+                low, _high, sub = av
+                if low >= 1 and (needed := _best(sub, icase)):
+                    self.found.append(needed)
+            else:          # a class, '.', an anchor, a lookaround, a backreference...: unknown
+                self.flush()
+
+
+def _necessary(items: Any, icase: bool) -> list[frozenset[str]]:
+    """Every literal set the concatenation `items` found: a match contains one of each."""
+    walker = _Literals()
+    walker.walk(items, icase)
+    walker.flush()
+    return walker.found
+
+
+def _pick(found: list[frozenset[str]]) -> frozenset[str] | None:
+    """The most selective set: the longest shortest string, then the fewest strings; None if
+    none is at least _MIN_LITERAL long."""
+    good = [f for f in found if min(map(len, f)) >= _MIN_LITERAL]
+    return max(good, key=lambda f: (min(map(len, f)), -len(f)), default=None)
+
+
+def _best(items: Any, icase: bool) -> frozenset[str] | None:
+    return _pick(_necessary(items, icase))
+
+
+def _literal_sets(pattern: str) -> list[frozenset[str]]:
+    """Lowered literal sets of which every match of `pattern` contains one string of each
+    (empty: nothing proven)."""
+    if _sre_parse is None:
+        return []
+    try:
+        parsed = _sre_parse.parse(pattern)
+    except Exception:     # noqa: BLE001 - it compiled; a parser quirk only costs the trigger
+        return []
+    flags = parsed.state.flags
+    if flags & _LOCALE:
+        return []
+    return _necessary(parsed, bool(flags & _IGNORECASE))
+
+
+def _regex_literals(pattern: str) -> frozenset[str] | None:
+    """The trigger words of a regex: lowered strings of which every match contains one (None:
+    nothing proven, or nothing long enough to be worth a trigger)."""
+    return _pick(_literal_sets(pattern))
 
 
 def compile_rules(data: dict[str, Any], known: Known,

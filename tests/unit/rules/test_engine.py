@@ -4,7 +4,9 @@ the result of trying every rule in order."""
 
 from __future__ import annotations
 
+import _sre
 import dataclasses
+import re
 import shutil
 import textwrap
 from datetime import datetime, timezone
@@ -20,7 +22,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from maildesk.config import ConfigError, load_settings
 from maildesk.config.load import LoadedYaml, load_schema
-from maildesk.rules.engine import Known, MailFacts, Routing, RuleSet, compile_rules
+from maildesk.rules.engine import (Known, MailFacts, Routing, RuleSet, _literal_sets,
+                                   _lowered_forms, _regex_literals, compile_rules)
 from maildesk.sla.calendar import calendar_from_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -573,7 +576,10 @@ FILENAMES = ["", "a.pdf", "Б.PDF", "ab", "a.b.xls"]
 TYPES = ["application/pdf", "image/png", "text/plain"]
 HEADER_NAMES = ["List-Id", "list-id", "X-A", "x-b"]
 LANGUAGES = [None, "", "ru", "RU", "en"]
-REGEXES = ["a", "^a", "b$", "(?i)б", "Б", "a|б", "^$", "@shop\\."]
+REGEXES = ["a", "^a", "b$", "(?i)б", "Б", "a|б", "^$", "@shop\\.",
+           # with literals of 3 or more characters (triggers on subject and body)
+           "(?i)shop", "a b", "(?i)(аба|a b)", "(?:aba)+", "аб(?i:Б)", "(?i)a\\.?b a",
+           "ba+ shop", "(?i)SHOP|Б b", "^(?:a b|б a)b"]
 INSTANTS = [None, datetime(2027, 3, 5, 17, 55, tzinfo=MSK), datetime(2027, 3, 5, 18, 0, tzinfo=MSK),
             datetime(2027, 3, 6, 12, 0, tzinfo=MSK), datetime(2027, 1, 4, 12, 0, tzinfo=MSK)]
 
@@ -627,6 +633,8 @@ INDEXED_LEAF = st.one_of(
     st.sampled_from(HEADER_NAMES).map(lambda h: {"header": {h: {"exists": True}}}),
     st.tuples(st.sampled_from(HEADER_NAMES), operators_of(TEXT_OPS)).map(
         lambda h: {"header": {h[0]: h[1]}}),
+    st.tuples(st.sampled_from(["subject", "body"]), one_or_list(REGEXES)).map(
+        lambda f: {f[0]: {"regex": f[1]}}),
 )
 LEAVES = st.integers(0, 9).flatmap(lambda k: INDEXED_LEAF if k < 6 else ANY_LEAF)
 
@@ -698,6 +706,9 @@ def test_the_index_gives_the_same_result_as_trying_every_rule(data, facts):
     candidates = set(rules.candidates(facts))
     assert [r.index for r in rules.rules if r.predicate(facts)] == \
         [r.index for r in rules.rules if r.predicate(facts) and r.index in candidates]
+    # A rule whose trigger proves its match (evaluate skips its predicate) matches whenever it
+    # is a candidate.
+    assert all(r.predicate(facts) == (r.index in candidates) for r in rules.rules if r.proven)
 
 
 # --- a thousand rules ---------------------------------------------------------------------------
@@ -723,8 +734,254 @@ def test_a_thousand_rules_try_only_the_few_that_can_match():
     assert ruleset_.candidates(mail(sender="buh7@mail.ru", subject="Акт сверки")) == [990 + 7]
     assert ruleset_.candidates(mail(sender="x@other.ru", subject="Привет")) == []
 
-    # Rules without a trigger (a lone regex, a `not`) are always tried, and only they are added.
-    data["rules"] += [{"name": "regex", "match": {"subject": {"regex": "^Re:"}}},
-                      {"name": "not", "match": {"not": {"from": {"domain": "example.com"}}}}]
+    # Rules without a trigger (a regex without a literal, a `not`) are always tried, and only
+    # they are added; a regex with a literal is tried when its literal is there.
+    data["rules"] += [{"name": "regex", "match": {"subject": {"regex": "\\d{4}$"}}},
+                      {"name": "not", "match": {"not": {"from": {"domain": "example.com"}}}},
+                      {"name": "literal regex", "match": {"body": {"regex": "(?i)заказ арт-\\d"}}}]
     ruleset_, _ = compile_data(data)
-    assert ruleset_.candidates(facts) == [123, 500 + 42, 1000, 1001]
+    assert ruleset_.candidates(facts) == [123, 500 + 42, 1000, 1001, 1002]
+    assert ruleset_.candidates(mail(sender="x@other.ru", subject="Привет")) == [1000, 1001]
+
+
+# --- the literals of a regex (its triggers on subject and body) ---------------------------------
+
+@pytest.mark.parametrize("pattern, literals", [
+    # a run of literal characters, lower-cased as the automaton sees the text
+    pytest.param("Касса №\\d", {"касса №"}, id="case-sensitive-lowered"),
+    pytest.param("^Re:", {"re:"}, id="anchored"),
+    pytest.param(r"\d{2}-\d{4}/договор", {"/договор"}, id="longest-run"),
+    pytest.param(r"(?i)магазин\w*\s+№?\s*\d+", {"магазин"}, id="ignorecase"),
+    pytest.param(r"(?x) s h o p \d", {"shop"}, id="verbose"),
+    # an alternation: every branch's literal, any one of them
+    pytest.param("abc|xyz", {"abc", "xyz"}, id="alternation"),
+    pytest.param(r"\b(INC|REQ|TASK)\d{6,}", {"inc", "req", "task"}, id="alternation-in-group"),
+    # groups are part of the concatenation, with their own flags
+    pytest.param("(?i:ab)cd(?-i:EF)", {"abcdef"}, id="scoped-flags"),
+    pytest.param("(?i:st)ore", {"store", "ſtore"}, id="scoped-ignorecase"),
+    pytest.param("(?i)(?-i:st)ore", {"store"}, id="scoped-case-sensitive"),
+    pytest.param(r"(abc)\1", {"abc"}, id="group-before-backreference"),
+    pytest.param("(?>abc)d", {"abcd"}, id="atomic-group"),
+    pytest.param("x(?:error)+y", {"error"}, id="repeated-at-least-once"),
+    pytest.param("x(?:abc){2,}", {"abc"}, id="repeated-twice"),
+    # under (?i), every text character re would match, as it looks lowered: 'ſ' matches 's',
+    # 'ı' and 'İ' ('i̇' lowered) match 'i', the Cyrillic variants 'ᲂ', 'ᲁ' match 'о', 'д'
+    pytest.param("(?i)store", {"store", "ſtore"}, id="long-s"),
+    pytest.param("(?i)inn", {"inn", "ınn", "i\u0307nn"}, id="dotless-and-dotted-i"),
+    pytest.param(r"(?i)\b(code|код)\s+0x", {"code", "код", "кᲂд", "коᲁ", "кᲂᲁ"},
+                 id="cyrillic-variants"),
+    # case-sensitive: 'Σ' lowers to 'ς' at the end of a word, 'İ' to two characters
+    pytest.param("ΣΑΣ", {"σας", "σασ", "ςας", "ςασ"}, id="capital-sigma"),
+    pytest.param("İstanbul", {"i\u0307stanbul"}, id="dotted-capital-i"),
+])
+def test_regex_literals_every_match_must_contain(pattern, literals):
+    assert _regex_literals(pattern) == literals
+
+
+@pytest.mark.parametrize("pattern", [
+    pytest.param(r"\b(?:\d{1,3}\.){3}\d{1,3}\b", id="classes-only"),
+    pytest.param(r"№\s*\d+", id="too-short"),
+    pytest.param("(?i)^(re|aw|отв|ответ):", id="a-branch-too-short"),
+    pytest.param("abc|d", id="a-branch-without"),
+    pytest.param("abc|", id="an-empty-branch"),
+    pytest.param("(?:abc)?d", id="optional"),
+    pytest.param("(?:abc)*d", id="star"),
+    pytest.param("(?:abc){0,3}d", id="min-0"),
+    pytest.param("[abc]{3}", id="class-repeated"),
+    pytest.param(".{5}", id="any"),
+    pytest.param("(?=abc)", id="lookahead"),
+    pytest.param("(?<=abc)x", id="lookbehind"),
+    pytest.param("(?!abc)x", id="negative-lookahead"),
+    pytest.param(r"(\w+) \1", id="backreference"),
+    pytest.param("(a)?(?(1)bcd|efg)", id="conditional"),
+])
+def test_regex_literals_nothing_it_cannot_prove(pattern):
+    assert _regex_literals(pattern) is None
+
+
+def test_regex_literals_keep_few_spellings():
+    # Each 'о' and 'т' under (?i) has Cyrillic variants: the product is cut into literals of at
+    # most _MAX_VARIANTS spellings (each necessary), not one of thousands.
+    literals = _regex_literals("(?i)" + "от" * 8)
+    assert literals and len(literals) <= 64
+    assert all(w in ("от" * 8) for w in literals if set(w) <= set("от"))
+
+
+def test_a_regex_rule_is_tried_only_when_its_literal_is_there():
+    rules = ruleset(r"""
+        rules:
+          - name: inn
+            match: {body: {regex: '(?i)\b(ИНН|INN)\s*:?\s*\d{10,12}\b'}}
+          - name: no literal
+            match: {body: {regex: '\d{20}'}}
+          - name: one of two
+            match: {subject: {regex: ['(?i)счёт №', 'Invoice \d+']}}
+          - name: one without
+            match: {subject: {regex: ['(?i)счёт №', '\d+$']}}
+          - name: from has no automaton
+            match: {from: {regex: '(?i)noreply@'}}
+        """)
+    assert route(rules, mail(body="ИНН 7700000000")).matched == ("inn",)
+    assert rules.candidates(mail(body="инн: 1")) == [0, 1, 3, 4]
+    assert rules.candidates(mail(body="Привет")) == [1, 3, 4]
+    assert rules.candidates(mail(subject="СЧЁТ № 5")) == [1, 2, 3, 4]
+    # a case-sensitive literal, lowered: a necessary condition, the regex decides
+    assert rules.candidates(mail(subject="INVOICE 5")) == [1, 2, 3, 4]
+    assert route(rules, mail(subject="invoice 5.")).matched == ()
+    assert route(rules, mail(subject="Invoice 5.")).matched == ("one of two",)
+    assert route(rules, mail(subject="Счёт № 5")).matched == ("one of two", "one without")
+
+
+def test_rules_proven_by_their_trigger():
+    rules = ruleset("""
+        rules:
+          - {name: keyword, match: {subject: {contains: [касса, чек]}}}
+          - {name: domain, match: {from: {domain: shop.ru}}}
+          - {name: address, match: {from: {in: [a@x.ru, shop.ru]}}}
+          - {name: language, match: {language: {equals: en}}}
+          - {name: any of them, match: {any: [{body: {contains: чек}}, {to: {equals: a@x.ru}}]}}
+          - {name: all of one, match: {all: [{body: {contains: чек}}]}}
+          - {name: both, match: {subject: {contains: касса}, from: {domain: shop.ru}}}
+          - {name: regex, match: {subject: {regex: '(?i)касса'}}}
+          - {name: header, match: {header: {List-Id: {exists: true}}}}
+          - {name: any with a regex, match: {any: [{body: {contains: чек}},
+                                                   {subject: {regex: 'касса'}}]}}
+        """)
+    assert [r.name for r in rules.rules if r.proven] == [
+        "keyword", "domain", "address", "language", "any of them", "all of one"]
+    # the predicate of a proven rule is not run by the indexed evaluation; the result agrees
+    r = route(rules, mail(sender="a@shop.ru", subject="Касса", body="чек",
+                          headers=[("List-Id", " ")]))
+    assert r.matched == ("keyword", "domain", "address", "any of them", "all of one", "both",
+                         "regex", "any with a regex")
+
+
+def test_the_case_folding_assumptions_hold_for_every_character():
+    """What _lowered_forms relies on, checked against this Python's str.lower() and re, for
+    Unicode planes 0 and 1 (every cased character is there; the rest are ideographs and private
+    use)."""
+    codes = [c for c in range(0x20000) if not 0xD800 <= c <= 0xDFFF]
+    text = "".join(map(chr, codes))
+    lowered = list(map(str.lower, text))
+    # str.lower() writes each character's simple lowercase (what re compares), except for 'İ'...
+    simple = map(chr, map(_sre.unicode_tolower, codes))
+    assert [c for c, low, s in zip(text, lowered, simple) if low != s] == ["İ"]
+    # ...and lowers a text character by character, except for 'Σ' (final or not).
+    no_sigma = text.replace("Σ", "")
+    assert no_sigma.lower() == "".join(map(str.lower, no_sigma))
+    # Exactly matched characters (case-sensitive, or uncased): their lowered forms.
+    iscased = list(map(_sre.unicode_iscased, codes))
+    assert all(low == c for c, low, k in zip(text, lowered, iscased) if not k)
+    cased = [c for c, k in zip(text, iscased) if k]
+    for c in cased:
+        assert {c.lower(), ("A" + c).lower()[1:]} <= _lowered_forms(ord(c), False), c
+    # Under (?i), a cased literal matches only cased characters...
+    any_cased = re.compile("(?i)[" + "".join(re.escape(c) for c in cased) + "]")
+    cased_set = set(cased)
+    assert all(m.group() in cased_set for m in any_cased.finditer(text))
+    # ...each of which, lowered (in any context), is one of the literal's forms.
+    haystack = "".join(cased)
+    for c in cased:
+        forms = _lowered_forms(ord(c), True)
+        for m in re.finditer("(?i)" + re.escape(c), haystack):
+            t = m.group()
+            assert {t.lower(), ("A" + t).lower()[1:]} <= forms, (c, t)
+
+
+# Patterns for the properties: literal runs of letters with tricky case folding, classes,
+# anchors, groups with flags, alternations, quantifiers, lookarounds, backreferences.
+RX_LETTERS = "abkKsSſiIİıоОᲂтТᲄσςΣßẞǅ -"
+RX_RUNS = [st.lists(st.sampled_from(RX_LETTERS), min_size=n, max_size=6).map(
+    lambda cs: re.escape("".join(cs))) for n in (1, 3)]
+RX_ATOMS = st.one_of(
+    *RX_RUNS,
+    st.sampled_from(["[ab]", ".", "\\s", "[^a]", "\\b", "^", "$", "(?<=a)", "(?<!b)", "(ab)\\1",
+                     "[оО]"]))
+
+
+def rx_compound(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.lists(inner, min_size=2, max_size=4).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map(lambda bs: "(?:" + "|".join(bs) + ")"),
+        st.tuples(st.sampled_from(["(", "(?:", "(?i:", "(?-i:", "(?>", "(?=", "(?!"]),
+                  inner).map("".join).map(lambda g: g + ")"),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{2}", "{0,2}", "{1,3}", "+?", "*?",
+                                          "++", "?+"])).map(lambda r: f"(?:{r[0]}){r[1]}"))
+
+
+def compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+RX_TREES = st.recursive(RX_ATOMS, rx_compound, max_leaves=5)
+RX_PATTERNS = st.tuples(
+    st.sampled_from(["", "(?i)"]),
+    st.one_of(RX_TREES, st.tuples(RX_TREES, RX_RUNS[1], RX_TREES).map("".join)),
+    st.one_of(st.just(""), RX_ATOMS.map(lambda a: "|" + a)),
+).map("".join).filter(compiles)
+# Every character of the BMP that some letter of RX_LETTERS matches under (?i): what a text may
+# hold instead of it ('ſ' for 's', 'K' for 'k', 'ᲂ' for 'о', 'İ' for 'i', ...).
+_BMP = "".join(chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF)
+RX_EQUIVALENTS = {c: sorted({m.group() for m in re.finditer("(?i)" + re.escape(c), _BMP)})
+                  for c in RX_LETTERS}
+
+
+def rx_texts(pattern: str) -> st.SearchStrategy[str]:
+    """Texts that often match `pattern`, with letters swapped for their case equivalents, or
+    hold its literals (the rule is a candidate) and may not match."""
+    def swapped(text: str) -> st.SearchStrategy[str]:
+        return st.tuples(*(st.sampled_from(RX_EQUIVALENTS.get(c, [c])) for c in text)).map(
+            "".join)
+    words = sorted(frozenset().union(*_literal_sets(pattern))) or ["a"]
+    return st.one_of(st.from_regex(pattern), st.text(alphabet=RX_LETTERS + "AB", max_size=12),
+                     st.from_regex(pattern).flatmap(swapped),
+                     st.lists(st.one_of(st.sampled_from(words), st.sampled_from(RX_LETTERS)),
+                              max_size=6).map("".join).flatmap(swapped))
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_a_regex_match_contains_its_literals(data):
+    pattern = data.draw(RX_PATTERNS, label="pattern")
+    text = data.draw(rx_texts(pattern), label="text")
+    if re.search(pattern, text):
+        lowered = text.lower()
+        # every literal set, the trigger and the ones the predicate checks with `in`
+        for needed in _literal_sets(pattern):
+            assert any(w in lowered for w in needed), needed
+
+
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_regex_triggers_never_change_the_result(data):
+    patterns = data.draw(st.lists(RX_PATTERNS, min_size=1, max_size=5), label="patterns")
+    rules = []
+    for i, pattern in enumerate(patterns):
+        where = data.draw(st.sampled_from(["subject", "body"]))
+        regex = data.draw(st.one_of(st.just(pattern), st.sampled_from(patterns).map(
+            lambda other, p=pattern: [p, other])))
+        match: dict[str, Any] = {where: {"regex": regex}}
+        kind = data.draw(st.integers(0, 5))
+        if kind < 2:          # a keyword rule sharing the automaton (proven by its trigger)
+            words = sorted(_regex_literals(pattern) or {"sh"})
+            keyword = {where: {"contains": data.draw(st.sampled_from(words))}}
+            match = {"any": [match, keyword]} if kind else keyword
+        rules.append({"name": f"rule {i}", "match": match, "set": {"tags": [f"t{i}"]},
+                      **data.draw(st.sampled_from([{}, {}, {"stop": True}]))})
+    data_ = {"rules": rules}
+    rules_schema().validate(data_)
+    compiled, problems = compile_data(data_)
+    assert problems == []
+    texts = st.lists(st.sampled_from(patterns).flatmap(rx_texts), min_size=1, max_size=3).map(
+        " ".join)
+    facts = MailFacts(sender="a@x.ru", subject=data.draw(texts), body=data.draw(texts))
+    assert compiled.evaluate(facts) == compiled.evaluate(facts, exhaustive=True)
+    candidates = set(compiled.candidates(facts))
+    assert {r.index for r in compiled.rules if r.predicate(facts)} <= candidates
+    assert all(r.predicate(facts) == (r.index in candidates) for r in compiled.rules if r.proven)
