@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,7 +41,10 @@ class Context:
         self.engine.dispose()
 
 
-def alembic_config(url: str) -> AlembicConfig:
+def alembic_config(url: str):  # type: ignore[no-untyped-def]
+    # Imported here: alembic costs a few hundred ms, and only `db upgrade` needs it.
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location",
                         str(resources.files("maildesk") / "skeleton" / "migrations"))
@@ -56,6 +57,8 @@ def upgrade_database(settings: Settings) -> None:
     url = settings.database.url
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    from alembic import command
+
     command.upgrade(alembic_config(url), "head")
 
 
