@@ -445,7 +445,7 @@ def test_russian_header_words_in_text_are_text():
 
 
 def test_quotes_of_the_writers_own_are_kept_above_the_history():
-    text = "Run this:\n> ping 10.0.0.5\nand send me what it prints."
+    text = "Run this:\n> ping 127.0.0.5\nand send me what it prints."
     body = f"{text}\n\n-- \nCarol\n\nOn Mon, Nov 23, 2026 at 1:05 PM Support <s@x> wrote:\n" + \
         quoted(NOTIFICATION)
     assert new_text(body).text == text
