@@ -592,7 +592,7 @@ class Sweep:
     def __init__(self, settings: Any):
         from sqlalchemy import bindparam, event, text
 
-        from maildesk.db.models import TicketTimer, UTCDateTime
+        from maildesk.db.models import UTCDateTime
         from maildesk.db.session import make_engine, make_sessionmaker
         from maildesk.effects.timers import due_query
         from maildesk.outbound.compose import Composer

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -24,7 +24,7 @@ from maildesk.effects.lifecycle import change_status, move_to_line, rearm, sla_s
 from maildesk.effects.notify import queue_line_notification
 from maildesk.outbound.compose import Composer
 from maildesk.sla.schedule import RUNNING
-from maildesk.sla.timers import TimerAction, decide
+from maildesk.sla.timers import decide
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,3 @@ def _carry_out(session: Session, timer: TicketTimer, settings: Settings, compose
         event("status", **{"from": "resolved", "to": "closed", "reason": action.reason})
     ticket.updated_at = now
     rearm(session, ticket, settings, now)
-
-
-def next_due(session: Session) -> datetime | None:
-    """When the earliest pending timer falls due (for sleeping until then)."""
-    return session.scalar(select(func.min(TicketTimer.due_at))
-                          .where(TicketTimer.state == TimerState.PENDING))

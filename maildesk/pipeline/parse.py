@@ -211,20 +211,6 @@ def _parse(raw: bytes) -> ParsedMessage | Unparseable:
     )
 
 
-def attachment_payloads(raw: bytes) -> dict[str, bytes]:
-    """The bytes of every attachment of a stored message, by part path (as in
-    ParsedMessage.attachments): the same walk, keeping the data. Never raises."""
-    try:
-        data = _strip_envelope(raw)
-        defects: list[str] = []
-        data, msg, structured = _parse_tree(data, defects)
-        walk = _Walk(data, msg, defects, None, payloads={})
-        walk.body(structured)
-        return walk.payloads or {}
-    except Exception:
-        return {}
-
-
 def _strip_envelope(raw: bytes) -> bytes:
     """Drop an mbox "From " line and blank lines before the headers."""
     m = _MBOX_FROM_LINE.match(raw)
