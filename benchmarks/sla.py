@@ -28,16 +28,16 @@ firing them does what the daemon would (warnings, breaches, escalations, rearmin
 tickets' timers fall due over the 60 days after it. Measured, each sample in its own
 transaction (BEGIN outside the clock, rolled back after, so every sample sees the same due set):
 
-  (a) figure: the SELECT fire_due runs to find the due timers (`due_query()` of
-      maildesk.effects.timers with `FOR UPDATE SKIP LOCKED OF` on PostgreSQL, as fire_due adds
-      it), run as fire_due runs it: `list(session.scalars(query, {"now":, "limit": 200}))`;
-      baseline: the hand-written `SELECT id FROM ticket_timer WHERE state = 'pending' AND
+  (a) figure: what fire_due runs to find the due timers, `due_timers(session, now, 200)` of
+      maildesk.effects.timers (the due timers' ids and tickets, through the Session); baseline:
+      the hand-written `SELECT id FROM ticket_timer WHERE state = 'pending' AND
       due_at <= :now ORDER BY due_at LIMIT 200` through the same Session
       (`session.execute(text(...)).all()`). Target: figure / baseline <= 2. For information
       both statements are also run on the bare DBAPI cursor (the SQL alone, no SQLAlchemy),
-      and on PostgreSQL the bare SELECT with FOR UPDATE SKIP LOCKED, to show what the row locks
-      cost. The plans (EXPLAIN QUERY PLAN / EXPLAIN (ANALYZE, BUFFERS)) are printed once with
-      whether ix_ticket_timer_state_due is used and whether a sort is needed.
+      and on PostgreSQL the bare SELECT with FOR UPDATE SKIP LOCKED and the due SELECT followed
+      by the per-ticket `FOR UPDATE SKIP LOCKED` that fire_due takes before firing each timer,
+      to show what row locks cost. The plans (EXPLAIN QUERY PLAN / EXPLAIN (ANALYZE, BUFFERS))
+      are printed once with whether ix_ticket_timer_state_due is used and whether a sort is needed.
   (b) information: one full `fire_due(session, settings, composer, now, limit=200)` sweep
       plus the final flush (what the commit would write; the commit itself is not timed: it
       is rolled back), per fired timer. It includes composing and queueing the line
@@ -594,7 +594,7 @@ class Sweep:
 
         from maildesk.db.models import UTCDateTime
         from maildesk.db.session import make_engine, make_sessionmaker
-        from maildesk.effects.timers import due_query
+        from maildesk.effects.timers import _LOCK_TICKET
         from maildesk.outbound.compose import Composer
 
         self.settings = settings
@@ -602,16 +602,13 @@ class Sweep:
         self.make_session = make_sessionmaker(self.engine)
         self.composer = Composer(settings.templates_dir)
         self.postgres = self.engine.dialect.name == "postgresql"
-        # Exactly what fire_due runs (ids of the due timers; on PostgreSQL locking their
-        # tickets with SKIP LOCKED).
-        query = due_query(self.engine.dialect.name)
-        self.query = query
-        self.ids_query = query
+        # For information: each due timer's ticket locked as fire_due does before firing it.
+        self.lock_ticket = _LOCK_TICKET
         self.bare = text(BARE).bindparams(bindparam("now", type_=UTCDateTime()))
         self.bare_locked = text(BARE_LOCKED).bindparams(bindparam("now", type_=UTCDateTime()))
         self.event = event
         # The statements as the driver sees them, for the bare-cursor runs and the plans.
-        self.sql: dict[str, tuple[str, Any]] = {}
+        self.sql: dict[str, list[tuple[str, Any]]] = {}
         for name, run in (("query", self._query), ("bare", self._bare), ("ids", self._ids),
                           ("bare_locked", self._bare_locked)):
             if name == "bare_locked" and not self.postgres:
@@ -625,14 +622,21 @@ class Sweep:
                 self.sample(run)
             finally:
                 event.remove(self.engine, "before_cursor_execute", grab)
-            self.sql[name] = next(s for s in seen if "ticket_timer" in s[0])
+            # The statements of the run (two for the sweep on PostgreSQL: due, then locks).
+            self.sql[name] = [s for s in seen if "ticket" in s[0]]
 
     # -- what is timed --------------------------------------------------------------------
     def _query(self, session: Any) -> list[Any]:
-        return list(session.scalars(self.query, {"now": NOW, "limit": SWEEP_LIMIT}))
+        from maildesk.effects.timers import due_timers
+
+        return due_timers(session, NOW, SWEEP_LIMIT)
 
     def _ids(self, session: Any) -> list[Any]:
-        return list(session.scalars(self.ids_query, {"now": NOW, "limit": SWEEP_LIMIT}))
+        due = self._query(session)
+        if self.postgres:
+            for _, ticket_id in due:
+                session.scalar(self.lock_ticket, {"ticket_id": ticket_id})
+        return due
 
     def _bare(self, session: Any) -> list[Any]:
         return session.execute(self.bare, {"now": NOW}).all()
@@ -669,8 +673,7 @@ class Sweep:
             session.close()
 
     def raw_sample(self, name: str) -> tuple[float, list[Any]]:
-        """The same statement on the bare DBAPI cursor, in a transaction opened before."""
-        statement, parameters = self.sql[name]
+        """The same statement(s) on the bare DBAPI cursor, in a transaction opened before."""
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
@@ -678,8 +681,9 @@ class Sweep:
             if self.postgres:
                 cur.fetchall()
             t0 = time.perf_counter()
-            cur.execute(statement, parameters)
-            rows = cur.fetchall()
+            for statement, parameters in self.sql[name]:
+                cur.execute(statement, parameters)
+                rows = cur.fetchall()
             seconds = time.perf_counter() - t0
             if self.postgres:
                 conn.rollback()
@@ -691,7 +695,7 @@ class Sweep:
 
     # -- what is printed once -------------------------------------------------------------
     def plan(self, name: str) -> dict[str, Any]:
-        statement, parameters = self.sql[name]
+        statement, parameters = self.sql[name][0]
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
@@ -780,7 +784,7 @@ def sweep_benchmark(args: argparse.Namespace, tmp: Path, tickets: int, repeat: i
 
         sweep = Sweep(settings)
         checks = []
-        _, found = sweep.sample(lambda session: list(sweep._query(session)))
+        _, found = sweep.sample(lambda session: [t for t, _ in sweep._query(session)])
         _, bare_ids = sweep.sample(lambda session: [row[0] for row in sweep._bare(session)])
         same = set(found) == set(bare_ids)
         checks.append(f"sweep query finds {len(found)} due timers, the bare SELECT {len(bare_ids)}"
@@ -811,7 +815,7 @@ def sweep_benchmark(args: argparse.Namespace, tmp: Path, tickets: int, repeat: i
             f"{k} {v}" for k, v in sorted(outcome.items())) + "; SQL statements " + ", ".join(
             f"{k} {v}" for k, v in statements.most_common()), flush=True)
 
-        kinds = ["query", "bare", "raw_query", "raw_bare", "ids", "raw_ids"] + (
+        kinds = ["query", "bare", "raw_query", "raw_bare", "ids"] + (
             ["bare_locked", "raw_bare_locked"] if sweep.postgres else [])
         runners: dict[str, Callable[[], float]] = {
             "query": lambda: sweep.sample(sweep._query)[0],
@@ -819,7 +823,6 @@ def sweep_benchmark(args: argparse.Namespace, tmp: Path, tickets: int, repeat: i
             "raw_query": lambda: sweep.raw_sample("query")[0],
             "raw_bare": lambda: sweep.raw_sample("bare")[0],
             "ids": lambda: sweep.sample(sweep._ids)[0],
-            "raw_ids": lambda: sweep.raw_sample("ids")[0],
             "bare_locked": lambda: sweep.sample(sweep._bare_locked)[0],
             "raw_bare_locked": lambda: sweep.raw_sample("bare_locked")[0],
         }
@@ -963,6 +966,7 @@ def main() -> int:
         sweep_ratio = med["query"] / med["bare"]
         uses = sw.plans["query"]["uses_index"] and sw.plans["bare"]["uses_index"]
         sweep_verdict = verdict_max(sweep_ratio, TARGET_SWEEP)
+        sweep_pg = "bare_locked" in med
         n_samples = len(sw.samples["query"])
         print(f"\n(2) timer sweep on {sw.db}: {sw.tickets:,} open tickets, {sw.timers:,} pending "
               f"timers, {sw.due} due at {NOW:%Y-%m-%d %H:%M} UTC; {n_samples} samples of each "
@@ -974,7 +978,7 @@ def main() -> int:
               f"{sw.plans['query']['sort']}), by the bare SELECT: "
               f"{'yes' if sw.plans['bare']['uses_index'] else 'NO'} (sort: "
               f"{sw.plans['bare']['sort']})")
-        print(f"figure   sweep query (fire_due's due_query(), session.scalars, {SWEEP_LIMIT} timers): "
+        print(f"figure   sweep query (fire_due's due_timers(), {SWEEP_LIMIT} timers): "
               f"{med['query']:.3f} ms{spread(sw.per_run['query'], '{:.3f}')}")
         print(f"baseline bare indexed SELECT id ... LIMIT 200 (same Session):        "
               f"{med['bare']:.3f} ms{spread(sw.per_run['bare'], '{:.3f}')}")
@@ -990,11 +994,12 @@ def main() -> int:
             print(f"(info) bare SELECT with FOR UPDATE SKIP LOCKED: {med['bare_locked']:.3f} ms "
                   f"through the Session, {med['raw_bare_locked']:.3f} ms on the cursor (the row "
                   f"locks the sweep query takes)")
-        print(f"(info) the sweep query selecting only the ids (same WHERE / ORDER BY / LIMIT"
-              f"{' / FOR UPDATE' if 'bare_locked' in med else ''}; fire_due expires every timer "
-              f"after its claim and loads it again): {med['ids']:.3f} ms through the Session "
-              f"(ratio {med['ids'] / med['bare']:.2f} to the bare SELECT), {med['raw_ids']:.3f} ms"
-              f" on the cursor")
+        if sweep_pg:
+            per_timer = (med["ids"] - med["query"]) / max(sw.due, 1) * 1e3
+            print(f"(info) the due SELECT and then each due timer's ticket locked with FOR UPDATE "
+                  f"SKIP LOCKED, one statement each, as fire_due does before firing it: "
+                  f"{med['ids']:.3f} ms through the Session ({med['ids'] / med['bare']:.2f} "
+                  f"times the bare SELECT; {per_timer:.1f} µs per timer)")
         fired = statistics.median(sw.fired)
         sweep_med = statistics.median(sw.sweep_ms)
         cpu_med = statistics.median(sw.sweep_cpu_ms)
@@ -1055,7 +1060,7 @@ def main() -> int:
             }
             results.append({
                 "name": "timer sweep query vs bare indexed SELECT",
-                "figure": {"what": "ms, fire_due's due_query() via session.scalars (median)",
+                "figure": {"what": "ms, fire_due's due_timers() via the Session (median)",
                            "value": round(med["query"], 4)},
                 "baseline": {"what": "ms, SELECT id ... LIMIT 200 via the Session (median)",
                              "value": round(med["bare"], 4)},

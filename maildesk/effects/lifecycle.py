@@ -19,6 +19,7 @@ from maildesk.sla.schedule import RUNNING, SlaState, TimerSpec, schedule
 
 _TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
                                     TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
+_LOCK_TICKET = select(Ticket.id).where(Ticket.id == bindparam("ticket_id")).with_for_update()
 
 
 def change_status(ticket: Ticket, status: TicketStatus, now: datetime) -> bool:
@@ -61,6 +62,10 @@ def sla_state(ticket: Ticket) -> SlaState:
 
 def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime) -> None:
     """Deadlines on the ticket, and exactly the pending timers it needs now."""
+    if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
+        # The ticket's row lock before any of its timers' (as the timer sweep takes them):
+        # one order for everyone, so a sweeper and the processor never deadlock.
+        session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
     rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
     fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
                       if t.state is TimerState.FIRED)

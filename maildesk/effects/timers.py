@@ -1,8 +1,9 @@
 """The timer sweep: fire what fell due, each exactly once, in the transaction that carries
 it out (`serve --only timers`, or `maildesk timers run` from cron).
 
-Due timers are read oldest first; on PostgreSQL with `FOR UPDATE SKIP LOCKED`, so a second
-timer process takes other rows instead of waiting. Each is claimed by an UPDATE that only
+Due timers are read oldest first. On PostgreSQL each timer's ticket is locked with `FOR UPDATE
+SKIP LOCKED` before the timer is fired, so a ticket a second timer process (or the processor)
+holds is skipped, not waited for. Each is claimed by an UPDATE that only
 succeeds while it is still pending: whoever claims it carries it out, in the same
 transaction, so a crash before the commit leaves it pending (it fires after the restart) and
 a commit leaves it fired (it never fires again). What fell due while no timer process ran is
@@ -15,7 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -30,13 +31,21 @@ log = logging.getLogger(__name__)
 
 # Ids only: the index answers it, and each timer is loaded after its claim anyway (whole
 # rows cost ten times the bare SELECT on SQLite, most of it building objects to throw away).
-_DUE = (select(TicketTimer.id)
+_DUE = (select(TicketTimer.id, TicketTimer.ticket_id)
         .where(TicketTimer.state == TimerState.PENDING, TicketTimer.due_at <= bindparam("now"))
         .order_by(TicketTimer.due_at).limit(bindparam("limit")))   # the index's own order
 _CLAIM = (update(TicketTimer)
           .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
           .values(state=TimerState.FIRED, fired_at=bindparam("now"))
           .execution_options(synchronize_session=False))
+# Lock the timer's ticket unless another transaction holds it (a second timer process, the
+# processor busy with it): the timer then waits for the next sweep. Anyone who changes a
+# ticket's timers holds its row lock first (lifecycle.rearm), so holding it makes its timers
+# ours: the claim never waits, and two sweepers never act on one ticket. Taken per timer, as
+# it is fired, not in the due SELECT: a join locking every due ticket there costs twice the
+# SELECT itself (ticket rows lie scattered over the table).
+_LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
+                .with_for_update(skip_locked=True))
 # Open tickets with no timer at all: made before timers existed (see migration 0005).
 _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
                                  ~select(TicketTimer.id).where(TicketTimer.ticket_id == Ticket.id)
@@ -47,10 +56,12 @@ _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
 def fire_due(session: Session, settings: Settings, composer: Composer, now: datetime, *,
              limit: int = 200) -> int:
     """Fire up to `limit` due timers in the caller's transaction; how many fired."""
-    due = list(session.scalars(due_query(session.get_bind().dialect.name),
-                               {"now": now, "limit": limit}))
+    due = due_timers(session, now, limit)
+    lock = session.get_bind().dialect.name == "postgresql"   # SQLite: one writer at a time
     fired = 0
-    for timer_id in due:
+    for timer_id, ticket_id in due:
+        if lock and session.scalar(_LOCK_TICKET, {"ticket_id": ticket_id}) is None:
+            continue  # held elsewhere: next sweep
         if session.execute(_CLAIM, {"timer_id": timer_id, "now": now}).rowcount != 1:
             continue  # another process took it
         timer = session.get_one(TicketTimer, timer_id)
@@ -67,16 +78,10 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     return fired
 
 
-def due_query(dialect: str) -> Select[tuple[int]]:
-    """The ids of the due timers, oldest first (bind `now` and `limit`)."""
-    if dialect != "postgresql":
-        return _DUE
-    # Lock the timers' tickets, skipping those another transaction holds (a second timer
-    # process, the processor): two sweepers then never act on one ticket at once, so neither
-    # waits for the other's commit (a lock timeout in the savepoint would lose the timer) nor
-    # acts on a state the other is changing. Skipped ones fire at the next sweep.
-    return (_DUE.join(Ticket, Ticket.id == TicketTimer.ticket_id)
-            .with_for_update(skip_locked=True, of=Ticket))
+def due_timers(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:
+    """Up to `limit` due timers, oldest first, as (timer id, ticket id)."""
+    return [(timer_id, ticket_id) for timer_id, ticket_id
+            in session.execute(_DUE, {"now": now, "limit": limit})]
 
 
 def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:
