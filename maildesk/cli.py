@@ -6,6 +6,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
 import shutil
 import sys
 from importlib import resources
@@ -414,6 +415,80 @@ def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
         click.echo(m["text"].rstrip())
         for a in m["attachments"]:
             click.echo(f"[attachment] {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+
+
+# -- report -----------------------------------------------------------------------------------
+@main.command("report")
+@click.option("--since", help="Start of the period: a date (midnight in the report's time "
+              "zone) or an ISO time; default 30 days before --until.")
+@click.option("--until", help="End of the period, exclusive; a date counts as the whole day; "
+              "default now.")
+@click.option("--by", type=click.Choice(["line", "agent", "category", "priority"]),
+              help="Also show the KPIs per group.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "html"]),
+              default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
+              help="Write to this file instead of standard output.")
+@click.pass_obj
+def report(obj: dict[str, Any], since: str | None, until: str | None, by: str | None, fmt: str,
+           output: str | None) -> None:
+    """KPIs of the tickets created in a period (README: "KPI report")."""
+    from maildesk.report.formats import to_csv, to_json, to_table
+    from maildesk.report.kpi import build_report, report_zone
+
+    ctx = _ctx(obj)
+    zone = report_zone(ctx.settings)
+    now = ctx.clock.now()
+    try:
+        end = _report_time(until, zone, end=True) if until else now
+        start = _report_time(since, zone, end=False) if since else end - timedelta(days=30)
+    except ValueError as exc:
+        _fail(f"report: {exc}", 2)
+    if start >= end:
+        _fail(f"report: --since ({start.isoformat()}) is not before --until ({end.isoformat()})",
+              2)
+    steps = ["tickets", "medians", "answers", "backlog"]
+    show = sys.stderr.isatty()
+
+    def progress(step: str) -> None:
+        if show:
+            n = steps.index(step) + 1 if step in steps else 0
+            click.echo(f"\rreport: {step} ({n}/{len(steps)})…".ljust(40), err=True, nl=False)
+
+    with ctx.make_session() as session:
+        data = build_report(session, ctx.settings, since=start, until=end, by=by, now=now,
+                            progress=progress)
+    if show:
+        click.echo("\r" + " " * 40 + "\r", err=True, nl=False)
+    if fmt == "html":
+        from maildesk.report.html import to_html
+        body: bytes = to_html(data).encode("utf-8")
+    elif fmt == "csv":
+        body = to_csv(data)
+    elif fmt == "json":
+        body = to_json(data).encode("utf-8")
+    else:
+        width = shutil.get_terminal_size((100, 24)).columns if not output else 100
+        body = to_table(data, width).encode("utf-8")
+    if output:
+        Path(output).write_bytes(body)
+        click.echo(f"report written to {output}", err=True)
+    else:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+
+
+def _report_time(text: str, zone: Any, *, end: bool) -> datetime:
+    """A date (local midnight; as an end, the midnight after it) or an ISO time (local time
+    when it has no offset)."""
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            return datetime.combine(day + timedelta(days=1 if end else 0), time(0), zone)
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a date or ISO time: {text!r}") from None
+    return at if at.tzinfo else at.replace(tzinfo=zone)
 
 
 # -- outbox -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from maildesk.config.model import Settings
 from maildesk.db.models import Inbound, Message, Ticket, TicketEvent, TicketStatus
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
+from maildesk.effects.metrics import record_resolution, record_response
 from maildesk.effects.notify import forwardable, queue_command_error, queue_to_client
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.agent import AgentPlan
@@ -57,7 +58,10 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
         status = TicketStatus.OPEN
     if status is not None and status is not ticket.status:
         event("status", **{"from": ticket.status.value, "to": status.value})
+        was_resolved = ticket.status is TicketStatus.RESOLVED
         change_status(ticket, status, now)
+        if status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) and not was_resolved:
+            record_resolution(ticket, settings, now, sender)
     files = forwardable(message, include_inline=False)
     if agent.status is TicketStatus.RESOLVED:
         # The client is told, with the agent's words when there are any.
@@ -72,6 +76,7 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
     # The client heard from us (an answer, or the resolution notice): the first-response
     # clock stops, and so does a next-response clock started by the client's follow-up.
     if answered or agent.status is TicketStatus.RESOLVED:
+        record_response(session, ticket, settings, now, sender)
         if ticket.first_responded_at is None:
             ticket.first_responded_at = now
             event("first_response")

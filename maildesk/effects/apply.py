@@ -42,7 +42,7 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     and the message as recorded on it."""
     at = inbound.received_at
     if plan.new_ticket is not None:
-        nt = plan.new_ticket
+        nt, deadlines = plan.new_ticket, plan.deadlines
         ticket = Ticket(number=next_ticket_number(session, first_number),
                         reply_token=new_reply_token(), subject=nt.subject,
                         subject_key=nt.subject_key, status=TicketStatus.NEW, priority=nt.priority,
@@ -51,8 +51,9 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                         mailbox=nt.mailbox, linked_ticket_id=nt.linked_ticket_id, created_at=at,
                         tags=list(nt.tags), assignee=nt.assignee, sla_policy=nt.sla_policy,
                         updated_at=at, last_activity_at=at, line_entered_at=at, pauses=[],
-                        first_response_due_at=plan.deadlines.first_response if plan.deadlines else None,
-                        resolution_due_at=plan.deadlines.resolution if plan.deadlines else None)
+                        first_line=nt.line, escalation_count=0, reopen_count=0,
+                        first_response_due_at=deadlines.first_response if deadlines else None,
+                        resolution_due_at=deadlines.resolution if deadlines else None)
         session.add(ticket)
         session.flush()
         sla_changed = True
@@ -63,6 +64,8 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
         sla_changed = False
         if plan.set_status is not None:
             sla_changed = change_status(ticket, plan.set_status, at)
+            if any(kind == "reopened" for kind, _ in plan.events):
+                ticket.reopen_count = (ticket.reopen_count or 0) + 1
         if plan.rating is not None:
             ticket.rating, ticket.rated_at = plan.rating.score, at
         if plan.client_follow_up:

@@ -103,4 +103,5 @@ def move_to_line(ticket: Ticket, line: str, now: datetime) -> str | None:
     left = ticket.line
     ticket.line = line
     ticket.line_entered_at = now
+    ticket.escalation_count = (ticket.escalation_count or 0) + 1
     return left

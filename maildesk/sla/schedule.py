@@ -87,6 +87,26 @@ def due_after(duration: timedelta, business: bool, calendar: WorkCalendar, start
     return advance(cursor, remaining)
 
 
+def clock_elapsed(calendar: WorkCalendar | None, start: datetime, end: datetime,
+                  pauses: Sequence[Pause]) -> timedelta:
+    """How far the SLA clock ran from `start` to `end`: business time of `calendar` (calendar
+    time without one), the pauses left out; what due_after counts, measured backwards."""
+    def measure(a: datetime, b: datetime) -> timedelta:
+        if b <= a:
+            return timedelta(0)
+        return calendar.between(a, b) if calendar is not None else b - a
+
+    total, cursor = timedelta(0), start
+    for begin, stop in sorted(pauses, key=lambda p: p[0]):
+        if cursor >= end:
+            break
+        if stop is not None and stop <= cursor:
+            continue
+        total += measure(cursor, min(begin, end))
+        cursor = max(cursor, stop if stop is not None else end)
+    return total + measure(cursor, end)
+
+
 def schedule(state: SlaState, *, policies: SlaPolicies, lines: Mapping[str, Line],
              close_after: timedelta | None, fired: frozenset[FiredKey] = frozenset()) -> Schedule:
     policy = policies.get(state.policy)
