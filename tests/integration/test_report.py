@@ -253,3 +253,15 @@ def test_bad_periods_are_refused_with_a_clear_message(lived, tmp_path):
     assert backwards.exit_code == 2 and "is not before" in backwards.output
 
 
+
+
+def test_html_format_writes_one_self_contained_page(lived, tmp_path):
+    """`--format html --output`: one file with the charts inline and nothing to fetch."""
+    out = tmp_path / "kpi.html"
+    run_cli(lived, tmp_path, "--format", "html", "--by", "agent", "--output", str(out))
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<svg") >= 4 and "Content-Security-Policy" in page
+    assert "default-src 'none'" in page
+    for attribute in ("src=", "<link", "@import", "url(http"):
+        assert attribute not in page
+    assert "alice@example.com" in page
