@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.clock import Clock, SystemClock, default_clock
 from maildesk.config import ConfigError, Settings, load_settings
-from maildesk.db.session import make_engine, make_sessionmaker
+from maildesk.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 
 log = logging.getLogger("maildesk")
 
@@ -36,6 +36,10 @@ class Context:
         settings = load_settings(config_path)
         engine = make_engine(settings.database)
         return cls(settings, engine, make_sessionmaker(engine), clock or default_clock())
+
+    def read_session(self) -> Session:
+        """A session for reading only (no write lock on SQLite: the daemon keeps writing)."""
+        return make_read_sessionmaker(self.engine)()
 
     def close(self) -> None:
         self.engine.dispose()

@@ -455,7 +455,7 @@ def report(obj: dict[str, Any], since: str | None, until: str | None, by: str | 
             n = steps.index(step) + 1 if step in steps else 0
             click.echo(f"\rreport: {step} ({n}/{len(steps)})…".ljust(40), err=True, nl=False)
 
-    with ctx.make_session() as session:
+    with ctx.read_session() as session:
         data = build_report(session, ctx.settings, since=start, until=end, by=by, now=now,
                             progress=progress)
     if show:

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.config.model import Database
 
+READ_ONLY = "maildesk_read_only"   # execution option: begin SQLite transactions deferred
+
 
 def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
     """An engine with the durability and lock-timeout settings maildesk relies on."""
@@ -30,10 +32,13 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
             cur.close()
 
         # pysqlite's own transaction handling starts deferred transactions that fail to upgrade
-        # to a write lock under concurrency; take the write lock up front instead.
+        # to a write lock under concurrency; take the write lock up front instead. Read-only
+        # sessions (reports, listings) begin deferred: in WAL mode they read a snapshot and
+        # never hold up the daemon's writes.
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(
@@ -42,6 +47,16 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for reading only: on SQLite they take no write lock (see make_engine); on
+    PostgreSQL the transaction is READ ONLY. Nothing they change is committed."""
+    if engine.dialect.name == "postgresql":
+        engine = engine.execution_options(postgresql_readonly=True)
+    else:
+        engine = engine.execution_options(**{READ_ONLY: True})
     return sessionmaker(engine, expire_on_commit=False)
 
 

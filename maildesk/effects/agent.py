@@ -76,7 +76,7 @@ def apply_agent_plan(session: Session, ticket: Ticket, agent: AgentPlan, *, inbo
     # The client heard from us (an answer, or the resolution notice): the first-response
     # clock stops, and so does a next-response clock started by the client's follow-up.
     if answered or agent.status is TicketStatus.RESOLVED:
-        record_response(session, ticket, settings, now, sender)
+        record_response(ticket, settings, now, sender)
         if ticket.first_responded_at is None:
             ticket.first_responded_at = now
             event("first_response")

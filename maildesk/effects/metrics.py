@@ -1,5 +1,5 @@
-"""KPI facts written when they happen, in the caller's transaction (see Ticket and
-TicketResponse in db/models.py): the report then aggregates plain columns in SQL.
+"""KPI facts written when they happen, in the caller's transaction (see Ticket in
+db/models.py): the report then aggregates plain columns in SQL.
 
 Two measures of every wait: calendar seconds (the wall clock), and the SLA clock (business
 time of the ticket's policy calendar, with the time the ticket stood `pending` or `resolved`
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy.orm import Session
-
 from maildesk.config.model import Settings
-from maildesk.db.models import Ticket, TicketResponse
+from maildesk.db.models import Ticket
 from maildesk.effects.lifecycle import sla_state
 from maildesk.sla.schedule import clock_elapsed
 
@@ -27,7 +25,7 @@ def waited(ticket: Ticket, settings: Settings, since: datetime, now: datetime) -
     return max(0, round((now - since).total_seconds())), round(clock.total_seconds())
 
 
-def record_response(session: Session, ticket: Ticket, settings: Settings, now: datetime,
+def record_response(ticket: Ticket, settings: Settings, now: datetime,
                     agent: str | None) -> None:
     """An agent answered the client. Counted when the client was waiting: for the first
     answer (since the creation) or for an answer to a follow-up (since the follow-up); call it
@@ -37,8 +35,9 @@ def record_response(session: Session, ticket: Ticket, settings: Settings, now: d
     if since is None:
         return   # nobody waited: a second answer, a note to the client
     seconds, clock = waited(ticket, settings, since, now)
-    session.add(TicketResponse(ticket_id=ticket.id, at=now, agent=agent, line=ticket.line,
-                               first=first, waited_s=seconds, waited_bs=clock))
+    ticket.response_count = (ticket.response_count or 0) + 1
+    ticket.response_s = (ticket.response_s or 0) + seconds
+    ticket.response_bs = (ticket.response_bs or 0) + clock
     if first:
         ticket.first_response_by = agent
         ticket.first_response_s, ticket.first_response_bs = seconds, clock

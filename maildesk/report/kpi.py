@@ -5,34 +5,42 @@ Every figure is a SUM/COUNT over plain columns that the effects write when thing
 number, never a ticket loaded into Python. The README defines each KPI; in short:
 
 - the period's tickets are those *created* in [since, until); their figures are read as they
-  stand now (a ticket created in the period and resolved after it counts as resolved);
-- answers (mean response time) are those *given* in the period;
+  stand now (a ticket created in the period and resolved after it counts as resolved), the
+  answers they got included;
 - overdue and backlog are snapshots at `now`, over every ticket open now;
 - every duration twice: business (the ticket's SLA clock: business time of its policy's
   calendar, pending time left out) and calendar (wall-clock) seconds.
+
+The passes, for SQLite's sake (each GROUP BY there is a sort of its rows): one over the
+tickets grouped by group and minute of business-time first response (all sums, the
+distribution, where the medians lie), one for the minutes of calendar time, index lookups of
+the few values in each median's minute, and per-day counts from ix_ticket_created_at alone.
 
 The result is a JSON-ready dict, the stable format documented in the README.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Integer, and_, case, cast, func, literal, literal_column, null, or_, select
+from sqlalchemy import (Integer, Select, and_, case, column, func, literal, literal_column, null,
+                        or_, select, values)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.config.model import Settings
-from maildesk.db.models import Ticket, TicketResponse, TicketStatus
+from maildesk.db.models import Ticket, TicketStatus, UTCDateTime
 
 FORMAT_VERSION = 1
 GROUPINGS = ("line", "agent", "category", "priority")
 NONE_KEY = "(none)"
-_K = literal_column("k")
+_K, _M = literal_column("k"), literal_column("m")
 DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 OPEN = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
@@ -52,47 +60,57 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUPINGS)}")
     zone = report_zone(settings)
     step = progress or (lambda name: None)
-    dialect = session.get_bind().dialect.name
     key = _ticket_key(by)
-
-    step("tickets")
     cohort = and_(Ticket.created_at >= since, Ticket.created_at < until)
-    day = _local_day(Ticket.created_at, zone, since, until, dialect)
-    # Grouped by the output names: the same expression twice would carry its bound values
-    # twice, and PostgreSQL cannot tell they are equal.
-    rows = session.execute(select(key.label("k"), day.label("d"), *_ticket_sums())
-                           .where(cohort).group_by(_K, literal_column("d"))).all()
+    scan = _scan_hint(session, since, until)
+
+    # 1. Every sum, per group and minute of business-time first response: one pass, and the
+    # minutes give the distribution and where each group's median lies.
+    step("tickets")
+    minute = Ticket.first_response_bs // 60
+    rows = session.execute(scan(select(key.label("k"), minute.label("m"), *_ticket_sums())
+                                .where(cohort).group_by(_K, _M))).all()
+    groups: dict[str, _Sums] = {}
+    total = _Sums()
+    hist: dict[str, dict[str | None, Counter[int]]] = {"bs": {}, "s": {}}
+    for row in rows:
+        sums = row._mapping
+        total.add(sums)
+        groups.setdefault(_k(row.k), _Sums()).add(sums)
+        if row.m is not None:
+            n = sums["fr_n_bs"]
+            hist["bs"].setdefault(_k(row.k), Counter())[int(row.m)] += n
+            hist["bs"].setdefault(None, Counter())[int(row.m)] += n
+    # 2. The same minutes in calendar time.
     step("medians")
-    medians = _medians(session, key if by else None, cohort, dialect)
-    step("answers")
-    answers = _answers(session, by, since, until)
+    minute = Ticket.first_response_s // 60
+    for k, m, n in session.execute(scan(
+            select(key.label("k"), minute.label("m"), func.count())
+            .where(cohort, Ticket.first_response_s.is_not(None)).group_by(_K, _M))):
+        hist["s"].setdefault(_k(k), Counter())[int(m)] += n
+        hist["s"].setdefault(None, Counter())[int(m)] += n
+    # 3. The exact medians: the few values of the minute each middle rank falls in.
+    medians = {name: {g: _median(session, name, key if g is not None else None, g, h, cohort)
+                      for g, h in per.items() if by or g is None} for name, per in hist.items()}
+    # 4. Tickets per local day, from the index alone.
+    step("days")
+    daily = _days(session, since, until, zone)
+    # 5. What is open now.
     step("backlog")
     snapshot = session.execute(
         select(key.label("k"), _age_bucket(now).label("b"),
                func.count().label("backlog"),
                func.sum(case((_overdue(now), 1), else_=0)).label("overdue"))
         .where(Ticket.status.in_(OPEN)).group_by(_K, literal_column("b"))).all()
-
-    groups: dict[str, _Sums] = {}
-    total = _Sums()
-    daily: dict[int, list[int]] = {}
-    for row in rows:
-        sums = row._mapping
-        total.add(sums)
-        groups.setdefault(_k(row.k), _Sums()).add(sums)
-        d = daily.setdefault(int(row.d), [0, 0, 0])
-        d[0] += sums["tickets"]
-        d[1] += sums["resolved"] or 0
-        d[2] += sums["breached"] or 0
     backlog_ages = [0] * len(AGE_BUCKETS)
     for row in snapshot:
         for sums in (total, groups.setdefault(_k(row.k), _Sums())):
             sums.backlog += row.backlog
             sums.overdue += row.overdue or 0
         backlog_ages[int(row.b)] += row.backlog
-    for k, (count, business, calendar) in answers.items():
-        for sums in ((total,) if k is None else (groups.setdefault(_k(k), _Sums()),)):
-            sums.answers, sums.answer_bs, sums.answer_s = count, business, calendar
+
+    def kpi(sums: _Sums, group: str | None) -> dict[str, Any]:
+        return sums.kpi((medians["bs"].get(group), medians["s"].get(group)))
 
     return {
         "format": "maildesk-report", "version": FORMAT_VERSION,
@@ -101,15 +119,15 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
                    "until": until.astimezone(zone).isoformat(timespec="seconds")},
         "timezone": zone.key,
         "by": by,
-        "totals": total.kpi(medians.get(None, (None, None))),
-        "groups": ([{"key": k, "label": _label(settings, by, k),
-                     "kpi": sums.kpi(medians.get(k, (None, None)))}
+        "totals": kpi(total, None),
+        "groups": ([{"key": k, "label": _label(settings, by, k), "kpi": kpi(sums, k)}
                     for k, sums in _ordered(settings, by, groups)] if by else []),
-        "daily": _daily(daily, since, until, zone),
+        "daily": daily,
         "first_response_distribution": [
             {"label": label, "upper_s": upper, "business": b, "calendar": c}
-            for (upper, label), b, c in zip(RESPONSE_BUCKETS, total.histogram("bs"),
-                                            total.histogram("s"))],
+            for (upper, label), b, c in zip(RESPONSE_BUCKETS,
+                                            _distribution(hist["bs"].get(None, Counter())),
+                                            _distribution(hist["s"].get(None, Counter())))],
         "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
                            for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
     }
@@ -155,9 +173,9 @@ def _ticket_sums() -> list[ColumnElement[Any]]:
         func.sum(Ticket.rating).label("rating_sum"),
     ]
     cols += [_flag(Ticket.rating == score).label(f"r{score}") for score in range(1, 6)]
-    for suffix, column in (("s", Ticket.first_response_s), ("bs", Ticket.first_response_bs)):
-        cols += [_flag(column < upper).label(f"fr_lt{i}_{suffix}")
-                 for i, (upper, _) in enumerate(RESPONSE_BUCKETS) if upper is not None]
+    cols += [func.sum(Ticket.response_count).label("answers"),
+             func.sum(Ticket.response_bs).label("answer_bs"),
+             func.sum(Ticket.response_s).label("answer_s")]
     return cols
 
 
@@ -174,101 +192,105 @@ def _age_bucket(now: datetime) -> ColumnElement[int]:
     return case(*whens, else_=len(AGE_BUCKETS) - 1)
 
 
-def _epoch(column: ColumnElement[datetime], dialect: str) -> ColumnElement[int]:
-    if dialect == "postgresql":
-        return cast(func.floor(func.extract("epoch", column)), Integer)
-    return cast(func.strftime("%s", column), Integer)
+def _scan_hint(session: Session, since: datetime,
+               until: datetime) -> Callable[[Select[Any]], Select[Any]]:
+    """SQLite without statistics reads a period through the created_at index even when the
+    period is nearly every ticket, which is slower than reading the table: when the period
+    covers most of the tickets' time span, the table is read instead."""
+    if session.get_bind().dialect.name != "sqlite":
+        return lambda q: q
+    first = session.scalar(select(func.min(Ticket.created_at)))
+    last = session.scalar(select(func.max(Ticket.created_at)))
+    if first is None or last is None or last <= first:
+        return lambda q: q
+    covered = min(until, last) - max(since, first)
+    if covered / (last - first) < 0.4:
+        return lambda q: q
+    return lambda q: q.with_hint(Ticket, "NOT INDEXED", "sqlite")
 
 
-def _local_day(column: ColumnElement[datetime], zone: ZoneInfo, since: datetime,
-               until: datetime, dialect: str) -> ColumnElement[int]:
-    """Days since 1970-01-01 in `zone`: the UTC offsets in force over the period (the DST
-    changes found in Python) as a CASE, so both backends count local days alike."""
-    changes = utc_offsets(zone, since, until)
-    offset: ColumnElement[int]
-    if len(changes) == 1:
-        offset = literal(changes[0][1])
-    else:
-        offset = case(*[(column < at, off) for (_, off), (at, _) in zip(changes, changes[1:])],
-                      else_=changes[-1][1])
-    return (_epoch(column, dialect) + offset) // 86400
+def _median(session: Session, name: str, key: ColumnElement[Any] | None, group: str | None,
+            minutes: Counter[int], cohort: ColumnElement[bool]) -> float | None:
+    """The exact median of the first responses counted in `minutes` (per minute of the
+    measure): the middle rank(s) located in the counts, then the values of just those
+    minutes read through the measure's index."""
+    n = sum(minutes.values())
+    if not n:
+        return None
+    column = Ticket.first_response_bs if name == "bs" else Ticket.first_response_s
+    index = "ix_ticket_first_response_bs" if name == "bs" else "ix_ticket_first_response_s"
+    wanted = sorted({(n - 1) // 2, n // 2})
+    found: list[float] = []
+    seen, ranks = 0, iter(wanted)
+    rank = next(ranks)
+    for m in sorted(minutes):
+        count = minutes[m]
+        if rank < seen + count:
+            q = (select(column).where(cohort, column >= m * 60, column < (m + 1) * 60)
+                 .order_by(column).with_hint(Ticket, f"INDEXED BY {index}", "sqlite"))
+            if key is not None:
+                q = q.where(_is_group(key, group))
+            values = list(session.scalars(q))
+            while rank is not None and rank < seen + count:
+                found.append(values[rank - seen])
+                rank = next(ranks, None)
+            if rank is None:
+                break
+        seen += count
+    return sum(found) / len(found)
 
 
-def utc_offsets(zone: ZoneInfo, since: datetime, until: datetime) -> list[tuple[datetime, int]]:
-    """[(from, offset seconds)] for the zone over [since, until): the first from `since`, then
-    one per change (found hour by hour, then to the second)."""
-    def off(at: datetime) -> int:
-        return int(at.astimezone(zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+def _is_group(key: ColumnElement[Any], group: str | None) -> ColumnElement[bool]:
+    if group == NONE_KEY:
+        return or_(key.is_(None), key == "")
+    return key == group
 
-    since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
-    out = [(since, off(since))]
-    at = since
-    while at < until:
-        step = min(at + timedelta(hours=1), until)
-        if off(step) != out[-1][1]:
-            lo, hi = at, step          # the change lies in (lo, hi]
-            while hi - lo > timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                lo, hi = (mid, hi) if off(mid) == out[-1][1] else (lo, mid)
-            out.append((hi.replace(microsecond=0), off(step)))
-        at = step
+
+def _distribution(minutes: Counter[int]) -> list[int]:
+    """Counts per RESPONSE_BUCKETS bucket (their bounds are whole minutes)."""
+    out = [0] * len(RESPONSE_BUCKETS)
+    bounds = [upper // 60 for upper, _ in RESPONSE_BUCKETS if upper is not None]
+    for m, count in minutes.items():
+        out[bisect_right(bounds, m)] += count
     return out
 
 
-def _medians(session: Session, key: ColumnElement[Any] | None, cohort: ColumnElement[bool],
-             dialect: str) -> dict[str | None, tuple[float | None, float | None]]:
-    """Median first response (business, calendar) per group and (key None) over all."""
-    out: dict[str | None, list[float | None]] = {}
-    for i, column in enumerate((Ticket.first_response_bs, Ticket.first_response_s)):
-        for grouped in (False, True) if key is not None else (False,):
-            for k, value in _median(session, key if grouped else None, column, cohort, dialect):
-                out.setdefault(_k(k) if grouped else None, [None, None])[i] = value
-    return {k: (v[0], v[1]) for k, v in out.items()}
+def _days(session: Session, since: datetime, until: datetime,
+          zone: ZoneInfo) -> list[dict[str, Any]]:
+    """Every local day of the period (days without tickets included): tickets created,
+    resolved of them, breached of them; each day an index range (ix_ticket_created_at
+    holds the three columns), whatever the time zone's changes."""
+    days = local_days(since, until, zone)
+    if not days:
+        return []
+    bounds = values(column("i", Integer), column("a", UTCDateTime()),
+                    column("b", UTCDateTime()), name="days").data(
+        [(i, a, b) for i, (_, a, b) in enumerate(days)]).cte("days")
+    in_day = and_(Ticket.created_at >= bounds.c.a, Ticket.created_at < bounds.c.b)
+
+    def count(*where: ColumnElement[bool]) -> Any:
+        return select(func.count()).where(in_day, *where).scalar_subquery()
+    q = select(bounds.c.i, count(), count(Ticket.status.in_(DONE)),
+               count(Ticket.breached_at.is_not(None)))
+    figures = {i: (c, r, b) for i, c, r, b in session.execute(q)}
+    return [{"date": day.isoformat(), "created": figures[i][0], "resolved": figures[i][1],
+             "breached": figures[i][2]} for i, (day, _, _) in enumerate(days)]
 
 
-def _median(session: Session, key: ColumnElement[Any] | None, column: ColumnElement[int],
-            cohort: ColumnElement[bool], dialect: str) -> Iterable[tuple[Any, float]]:
-    k = key if key is not None else literal(NONE_KEY)
-    where = and_(cohort, column.is_not(None))
-    if dialect == "postgresql":
-        q = (select(k.label("k"), func.percentile_cont(0.5).within_group(column))
-             .where(where).group_by(_K))
-        return [(row[0], float(row[1])) for row in session.execute(q)]
-    # SQLite: the middle row(s) of each group by ROW_NUMBER.
-    inner = select(k.label("k"), column.label("v")).where(where).subquery()
-    ranked = select(inner.c.k, inner.c.v,
-                    func.row_number().over(partition_by=inner.c.k, order_by=inner.c.v)
-                    .label("rn"),
-                    func.count().over(partition_by=inner.c.k).label("n")).subquery()
-    q = (select(ranked.c.k, func.avg(ranked.c.v))
-         .where(ranked.c.rn.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2]))
-         .group_by(ranked.c.k))
-    return [(row[0], float(row[1])) for row in session.execute(q)]
-
-
-def _answers(session: Session, by: str | None, since: datetime,
-             until: datetime) -> dict[str | None, tuple[int, int, int]]:
-    """Answers given in the period: count and summed waits (business, calendar) per group
-    (the answering agent, the line the ticket was on, the ticket's category or priority) and
-    over all (key None)."""
-    r = TicketResponse
-    in_period = and_(r.at >= since, r.at < until)
-    sums = (func.count().label("n"), func.sum(r.waited_bs), func.sum(r.waited_s))
-    out: dict[str | None, tuple[int, int, int]] = {}
-    row = session.execute(select(*sums).where(in_period)).one()
-    out[None] = (row[0], row[1] or 0, row[2] or 0)
-    if by is None:
-        return out
-    if by in ("agent", "line"):
-        key: ColumnElement[Any] = r.agent if by == "agent" else r.line
-        q = select(key, *sums).where(in_period).group_by(key)
-    else:
-        key = Ticket.category if by == "category" else Ticket.priority
-        q = (select(key, *sums).join(Ticket, Ticket.id == r.ticket_id).where(in_period)
-             .group_by(key))
-    for k, n, business, calendar in session.execute(q):
-        out[_k(k)] = (n, business or 0, calendar or 0)
-    return out
+def local_days(since: datetime, until: datetime,
+               zone: ZoneInfo) -> list[tuple[date, datetime, datetime]]:
+    """(local date, start, end) of each day of [since, until) in `zone`, in UTC; the first and
+    last cut to the period."""
+    out = []
+    day = since.astimezone(zone).date()
+    while True:
+        start = max(datetime.combine(day, time(0), zone).astimezone(timezone.utc), since)
+        end = min(datetime.combine(day + timedelta(days=1), time(0), zone)
+                  .astimezone(timezone.utc), until)
+        if start >= until:
+            return out
+        out.append((day, start, end))
+        day += timedelta(days=1)
 
 
 # -- folding rows into figures --------------------------------------------------------------------
@@ -277,23 +299,15 @@ class _Sums:
     tickets: int = 0
     backlog: int = 0
     overdue: int = 0
-    answers: int = 0
-    answer_bs: int = 0
-    answer_s: int = 0
 
     def __post_init__(self) -> None:
         self.c: dict[str, int] = {}
 
     def add(self, row: Mapping[str, Any]) -> None:
         for name, value in row.items():
-            if name not in ("k", "d"):
-                self.c[name] = self.c.get(name, 0) + (value or 0)
+            if name not in ("k", "m"):
+                self.c[name] = self.c.get(name, 0) + int(value or 0)   # PostgreSQL: Decimal
         self.tickets = self.c.get("tickets", 0)
-
-    def histogram(self, suffix: str) -> list[int]:
-        below = [self.c.get(f"fr_lt{i}_{suffix}", 0) for i in range(len(RESPONSE_BUCKETS) - 1)]
-        below.append(self.c.get(f"fr_n_{suffix}", 0))
-        return [b - a for a, b in zip([0, *below], below)]
 
     def kpi(self, medians: tuple[float | None, float | None]) -> dict[str, Any]:
         c = self.c.get
@@ -310,9 +324,9 @@ class _Sums:
                 "median_business_s": _round(medians[0]),
                 "mean_calendar_s": _mean(c("fr_sum_s", 0), c("fr_n_s", 0)),
                 "median_calendar_s": _round(medians[1])},
-            "response": {"count": self.answers,
-                         "mean_business_s": _mean(self.answer_bs, self.answers),
-                         "mean_calendar_s": _mean(self.answer_s, self.answers)},
+            "response": {"count": c("answers", 0),
+                         "mean_business_s": _mean(c("answer_bs", 0), c("answers", 0)),
+                         "mean_calendar_s": _mean(c("answer_s", 0), c("answers", 0))},
             "handling": {"count": c("h_n_s", 0),
                          "mean_business_s": _mean(c("h_sum_bs", 0), c("h_n_bs", 0)),
                          "mean_calendar_s": _mean(c("h_sum_s", 0), c("h_n_s", 0))},
@@ -341,21 +355,6 @@ def _round(value: float | None) -> float | None:
 
 def _k(value: Any) -> str:
     return NONE_KEY if value is None or value == "" else str(value)
-
-
-def _daily(days: dict[int, list[int]], since: datetime, until: datetime,
-           zone: ZoneInfo) -> list[dict[str, Any]]:
-    """Every local day of the period, days without tickets included."""
-    epoch = date(1970, 1, 1)
-    first = since.astimezone(zone).date()
-    last = (until - timedelta(microseconds=1)).astimezone(zone).date()
-    out = []
-    for n in range((last - first).days + 1):
-        day = first + timedelta(days=n)
-        created, resolved, breached = days.get((day - epoch).days, (0, 0, 0))
-        out.append({"date": day.isoformat(), "created": created, "resolved": resolved,
-                    "breached": breached})
-    return out
 
 
 def _label(settings: Settings, by: str | None, key: str) -> str:

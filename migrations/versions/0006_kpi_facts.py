@@ -5,10 +5,11 @@ Revises: 0005
 Create Date: 2026-12-01 21:58:29
 
 What the KPI report aggregates, written when it happens: on the ticket the first line, the
-first answer and the resolution (who, calendar and SLA-clock seconds), line moves and
-reopenings; answers to waiting clients in ticket_response. Tickets from before get what their
-rows and events tell in calendar time; their business-time figures stay empty (the calendar
-lives in the config, not in the database), so business-time means leave them out.
+first answer and the resolution (who, calendar and SLA-clock seconds), the answers to a
+waiting client (count and summed waits), line moves and reopenings; indexes for the report.
+Tickets from before get what their rows and events tell in calendar time; their
+business-time figures stay empty (the calendar lives in the config, not in the database),
+so business-time means leave them out.
 """
 from __future__ import annotations
 
@@ -24,22 +25,6 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table('ticket_response',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('ticket_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('at', maildesk.db.models.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('agent', sa.String(length=320), nullable=True),
-    sa.Column('line', sa.String(length=64), nullable=True),
-    sa.Column('first', sa.Boolean(), nullable=False),
-    sa.Column('waited_s', sa.Integer(), nullable=False),
-    sa.Column('waited_bs', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['ticket_id'], ['ticket.id'], name=op.f('fk_ticket_response_ticket_id_ticket')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_response'))
-    )
-    with op.batch_alter_table('ticket_response', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_ticket_response_at'), ['at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_ticket_response_ticket_id'), ['ticket_id'], unique=False)
-
     with op.batch_alter_table('ticket', schema=None) as batch_op:
         batch_op.add_column(sa.Column('first_line', sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column('first_response_by', sa.String(length=320), nullable=True))
@@ -50,7 +35,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('handling_bs', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('escalation_count', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('reopen_count', sa.Integer(), server_default='0', nullable=False))
-        batch_op.create_index('ix_ticket_created_at', ['created_at'], unique=False)
+        batch_op.add_column(sa.Column('response_count', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('response_s', sa.BigInteger(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('response_bs', sa.BigInteger(), server_default='0', nullable=False))
+        batch_op.create_index('ix_ticket_created_at', ['created_at', 'status', 'breached_at'], unique=False)
+        batch_op.create_index('ix_ticket_first_response_bs', ['first_response_bs'], unique=False)
+        batch_op.create_index('ix_ticket_first_response_s', ['first_response_s'], unique=False)
 
     if op.get_bind().dialect.name == "postgresql":
         def seconds(a: str, b: str) -> str:
@@ -68,11 +58,18 @@ def upgrade() -> None:
             THEN {seconds('created_at', 'first_responded_at')} END,
         handling_s = CASE WHEN resolved_at IS NOT NULL
             THEN {seconds('created_at', 'resolved_at')} END""")
+    op.execute("""UPDATE ticket SET response_count = 1, response_s = first_response_s
+        WHERE first_response_s IS NOT NULL""")
 
 
 def downgrade() -> None:
     with op.batch_alter_table('ticket', schema=None) as batch_op:
+        batch_op.drop_index('ix_ticket_first_response_s')
+        batch_op.drop_index('ix_ticket_first_response_bs')
         batch_op.drop_index('ix_ticket_created_at')
+        batch_op.drop_column('response_bs')
+        batch_op.drop_column('response_s')
+        batch_op.drop_column('response_count')
         batch_op.drop_column('reopen_count')
         batch_op.drop_column('escalation_count')
         batch_op.drop_column('handling_bs')
@@ -83,8 +80,3 @@ def downgrade() -> None:
         batch_op.drop_column('first_response_by')
         batch_op.drop_column('first_line')
 
-    with op.batch_alter_table('ticket_response', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_ticket_response_ticket_id'))
-        batch_op.drop_index(batch_op.f('ix_ticket_response_at'))
-
-    op.drop_table('ticket_response')

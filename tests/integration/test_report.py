@@ -161,8 +161,8 @@ def test_the_charts_data_counts_days_buckets_and_ages_as_a_person_would(lived):
 
 
 def test_by_line_and_by_agent_split_the_figures_where_the_work_was_done(lived):
-    """Per line: where the tickets are now, answers counted on the line that gave them; per
-    agent: whose ticket it is (assignee, else resolver, else first answerer)."""
+    """Per line: where the tickets are now; per agent: whose ticket it is (assignee, else
+    resolver, else first answerer). Every figure of a group is about its tickets."""
     by_line = {g["key"]: g for g in report(lived, "line")["groups"]}
     assert list(by_line) == ["line1", "line2"]
     assert by_line["line1"]["label"] == "Line 1 / Первая линия"
@@ -175,19 +175,20 @@ def test_by_line_and_by_agent_split_the_figures_where_the_work_was_done(lived):
     assert l2["first_response"]["median_calendar_s"] == 9.0 * H    # 1 and 17 h
     assert (l1["breached"], l1["overdue_now"], l1["backlog_now"]) == (0, 0, 1)
     assert (l2["breached"], l2["overdue_now"], l2["backlog_now"]) == (1, 1, 1)
-    # Answers count on the line the ticket was on when given: 1000's first on line 2, the
-    # rest (1001's two before its escalation, 1002's three, 1004's) on line 1.
-    assert (l1["response"]["count"], l2["response"]["count"]) == (6, 1)
-    assert l2["response"]["mean_business_s"] == 1.0 * H
+    # Answers count with their ticket: line 1 has 1002's three and 1004's, line 2 1000's
+    # and 1001's two (given while it was still on line 1).
+    assert (l1["response"]["count"], l2["response"]["count"]) == (4, 3)
+    assert l1["response"]["mean_business_s"] == 3.5 * H / 4
+    assert l2["response"]["mean_calendar_s"] == (1 + 17 + 1.5) * H / 3
     assert l1["csat"]["mean"] is None and l2["csat"]["mean"] == 3.5
 
     by_agent = {g["key"]: g["kpi"] for g in report(lived, "agent")["groups"]}
-    assert {k: v["tickets"] for k, v in by_agent.items()} == {ALICE: 3, CAROL: 1, "(none)": 1,
-                                                             BORIS: 0}   # answers only
-    assert by_agent[ALICE]["response"]["count"] == 6
-    assert by_agent[BORIS]["response"]["count"] == 1
-    assert by_agent[BORIS]["tickets"] == 0
+    # boris answered once, on carol's ticket: he has no ticket of his own.
+    assert {k: v["tickets"] for k, v in by_agent.items()} == {ALICE: 3, CAROL: 1, "(none)": 1}
+    assert by_agent[ALICE]["response"]["count"] == 5
+    assert by_agent[CAROL]["response"]["count"] == 2
     assert by_agent[CAROL]["csat"]["mean"] == 2.0
+    assert by_agent["(none)"]["overdue_now"] == 1
 
 
 def run_cli(desk: Desk, tmp_path, *args: str):
@@ -219,7 +220,7 @@ def test_json_csv_and_table_formats_carry_the_same_figures(lived, tmp_path):
     assert [r["label"] for r in rows] == ["Line 1 / Первая линия", "Line 2 / Вторая линия",
                                           "Total"]
     assert rows[-1]["tickets"] == "5" and rows[-1]["first_response_median_business_s"] == "3600.0"
-    assert rows[1]["response_mean_business_s"] == "3600.0"
+    assert rows[1]["response_mean_business_s"] == "5400.0"    # (1 + 2 + 1.5 h) / 3
     assert rows[0]["csat_mean"] == ""                  # no ratings on line 1: empty, not 0
 
     table = run_cli(lived, tmp_path, "--by", "line").stdout
