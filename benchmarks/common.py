@@ -20,10 +20,12 @@ import platform
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.header import Header
@@ -556,3 +558,243 @@ def store_pending(ctx: Any, mails: list[Any], chunk: int = 500) -> None:
     for i in range(0, len(arrivals), chunk):
         with ctx.make_session.begin() as session:
             store_arrivals(session, arrivals[i:i + chunk])
+
+
+# -- bulk loading of seed data (sla.py, seed.py, report.py) ----------------------------------------
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class Stamps:
+    """Timestamps as the database takes them: SQLAlchemy's SQLite text form (naive UTC, always
+    with microseconds, `YYYY-MM-DD HH:MM:SS.ffffff`) or a PostgreSQL timestamptz literal; and
+    the ISO form that JSON data holds (`datetime.isoformat()` of a UTC datetime)."""
+
+    def __init__(self, sqlite: bool):
+        self.sqlite = sqlite
+        self._days: dict[int, str] = {}
+        self._clock = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60)
+                       for s in range(60)]
+        self._db_suffix = ".000000" if sqlite else ".000000+00"
+
+    def _day(self, d: int) -> str:
+        day = self._days.get(d)
+        if day is None:
+            day = self._days[d] = (EPOCH + timedelta(days=d)).date().isoformat()
+        return day
+
+    def sec(self, seconds: int) -> str:
+        """Whole seconds since the epoch, as the column stores them."""
+        d, rest = divmod(seconds, 86400)
+        return f"{self._day(d)} {self._clock[rest]}{self._db_suffix}"
+
+    def iso(self, seconds: int) -> str:
+        d, rest = divmod(seconds, 86400)
+        return f"{self._day(d)}T{self._clock[rest]}+00:00"
+
+    def dt(self, value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        value = value.astimezone(timezone.utc)
+        return f"{value:%Y-%m-%d %H:%M:%S.%f}" + ("" if self.sqlite else "+00")
+
+
+def insert_sql(table: str, cols: Sequence[str], placeholder: str = "?") -> str:
+    columns = ", ".join(f'"{c}"' for c in cols)  # "to", "first" are SQL keywords
+    return f'INSERT INTO {table} ({columns}) VALUES ({", ".join([placeholder] * len(cols))})'
+
+
+@dataclass
+class LoadStats:
+    """What a bulk load did: rows per table and the seconds of each phase."""
+
+    rows: dict[str, int]
+    insert_seconds: float = 0.0
+    index_seconds: float = 0.0
+    finish_seconds: float = 0.0      # sequences, counters, commit, VACUUM ANALYZE / WAL switch
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+
+def bulk_load_sqlite(path: str | Path, tables: Sequence[tuple[str, Sequence[str]]],
+                     chunks: Iterable[Sequence[list]], *, counters: Mapping[str, int] = {},
+                     progress: Callable[[dict[str, int], float], None] | None = None
+                     ) -> LoadStats:
+    """Load `chunks` (one list of row tuples per table of `tables`, in that order) into the
+    SQLite file at `path`: one transaction, executemany per list, journal in memory and
+    synchronous=OFF, the secondary indexes of those tables dropped during the load and rebuilt
+    after (same names and definitions; the UNIQUE and primary-key ones stay); the named
+    `counter` rows set; left in WAL mode as maildesk uses it. No ANALYZE: maildesk runs none.
+    `progress(rows_so_far, seconds)` is called after each chunk."""
+    names = [t for t, _ in tables]
+    rows = dict.fromkeys(names, 0)
+    stats = LoadStats(rows)
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode=MEMORY")
+        con.execute("PRAGMA synchronous=OFF")
+        con.execute("PRAGMA cache_size=-1000000")
+        indexes = con.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
+            f"AND tbl_name IN ({', '.join('?' * len(names))})", names).fetchall()
+        con.execute("BEGIN")
+        for name, _ in indexes:
+            con.execute(f'DROP INDEX "{name}"')
+        statements = [insert_sql(t, c) for t, c in tables]
+        t0 = time.perf_counter()
+        for chunk in chunks:
+            for name, statement, part in zip(names, statements, chunk):
+                if part:
+                    con.executemany(statement, part)
+                    rows[name] += len(part)
+            if progress is not None:
+                progress(rows, time.perf_counter() - t0)
+        stats.insert_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _, ddl in indexes:
+            con.execute(ddl)
+        stats.index_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for name, value in counters.items():
+            con.execute("INSERT INTO counter (name, value) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+        con.execute("COMMIT")
+        con.execute("PRAGMA journal_mode=WAL")
+        stats.finish_seconds = time.perf_counter() - t0
+    finally:
+        con.close()
+    return stats
+
+
+def bulk_load_postgres(conninfo: str, tables: Sequence[tuple[str, Sequence[str]]],
+                       chunks: Iterable[Sequence[list]], *, counters: Mapping[str, int] = {},
+                       progress: Callable[[dict[str, int], float], None] | None = None,
+                       vacuum: bool = True) -> LoadStats:
+    """COPY `chunks` (as for bulk_load_sqlite) into the PostgreSQL database at `conninfo` (a
+    libpq URL) in one transaction, with the secondary indexes and foreign keys of the loaded
+    tables dropped and rebuilt (same names and definitions), the id sequences moved past the
+    loaded ids, the named `counter` rows set; then VACUUM ANALYZE, as autovacuum would."""
+    import psycopg
+
+    names = [t for t, _ in tables]
+    rows = dict.fromkeys(names, 0)
+    stats = LoadStats(rows)
+    with psycopg.connect(conninfo) as con:
+        con.execute("SET synchronous_commit = off")
+        con.execute("SET maintenance_work_mem = '512MB'")
+        indexes = con.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+            "AND tablename = ANY(%s) AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            (names,)).fetchall()
+        fks = con.execute(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
+            (names,)).fetchall()
+        for table, name, _ in fks:
+            con.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        for name, _ in indexes:
+            con.execute(f'DROP INDEX "{name}"')
+        copies = [f"COPY {t} ({', '.join(chr(34) + c + chr(34) for c in cols)}) FROM STDIN"
+                  for t, cols in tables]
+        t0 = time.perf_counter()
+        with con.cursor() as cur:
+            for chunk in chunks:
+                for name, statement, part in zip(names, copies, chunk):
+                    if not part:
+                        continue
+                    with cur.copy(statement) as copy:
+                        write = copy.write_row
+                        for row in part:
+                            write(row)
+                    rows[name] += len(part)
+                if progress is not None:
+                    progress(rows, time.perf_counter() - t0)
+        stats.insert_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for _, ddl in indexes:
+            con.execute(ddl)
+        for table, name, definition in fks:
+            con.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+        stats.index_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for table in names:
+            if con.execute("SELECT pg_get_serial_sequence(%s, 'id')", (table,)).fetchone()[0]:
+                con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                            f"(SELECT coalesce(max(id), 1) FROM {table}))")
+        for name, value in counters.items():
+            con.execute("INSERT INTO counter (name, value) VALUES (%s, %s) "
+                        "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (name, value))
+        con.commit()
+    if vacuum:
+        with psycopg.connect(conninfo, autocommit=True) as con:
+            con.execute("VACUUM (ANALYZE)")
+    stats.finish_seconds = time.perf_counter() - t0
+    return stats
+
+
+class ScratchDatabase:
+    """Where seeded data goes: a SQLite file, or a PostgreSQL database (optionally created
+    through an admin URL and dropped by `cleanup`). `url` is what maildesk's config takes."""
+
+    def __init__(self, url: str, *, create: bool = False):
+        self.url = url
+        self.sqlite = url.startswith("sqlite")
+        self.name = "SQLite" if self.sqlite else "PostgreSQL"
+        self.created = False
+        if self.sqlite:
+            self.path = Path(url.split(":///", 1)[1])
+        else:
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://")
+                             .replace("postgres://", "postgresql://"))
+            self.conninfo = urlunsplit(parts)
+            self.dbname = parts.path.lstrip("/")
+            self.admin = urlunsplit(parts._replace(path="/postgres"))
+            if create:
+                self._admin(f'CREATE DATABASE "{self.dbname}"')
+                self.created = True
+
+    @classmethod
+    def scratch_postgres(cls, admin_url: str, name: str) -> ScratchDatabase:
+        """A new database `name` created through `admin_url` (dropped by cleanup)."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(admin_url.replace("postgresql+psycopg://", "postgresql://")
+                         .replace("postgres://", "postgresql://"))
+        db = cls(urlunsplit(parts._replace(path="/" + name)), create=False)
+        db.admin = urlunsplit(parts)
+        db._admin(f'CREATE DATABASE "{name}"')
+        db.created = True
+        return db
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin, autocommit=True) as con:
+            con.execute(sql)
+
+    def load(self, tables: Sequence[tuple[str, Sequence[str]]], chunks: Iterable[Sequence[list]],
+             **kw: Any) -> LoadStats:
+        if self.sqlite:
+            return bulk_load_sqlite(self.path, tables, chunks, **kw)
+        return bulk_load_postgres(self.conninfo, tables, chunks, **kw)
+
+    def size(self) -> int:
+        """Bytes on disk: the SQLite file with its -wal/-shm, or pg_database_size."""
+        if self.sqlite:
+            return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*"))
+        import psycopg
+
+        with psycopg.connect(self.conninfo) as con:
+            return con.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+    def cleanup(self) -> None:
+        if self.created:
+            try:
+                self._admin(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+                self.created = False
+            except Exception as exc:  # report it; the run's figures stand
+                print(f"warning: could not drop {self.dbname}: {exc}", file=sys.stderr)

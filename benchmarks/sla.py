@@ -61,7 +61,6 @@ import os
 import pstats
 import re
 import shutil
-import sqlite3
 import statistics
 import sys
 import tempfile
@@ -78,8 +77,8 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from common import (DOMAINS, EN_FIRST, EN_LAST, EN_SENTENCES, EN_TOPICS, ROOT, RU_FIRST, RU_LAST,
-                    RU_SENTENCES, RU_TOPICS, SUPPORT, TRANSLIT, Timer, message_id_for,
-                    write_config_set, write_json)
+                    RU_SENTENCES, RU_TOPICS, SUPPORT, TRANSLIT, Stamps, Timer, bulk_load_postgres,
+                    bulk_load_sqlite, message_id_for, write_config_set, write_json)
 
 TARGET_DEADLINE = 20.0     # µs per 1-year deadline / µs per 1-hour deadline, at most
 TARGET_SWEEP = 2.0         # maildesk's sweep query / bare indexed SELECT, at most
@@ -228,38 +227,6 @@ TABLES = ("ticket", "ticket_timer", "participant", "message")
 COLS = (TICKET_COLS, TIMER_COLS, PARTICIPANT_COLS, MESSAGE_COLS)
 PRIORITIES = ("P1", "P2", "P3", "P3", "P4")
 LINES = ("line1", "line1", "line1", "line2", "line3")
-
-
-class Stamps:
-    """Timestamps as the database takes them: SQLAlchemy's SQLite text form (naive UTC, always
-    with microseconds) or a PostgreSQL timestamptz literal; and the ISO form timer data holds."""
-
-    def __init__(self, sqlite: bool):
-        self.sqlite = sqlite
-        self._days: dict[int, str] = {}
-        self._clock = [f"{h:02d}:{m:02d}:{s:02d}" for h in range(24) for m in range(60)
-                       for s in range(60)]
-        self._db_suffix = ".000000" if sqlite else ".000000+00"
-
-    def _day(self, d: int) -> str:
-        day = self._days.get(d)
-        if day is None:
-            day = self._days[d] = (_EPOCH + timedelta(days=d)).date().isoformat()
-        return day
-
-    def sec(self, seconds: int) -> str:
-        d, rest = divmod(seconds, 86400)
-        return f"{self._day(d)} {self._clock[rest]}{self._db_suffix}"
-
-    def iso(self, seconds: int) -> str:
-        d, rest = divmod(seconds, 86400)
-        return f"{self._day(d)}T{self._clock[rest]}+00:00"
-
-    def dt(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        value = value.astimezone(timezone.utc)
-        return f"{value:%Y-%m-%d %H:%M:%S.%f}" + ("" if self.sqlite else "+00")
 
 
 @dataclass
@@ -420,87 +387,20 @@ def seed_rows(plan: Plan, seed: int, first_number: int, stamps: Stamps
         yield tickets, timers, participants, messages
 
 
-def _insert_sql(table: str, cols: tuple[str, ...]) -> str:
-    columns = ", ".join(f'"{c}"' for c in cols)  # "to" is an SQL keyword
-    return f'INSERT INTO {table} ({columns}) VALUES ({", ".join("?" * len(cols))})'
-
-
 def load_sqlite(path: Path, rows: Iterator[tuple[list, ...]], counter: int) -> int:
-    """One transaction, executemany per chunk, synchronous=OFF, the secondary indexes dropped
-    during the load and rebuilt after (same names and definitions); left in WAL mode."""
-    con = sqlite3.connect(path, isolation_level=None)
-    timers = 0
-    try:
-        con.execute("PRAGMA journal_mode=MEMORY")
-        con.execute("PRAGMA synchronous=OFF")
-        con.execute("PRAGMA cache_size=-1000000")
-        indexes = con.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
-            f"AND tbl_name IN ({', '.join('?' * len(TABLES))})", TABLES).fetchall()
-        con.execute("BEGIN")
-        for name, _ in indexes:
-            con.execute(f'DROP INDEX "{name}"')
-        sql = [_insert_sql(t, c) for t, c in zip(TABLES, COLS)]
-        for chunk in rows:
-            for statement, part in zip(sql, chunk):
-                con.executemany(statement, part)
-            timers += len(chunk[1])
-        for _, ddl in indexes:
-            con.execute(ddl)
-        con.execute("INSERT INTO counter (name, value) VALUES ('ticket', ?) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (counter,))
-        con.execute("COMMIT")
-        con.execute("PRAGMA journal_mode=WAL")
-    finally:
-        con.close()
-    return timers
+    """common.bulk_load_sqlite: one transaction, executemany per chunk, synchronous=OFF, the
+    secondary indexes dropped during the load and rebuilt after (same names and definitions);
+    left in WAL mode. Returns the timers loaded."""
+    return bulk_load_sqlite(path, list(zip(TABLES, COLS)), rows,
+                            counters={"ticket": counter}).rows["ticket_timer"]
 
 
 def load_postgres(conninfo: str, rows: Iterator[tuple[list, ...]], counter: int) -> int:
-    """COPY with the secondary indexes and foreign keys of the loaded tables dropped and
-    rebuilt (same names and definitions), the id sequences moved past the loaded ids, the
-    counter set, then VACUUM ANALYZE (as autovacuum would)."""
-    import psycopg
-
-    timers = 0
-    with psycopg.connect(conninfo) as con:
-        con.execute("SET synchronous_commit = off")
-        con.execute("SET maintenance_work_mem = '512MB'")
-        indexes = con.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
-            "AND tablename = ANY(%s) AND indexname NOT IN (SELECT conname FROM pg_constraint)",
-            (list(TABLES),)).fetchall()
-        fks = con.execute(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
-            "FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text = ANY(%s)",
-            (list(TABLES),)).fetchall()
-        for table, name, _ in fks:
-            con.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
-        for name, _ in indexes:
-            con.execute(f'DROP INDEX "{name}"')
-        with con.cursor() as cur:
-            for chunk in rows:
-                for table, cols, part in zip(TABLES, COLS, chunk):
-                    if not part:
-                        continue
-                    quoted = ", ".join(f'"{c}"' for c in cols)
-                    with cur.copy(f"COPY {table} ({quoted}) FROM STDIN") as copy:
-                        for row in part:
-                            copy.write_row(row)
-                timers += len(chunk[1])
-        for _, ddl in indexes:
-            con.execute(ddl)
-        for table, name, definition in fks:
-            con.execute(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
-        for table in TABLES:
-            con.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
-                        f"(SELECT coalesce(max(id), 1) FROM {table}))")
-        con.execute("INSERT INTO counter (name, value) VALUES ('ticket', %s) "
-                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value", (counter,))
-        con.commit()
-    with psycopg.connect(conninfo, autocommit=True) as con:
-        con.execute("VACUUM (ANALYZE)")
-    return timers
+    """common.bulk_load_postgres: COPY with the secondary indexes and foreign keys of the
+    loaded tables dropped and rebuilt (same names and definitions), the id sequences moved past
+    the loaded ids, the counter set, then VACUUM ANALYZE (as autovacuum would)."""
+    return bulk_load_postgres(conninfo, list(zip(TABLES, COLS)), rows,
+                              counters={"ticket": counter}).rows["ticket_timer"]
 
 
 # == (2) the timer sweep: databases ===============================================================
