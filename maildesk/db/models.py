@@ -194,8 +194,8 @@ class Ticket(Base):
     # Answers to a waiting client (the first, and each to a follow-up): how many, and the
     # waits summed, calendar and SLA clock (mean response time = sum / count).
     response_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    response_s: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    response_bs: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    response_s: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    response_bs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_ticket_status_number", "status", "number"),
                       # The report: a period's tickets per day (the index alone answers it),

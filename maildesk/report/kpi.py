@@ -29,8 +29,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (Integer, Select, and_, case, column, func, literal, literal_column, null,
-                        or_, select, values)
+from sqlalchemy import (Integer, Select, and_, case, column, func, literal, literal_column, or_,
+                        select, text, values)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -63,6 +63,12 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
     key = _ticket_key(by)
     cohort = and_(Ticket.created_at >= since, Ticket.created_at < until)
     scan = _scan_hint(session, since, until)
+    if session.get_bind().dialect.name == "postgresql":
+        # For this transaction only: hash the groups in memory instead of sorting them on disk
+        # (the default 4 MB is too small for a year of tickets), and no JIT compilation
+        # (a few hundred milliseconds per query here, more than it wins).
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
+        session.execute(text("SET LOCAL jit = off"))
 
     # 1. Every sum, per group and minute of business-time first response: one pass, and the
     # minutes give the distribution and where each group's median lies.
@@ -100,7 +106,7 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
     snapshot = session.execute(
         select(key.label("k"), _age_bucket(now).label("b"),
                func.count().label("backlog"),
-               func.sum(case((_overdue(now), 1), else_=0)).label("overdue"))
+               _flag(_overdue(now)).label("overdue"))
         .where(Ticket.status.in_(OPEN)).group_by(_K, literal_column("b"))).all()
     backlog_ages = [0] * len(AGE_BUCKETS)
     for row in snapshot:
@@ -149,7 +155,8 @@ def _ticket_key(by: str | None) -> ColumnElement[Any]:
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.sum(case((condition, 1), else_=0))
+    # COUNT(*) FILTER: cheaper than SUM(CASE ...) on PostgreSQL, and SQLite has it too.
+    return func.count().filter(condition)
 
 
 def _ticket_sums() -> list[ColumnElement[Any]]:
@@ -163,9 +170,9 @@ def _ticket_sums() -> list[ColumnElement[Any]]:
         func.count(Ticket.first_response_bs).label("fr_n_bs"),
         func.sum(Ticket.first_response_bs).label("fr_sum_bs"),
         _flag(and_(done, Ticket.handling_s.is_not(None))).label("h_n_s"),
-        func.sum(case((done, Ticket.handling_s), else_=null())).label("h_sum_s"),
+        func.sum(Ticket.handling_s).filter(done).label("h_sum_s"),
         _flag(and_(done, Ticket.handling_bs.is_not(None))).label("h_n_bs"),
-        func.sum(case((done, Ticket.handling_bs), else_=null())).label("h_sum_bs"),
+        func.sum(Ticket.handling_bs).filter(done).label("h_sum_bs"),
         _flag(Ticket.breached_at.is_not(None)).label("breached"),
         _flag(Ticket.handling_s.is_not(None)).label("ever_resolved"),
         _flag(and_(Ticket.handling_s.is_not(None), Ticket.reopen_count > 0)).label("reopened"),
