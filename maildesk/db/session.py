@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +32,10 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
             cur.execute("PRAGMA cache_size=-65536")  # 64 MiB: the ticket indexes stay in memory
             cur.close()
 
+        # Table hints (`INDEXED BY`, `NOT INDEXED`: the report's queries on a database
+        # SQLite has no statistics of) are dropped by SQLAlchemy's SQLite compiler; render them.
+        engine.dialect.statement_compiler = _HintingSQLiteCompiler
+
         # pysqlite's own transaction handling starts deferred transactions that fail to upgrade
         # to a write lock under concurrency; take the write lock up front instead. Read-only
         # sessions (reports, listings) begin deferred: in WAL mode they read a snapshot and
@@ -44,6 +49,11 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
     return create_engine(
         url, pool_size=pool_size, pool_pre_ping=True,
         connect_args={"options": f"-c lock_timeout={int(db.lock_timeout_ms)}"})
+
+
+class _HintingSQLiteCompiler(SQLiteCompiler):
+    def get_from_hint_text(self, table: Any, text: str) -> str:
+        return text
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
