@@ -34,6 +34,7 @@ bench-quick: setup
 	$(BIN)/python benchmarks/imap_ingest.py --quick
 	$(BIN)/python benchmarks/rules.py --quick
 	$(BIN)/python benchmarks/sla.py --quick
+	$(BIN)/python benchmarks/report.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
@@ -42,6 +43,7 @@ bench: setup
 	$(BIN)/python benchmarks/imap_ingest.py
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/sla.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info
