@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from alembic import op
 import sqlalchemy as sa
-import maildesk.db.models
 
 
 revision = '0006'
