@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 
 # Ids only: the index answers it, and each timer is loaded after its claim anyway (whole
 # rows cost ten times the bare SELECT on SQLite, most of it building objects to throw away).
-_DUE = (select(TicketTimer.id, TicketTimer.ticket_id)
+_DUE = (select(TicketTimer.id)
         .where(TicketTimer.state == TimerState.PENDING, TicketTimer.due_at <= bindparam("now"))
         .order_by(TicketTimer.due_at).limit(bindparam("limit")))   # the index's own order
+# On PostgreSQL with the tickets, to lock them (SQLite needs no lock, and its index alone
+# answers the ids: a ticket id per row would cost a table lookup each).
+_DUE_TICKETS = _DUE.add_columns(TicketTimer.ticket_id)
 _CLAIM = (update(TicketTimer)
           .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
           .values(state=TimerState.FIRED, fired_at=bindparam("now"))
@@ -78,10 +81,13 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     return fired
 
 
-def due_timers(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:
-    """Up to `limit` due timers, oldest first, as (timer id, ticket id)."""
-    return [(timer_id, ticket_id) for timer_id, ticket_id
-            in session.execute(_DUE, {"now": now, "limit": limit})]
+def due_timers(session: Session, now: datetime, limit: int) -> list[tuple[int, int | None]]:
+    """Up to `limit` due timers, oldest first, as (timer id, ticket id on PostgreSQL)."""
+    params = {"now": now, "limit": limit}
+    if session.get_bind().dialect.name == "postgresql":
+        return [(timer_id, ticket_id) for timer_id, ticket_id
+                in session.execute(_DUE_TICKETS, params)]
+    return [(timer_id, None) for timer_id in session.scalars(_DUE, params)]
 
 
 def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:
