@@ -228,30 +228,30 @@ class Watched:
 
 
 def test_leak_watch_catches_requests(browser, tmp_path: Path) -> None:
-    """The watch itself works: an external stylesheet and image are recorded (and blocked), and
-    with the report's CSP in place the attempt is still recorded and also shows up as a console
-    error."""
+    """The watch itself works: an external stylesheet and image are recorded (and blocked: the
+    route aborts them, and they point at a loopback port anyway), and with the report's CSP in
+    place the attempt is still recorded and also shows up as a console error."""
     from maildesk.report.html import CSP
 
     leaky = tmp_path / "leaky.html"
     leaky.write_text('<!DOCTYPE html><html><head><meta charset="utf-8">'
-                     '<link rel="stylesheet" href="https://fonts.example.com/a.css"></head>'
-                     '<body><img src="http://203.0.113.9/pixel.png" alt=""></body></html>')
+                     '<link rel="stylesheet" href="http://127.0.0.1:9/a.css"></head>'
+                     '<body><img src="http://127.0.0.1:9/pixel.png" alt=""></body></html>')
     w = Watched(browser, leaky)
     try:
-        assert any("fonts.example.com/a.css" in r for r in w.requests), w.requests
-        assert any("203.0.113.9/pixel.png" in r for r in w.requests), w.requests
+        assert any("127.0.0.1:9/a.css" in r for r in w.requests), w.requests
+        assert any("127.0.0.1:9/pixel.png" in r for r in w.requests), w.requests
     finally:
         w.close()
 
     fenced = tmp_path / "fenced.html"
     fenced.write_text('<!DOCTYPE html><html><head><meta charset="utf-8">'
                       f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-                      '</head><body><img src="https://cdn.example.com/x.png" alt=""></body></html>')
+                      '</head><body><img src="http://127.0.0.1:9/x.png" alt=""></body></html>')
     w = Watched(browser, fenced)
     try:
         # Chromium still announces the attempt; the CSP stops it before the network (no route).
-        assert w.requests == ["seen image https://cdn.example.com/x.png"], w.requests
+        assert w.requests == ["seen image http://127.0.0.1:9/x.png"], w.requests
         assert any("Content Security Policy" in p for p in w.problems), w.problems
     finally:
         w.close()
