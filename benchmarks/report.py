@@ -188,17 +188,26 @@ class Bench:
             event.remove(self.engine, "before_cursor_execute", grab)
         return seen
 
-    def plan(self, statement: str, parameters: Any) -> list[str]:
+    def plans(self, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        """The query plan of each SELECT, in one transaction where the other statements (SET
+        LOCAL ...) run as build_report sends them, so that they apply."""
         conn = self.engine.raw_connection()
+        out = []
         try:
             cur = conn.cursor()
-            if self.sqlite:
-                cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-                return [str(row[-1]) for row in cur.fetchall()]
-            cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
-            lines = [row[0] for row in cur.fetchall()]
+            for statement, parameters in statements:
+                if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
+                    cur.execute(statement, parameters)
+                    continue
+                if self.sqlite:
+                    cur.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+                    lines = [str(row[-1]) for row in cur.fetchall()]
+                else:
+                    cur.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
+                    lines = [row[0] for row in cur.fetchall()]
+                out.append({"statement": statement, "plan": lines})
             conn.rollback()
-            return lines
+            return out
         finally:
             conn.close()
 
@@ -363,12 +372,9 @@ def main() -> int:
         plans: dict[str, Any] = {}
         if args.plans:
             for by in BYS:
-                statements = bench.statements(by)
-                plans[name_of(by)] = [
-                    {"statement": s, "plan": bench.plan(s, p)} for s, p in statements]
-                plans[name_of(by)].append({"statement": baseline_sql(by, bench.placeholder),
-                                           "plan": bench.plan(baseline_sql(by, bench.placeholder),
-                                                              bench.params), "baseline": True})
+                plans[name_of(by)] = bench.plans(bench.statements(by))
+                baseline = bench.plans([(baseline_sql(by, bench.placeholder), bench.params)])
+                plans[name_of(by)].append({**baseline[0], "baseline": True})
         profiles: dict[str, str] = {}
         if args.profile:
             for by in BYS:

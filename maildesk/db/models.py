@@ -135,6 +135,12 @@ class Inbound(Base):
     __table_args__ = (Index("ix_inbound_status_id", "status", "id"),)
 
 
+# What the report's median lookups test besides the measure: the period and every grouping's
+# columns (report/kpi.py: created_at; line, category, priority; the agent's three).
+_REPORT_COVER = ("created_at", "line", "category", "priority", "assignee", "resolved_by",
+                 "first_response_by")
+
+
 class Ticket(Base):
     __tablename__ = "ticket"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -201,8 +207,11 @@ class Ticket(Base):
                       # The report: a period's tickets per day (the index alone answers it),
                       # and the first-response medians (the few rows of one minute).
                       Index("ix_ticket_created_at", "created_at", "status", "breached_at"),
-                      Index("ix_ticket_first_response_bs", "first_response_bs"),
-                      Index("ix_ticket_first_response_s", "first_response_s"))
+                      # The report's medians: a range of first responses read in order,
+                      # period and group tested in the index, the table not touched.
+                      Index("ix_ticket_first_response_bs", "first_response_bs",
+                            *_REPORT_COVER),
+                      Index("ix_ticket_first_response_s", "first_response_s", *_REPORT_COVER))
 
     participants: Mapped[list[Participant]] = relationship(back_populates="ticket",
                                                            order_by="Participant.id")

@@ -11,18 +11,19 @@ number, never a ticket loaded into Python. The README defines each KPI; in short
 - every duration twice: business (the ticket's SLA clock: business time of its policy's
   calendar, pending time left out) and calendar (wall-clock) seconds.
 
-The passes, for SQLite's sake (each GROUP BY there is a sort of its rows): one over the
-tickets grouped by group and minute of business-time first response (all sums, the
-distribution, where the medians lie), one for the minutes of calendar time, index lookups of
-the few values in each median's minute, and per-day counts from ix_ticket_created_at alone.
+The work, for SQLite's sake (each GROUP BY there is a sort of its rows, each aggregate a cost
+per row): ONE pass over the period's tickets grouped by the report's grouping alone, with
+every sum and each group's first responses counted per bucket of the distribution; each
+median then read from the one bucket its rank falls in, a short ordered range of a covering
+index (ix_ticket_first_response_bs/_s) walked from the bucket's nearer end; the per-day
+counts from ix_ticket_created_at alone, one range per day.
 
 The result is a JSON-ready dict, the stable format documented in the README.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from collections import Counter
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -40,7 +41,7 @@ from maildesk.db.models import Ticket, TicketStatus, UTCDateTime
 FORMAT_VERSION = 1
 GROUPINGS = ("line", "agent", "category", "priority")
 NONE_KEY = "(none)"
-_K, _M = literal_column("k"), literal_column("m")
+_K = literal_column("k")
 DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 OPEN = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
 RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
@@ -48,6 +49,11 @@ RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
 RESPONSE_BUCKETS = ((900, "< 15 min"), (3600, "15 min – 1 h"), (4 * 3600, "1 – 4 h"),
                     (8 * 3600, "4 – 8 h"), (86400, "8 h – 1 d"), (3 * 86400, "1 – 3 d"),
                     (None, "> 3 d"))
+# The bounds between those buckets: each group's first responses are counted per bucket, and
+# its median is read from the bucket its middle rank falls in.
+BOUNDS = tuple(upper for upper, _ in RESPONSE_BUCKETS if upper is not None)
+MEASURES = {"bs": (Ticket.first_response_bs, "ix_ticket_first_response_bs"),
+            "s": (Ticket.first_response_s, "ix_ticket_first_response_s")}
 AGE_BUCKETS = ((86400, "< 1 d"), (3 * 86400, "1 – 3 d"), (7 * 86400, "3 – 7 d"),
                (30 * 86400, "7 – 30 d"), (None, "> 30 d"))
 
@@ -70,38 +76,25 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
         session.execute(text("SET LOCAL work_mem = '64MB'"))
         session.execute(text("SET LOCAL jit = off"))
 
-    # 1. Every sum, per group and minute of business-time first response: one pass, and the
-    # minutes give the distribution and where each group's median lies.
+    # 1. Every sum and the first responses per bucket, per group: one pass.
     step("tickets")
-    minute = Ticket.first_response_bs // 60
-    rows = session.execute(scan(select(key.label("k"), minute.label("m"), *_ticket_sums())
-                                .where(cohort).group_by(_K, _M))).all()
+    q = select(key.label("k"), *_ticket_sums()).where(cohort)
+    rows = session.execute(scan(q.group_by(_K) if by is not None else q)).all()
     groups: dict[str, _Sums] = {}
     total = _Sums()
-    hist: dict[str, dict[str | None, Counter[int]]] = {"bs": {}, "s": {}}
     for row in rows:
-        sums = row._mapping
-        total.add(sums)
-        groups.setdefault(_k(row.k), _Sums()).add(sums)
-        if row.m is not None:
-            n = sums["fr_n_bs"]
-            hist["bs"].setdefault(_k(row.k), Counter())[int(row.m)] += n
-            hist["bs"].setdefault(None, Counter())[int(row.m)] += n
-    # 2. The same minutes in calendar time.
+        total.add(row._mapping)
+        groups.setdefault(_k(row.k), _Sums()).add(row._mapping)
+    # 2. The exact medians: each read in the one bucket its middle rank falls in.
     step("medians")
-    minute = Ticket.first_response_s // 60
-    for k, m, n in session.execute(scan(
-            select(key.label("k"), minute.label("m"), func.count())
-            .where(cohort, Ticket.first_response_s.is_not(None)).group_by(_K, _M))):
-        hist["s"].setdefault(_k(k), Counter())[int(m)] += n
-        hist["s"].setdefault(None, Counter())[int(m)] += n
-    # 3. The exact medians: the few values of the minute each middle rank falls in.
-    medians = {name: {g: _median(session, name, key if g is not None else None, g, h, cohort)
-                      for g, h in per.items() if by or g is None} for name, per in hist.items()}
-    # 4. Tickets per local day, from the index alone.
+    medians = {name: {g: _median(session, name, key if g is not None else None, g,
+                                 sums.buckets(name), cohort)
+                      for g, sums in [(None, total), *(groups.items() if by else [])]}
+               for name in MEASURES}
+    # 3. Tickets per local day, from the index alone.
     step("days")
     daily = _days(session, since, until, zone)
-    # 5. What is open now.
+    # 4. What is open now.
     step("backlog")
     snapshot = session.execute(
         select(key.label("k"), _age_bucket(now).label("b"),
@@ -131,9 +124,8 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
         "daily": daily,
         "first_response_distribution": [
             {"label": label, "upper_s": upper, "business": b, "calendar": c}
-            for (upper, label), b, c in zip(RESPONSE_BUCKETS,
-                                            _distribution(hist["bs"].get(None, Counter())),
-                                            _distribution(hist["s"].get(None, Counter())))],
+            for (upper, label), b, c in zip(RESPONSE_BUCKETS, total.buckets("bs"),
+                                            total.buckets("s"))],
         "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
                            for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
     }
@@ -183,6 +175,9 @@ def _ticket_sums() -> list[ColumnElement[Any]]:
     cols += [func.sum(Ticket.response_count).label("answers"),
              func.sum(Ticket.response_bs).label("answer_bs"),
              func.sum(Ticket.response_s).label("answer_s")]
+    # First responses below each bound (cumulative: one comparison per row and bound).
+    cols += [_flag(column < bound).label(f"fr_lt{i}_{name}")
+             for name, (column, _) in MEASURES.items() for i, bound in enumerate(BOUNDS)]
     return cols
 
 
@@ -217,49 +212,50 @@ def _scan_hint(session: Session, since: datetime,
 
 
 def _median(session: Session, name: str, key: ColumnElement[Any] | None, group: str | None,
-            minutes: Counter[int], cohort: ColumnElement[bool]) -> float | None:
-    """The exact median of the first responses counted in `minutes` (per minute of the
-    measure): the middle rank(s) located in the counts, then the values of just those
-    minutes read through the measure's index."""
-    n = sum(minutes.values())
+            buckets: list[int], cohort: ColumnElement[bool]) -> float | None:
+    """The exact median of a group's first responses (`buckets`: their count per bucket of
+    RESPONSE_BUCKETS): the mean of the value(s) at the middle rank(s)."""
+    n = sum(buckets)
     if not n:
         return None
-    column = Ticket.first_response_bs if name == "bs" else Ticket.first_response_s
-    index = "ix_ticket_first_response_bs" if name == "bs" else "ix_ticket_first_response_s"
-    wanted = sorted({(n - 1) // 2, n // 2})
-    found: list[float] = []
-    seen, ranks = 0, iter(wanted)
-    rank = next(ranks)
-    for m in sorted(minutes):
-        count = minutes[m]
-        if rank < seen + count:
-            q = (select(column).where(cohort, column >= m * 60, column < (m + 1) * 60)
-                 .order_by(column).with_hint(Ticket, f"INDEXED BY {index}", "sqlite"))
-            if key is not None:
-                q = q.where(_is_group(key, group))
-            values = list(session.scalars(q))
-            while rank is not None and rank < seen + count:
-                found.append(values[rank - seen])
-                rank = next(ranks, None)
-            if rank is None:
-                break
-        seen += count
+    ranks = sorted({(n - 1) // 2, n // 2})
+    found = _at_ranks(session, name, key, group, buckets, cohort, ranks[0], len(ranks))
     return sum(found) / len(found)
+
+
+def _at_ranks(session: Session, name: str, key: ColumnElement[Any] | None, group: str | None,
+              buckets: list[int], cohort: ColumnElement[bool], rank: int, many: int) -> list[int]:
+    """The values at ranks rank .. rank+many-1 (0-based, ascending) of a group's first
+    responses: read from the bucket they fall in, walked from its nearer end through the
+    measure's covering index, so that at most half a bucket is read."""
+    below = 0
+    for i, count in enumerate(buckets):
+        if rank < below + count:
+            break
+        below += count
+    if rank + many > below + count:   # the ranks straddle two buckets
+        return (_at_ranks(session, name, key, group, buckets, cohort, rank, 1)
+                + _at_ranks(session, name, key, group, buckets, cohort, rank + 1, many - 1))
+    column, index = MEASURES[name]
+    q = select(column).where(cohort, column.is_not(None)).limit(many)
+    if i > 0:
+        q = q.where(column >= BOUNDS[i - 1])
+    if i < len(BOUNDS):
+        q = q.where(column < BOUNDS[i])
+    if key is not None:
+        q = q.where(_is_group(key, group))
+    q = q.with_hint(Ticket, f"INDEXED BY {index}", "sqlite")
+    offset = rank - below
+    if offset + many / 2 <= count / 2:
+        return list(session.scalars(q.order_by(column).offset(offset)))
+    from_top = count - offset - many
+    return list(reversed(session.scalars(q.order_by(column.desc()).offset(from_top)).all()))
 
 
 def _is_group(key: ColumnElement[Any], group: str | None) -> ColumnElement[bool]:
     if group == NONE_KEY:
         return or_(key.is_(None), key == "")
     return key == group
-
-
-def _distribution(minutes: Counter[int]) -> list[int]:
-    """Counts per RESPONSE_BUCKETS bucket (their bounds are whole minutes)."""
-    out = [0] * len(RESPONSE_BUCKETS)
-    bounds = [upper // 60 for upper, _ in RESPONSE_BUCKETS if upper is not None]
-    for m, count in minutes.items():
-        out[bisect_right(bounds, m)] += count
-    return out
 
 
 def _days(session: Session, since: datetime, until: datetime,
@@ -273,16 +269,17 @@ def _days(session: Session, since: datetime, until: datetime,
     bounds = values(column("i", Integer), column("a", UTCDateTime()),
                     column("b", UTCDateTime()), name="days").data(
         [(i, a, b) for i, (_, a, b) in enumerate(days)]).cte("days")
-    in_day = and_(Ticket.created_at >= bounds.c.a, Ticket.created_at < bounds.c.b)
-
-    def count(*where: ColumnElement[bool]) -> Any:
-        # SQLite would take the status index for the status test: all closed tickets per day.
-        return (select(func.count()).where(in_day, *where)
-                .with_hint(Ticket, "INDEXED BY ix_ticket_created_at", "sqlite")
-                .scalar_subquery())
-    q = select(bounds.c.i, count(), count(Ticket.status.in_(DONE)),
-               count(Ticket.breached_at.is_not(None)))
-    figures = {i: (c, r, b) for i, c, r, b in session.execute(q)}
+    # One range of the index per day, its three counts packed into one JSON array (a
+    # correlated subquery has one column). SQLite would take the status index for the status
+    # test, all closed tickets per day: the hint keeps it on the range.
+    pack = func.json_array if session.get_bind().dialect.name == "sqlite" else \
+        func.json_build_array
+    counts = (select(pack(func.count(), _flag(Ticket.status.in_(DONE)),
+                          _flag(Ticket.breached_at.is_not(None))))
+              .where(Ticket.created_at >= bounds.c.a, Ticket.created_at < bounds.c.b)
+              .with_hint(Ticket, "INDEXED BY ix_ticket_created_at", "sqlite").scalar_subquery())
+    figures = {i: json.loads(c) if isinstance(c, str) else c
+               for i, c in session.execute(select(bounds.c.i, counts))}
     return [{"date": day.isoformat(), "created": figures[i][0], "resolved": figures[i][1],
              "breached": figures[i][2]} for i, (day, _, _) in enumerate(days)]
 
@@ -315,9 +312,15 @@ class _Sums:
 
     def add(self, row: Mapping[str, Any]) -> None:
         for name, value in row.items():
-            if name not in ("k", "m"):
+            if name != "k":
                 self.c[name] = self.c.get(name, 0) + int(value or 0)   # PostgreSQL: Decimal
         self.tickets = self.c.get("tickets", 0)
+
+    def buckets(self, name: str) -> list[int]:
+        """First responses (business "bs" or calendar "s") per RESPONSE_BUCKETS bucket."""
+        below = [self.c.get(f"fr_lt{i}_{name}", 0) for i in range(len(BOUNDS))]
+        below.append(self.c.get(f"fr_n_{name}", 0))
+        return [b - a for a, b in zip([0, *below], below)]
 
     def kpi(self, medians: tuple[float | None, float | None]) -> dict[str, Any]:
         c = self.c.get
