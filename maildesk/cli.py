@@ -347,7 +347,7 @@ def tickets_list(obj: dict[str, Any], status: str | None, line: str | None, limi
     if limit:
         q = q.limit(limit)
     tag = ctx.settings.ticket_tag
-    with ctx.make_session() as session:
+    with ctx.read_session() as session:
         rows = [ticket_summary(t, tag, n) for t, n in session.execute(q).all()]
     if as_json:
         _dump(rows)
@@ -376,7 +376,7 @@ def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
     digits = number.rsplit("-", 1)[-1].strip("[]# ")
     if not digits.isdigit():
         _fail(f"not a ticket number: {number}", 2)
-    with ctx.make_session() as session:
+    with ctx.read_session() as session:
         ticket = session.scalar(
             select(Ticket).where(Ticket.number == int(digits))
             .options(selectinload(Ticket.participants),
@@ -512,7 +512,7 @@ def outbox_list(obj: dict[str, Any], status: str | None, limit: int, as_json: bo
         q = q.limit(limit)
     if status:
         q = q.where(Outbox.status == OutboxStatus(status))
-    with ctx.make_session() as session:
+    with ctx.read_session() as session:
         rows = [outbox_view(o, number) for o, number in session.execute(q).all()]
     if as_json:
         _dump(rows)
@@ -576,7 +576,7 @@ def quarantine_list(obj: dict[str, Any], as_json: bool) -> None:
     from maildesk.views import quarantine_view
 
     ctx = _ctx(obj)
-    with ctx.make_session() as session:
+    with ctx.read_session() as session:
         rows = [quarantine_view(i) for i in session.scalars(
             select(Inbound).where(Inbound.status == InboundStatus.QUARANTINED)
             .options(selectinload(Inbound.raw)).order_by(Inbound.id))]
