@@ -13,10 +13,11 @@ number, never a ticket loaded into Python. The README defines each KPI; in short
 
 The work, for SQLite's sake (each GROUP BY there is a sort of its rows, each aggregate a cost
 per row): ONE pass over the period's tickets grouped by the report's grouping alone (on
-PostgreSQL also by resolved-or-not, see _ticket_sums), with every sum and each group's first responses counted per bucket of the distribution; each
-median then read from the one bucket its rank falls in, a short ordered range of a covering
-index (ix_ticket_first_response_bs/_s) walked from the bucket's nearer end; the per-day
-counts from ix_ticket_created_at alone, one range per day.
+PostgreSQL also by resolved-or-not, see _ticket_sums), with every sum and each group's first
+responses counted per bucket of the distribution; each median then read from the one bucket
+its rank falls in, a short ordered range of a covering index (ix_ticket_first_response_bs/_s)
+walked from the bucket's nearer end; the per-day counts from ix_ticket_created_at alone, one
+range per day.
 
 The result is a JSON-ready dict, the stable format documented in the README.
 """
