@@ -108,7 +108,8 @@ class OutboundThread(Worker):
         from maildesk.outbound.transport import make_transport
 
         transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
-        self.deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock)
+        self.deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock,
+                                         lease=ctx.settings.outbound.lease)
         super().__init__("outbound", lambda: bool(self.deliverer.run_once()))
 
     def stop(self) -> None:

@@ -554,7 +554,8 @@ def outbox_deliver(obj: dict[str, Any]) -> None:
 
     ctx = _ctx(obj)
     transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
-    deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock)
+    deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock,
+                                lease=ctx.settings.outbound.lease)
     try:
         outcomes = deliverer.drain()
     finally:

@@ -79,12 +79,18 @@ class ImapAccount:
     enabled: bool = True
 
 
+MIN_LEASE = timedelta(seconds=5)
+
+
 @dataclass(frozen=True)
 class Outbound:
     transport: str = "maildir"
     maildir: Path = Path("var/outbox-maildir")
     smtp: SmarthostSettings | None = None
     give_up_after: timedelta = timedelta(days=2)
+    # How long a delivering process holds the mails it claimed: after a crash, another sends
+    # them once it has passed. Longer than sending a group of 25 may take.
+    lease: timedelta = timedelta(seconds=90)
 
 
 @dataclass(frozen=True)
@@ -417,6 +423,10 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         imap_accounts = ()
     if out.get("transport") == "smtp" and smarthost is None:
         problems.append(main.problem(("outbound", "transport"), "transport smtp needs an outbound.smtp section"))
+    lease = parse_duration(out.get("lease", "90s"))
+    if lease < MIN_LEASE:
+        problems.append(main.problem(("outbound", "lease"), f"at least {MIN_LEASE.seconds}s: a "
+                                     "shorter lease ends while its mails are still being sent"))
     if problems:
         raise ConfigError(problems)
 
@@ -440,7 +450,8 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         outbound=Outbound(transport=out.get("transport", "maildir"),
                           maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
                           smtp=smarthost,
-                          give_up_after=parse_duration(out.get("give_up_after", "2d"))),
+                          give_up_after=parse_duration(out.get("give_up_after", "2d")),
+                          lease=lease),
         autoreply=Autoreply(**{**d.get("autoreply", {}), "mute_after_bounce": parse_duration(
             d.get("autoreply", {}).get("mute_after_bounce", "1d"))}),
         processing=Processing(**d.get("processing", {})),

@@ -78,10 +78,12 @@ Delivered = tuple[Claimed, dict[str, object], DeliveryOutcome]
 
 
 class OutboxDeliverer:
-    def __init__(self, make_session: sessionmaker[Session], transport: Transport, clock: Clock):
+    def __init__(self, make_session: sessionmaker[Session], transport: Transport, clock: Clock,
+                 *, lease: timedelta = LEASE):
         self.make_session = make_session
         self.transport = transport
         self.clock = clock
+        self.lease = lease
         self._engine = make_session.kw["bind"]
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
 
@@ -136,7 +138,7 @@ class OutboxDeliverer:
             due = conn.scalars(_DUE, {"now": now, "limit": limit}).all()
             if not due:
                 return []
-            won = conn.scalars(_LEASE, {"ids": due, "now": now, "until": now + LEASE}).all()
+            won = conn.scalars(_LEASE, {"ids": due, "now": now, "until": now + self.lease}).all()
             rows = {row.id: Claimed(*row) for row in conn.execute(_LOAD, {"ids": won})}
         return [rows[i] for i in due if i in rows]
 

@@ -49,6 +49,8 @@ def outbox_now(cli) -> list[dict] | None:
 
 
 def test_sigkill_mid_burst_loses_no_ticket_and_no_autoreply(config_set, cli, tmp_path):
+    # A short lease: what the killed daemon had claimed goes out again sooner.
+    config_set.write(outbound={"lease": "10s"})
     port = config_set.data["smtp"]["port"]
     log = tmp_path / "serve.log"
     daemon = start(config_set, log)
@@ -81,7 +83,7 @@ def test_sigkill_mid_burst_loses_no_ticket_and_no_autoreply(config_set, cli, tmp
             return (kinds["autoreply"] >= 200 and kinds["notification"] >= 200
                     and all(r["status"] == "sent" for r in rows))
 
-        # What the killed daemon had claimed goes out once its lease (90 s) has passed.
+        # What the killed daemon had claimed goes out once its lease (10 s) has passed.
         wait_for(outbox_done, "every autoreply and line notification to be sent", limit=400)
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -187,3 +187,16 @@ def test_imap_account_mistakes_are_named(cfg, monkeypatch, change, message):
         load_settings(path)
     assert message in str(err.value)
     assert "maildesk.yaml:" in str(err.value)
+
+
+def test_outbox_lease_is_read_and_too_short_a_lease_is_refused(cfg):
+    path = cfg / "maildesk.yaml"
+    assert load_settings(path).outbound.lease.total_seconds() == 90
+    replace(path, "lease: 90s", "lease: 2m")
+    assert load_settings(path).outbound.lease.total_seconds() == 120
+    replace(path, "lease: 2m", "lease: 1s")
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    (problem,) = err.value.problems
+    assert problem.key == "outbound.lease" and "at least 5s" in problem.message
+    assert problem.line == line_of(path, "lease: 1s")
