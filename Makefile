@@ -24,8 +24,10 @@ run: db
 check: setup
 	$(BIN)/maildesk --config $(CONFIG) check
 
+# In parallel (pytest-xdist), up to 4 processes: most tests wait on servers and subprocesses.
+# `make test PYTEST_ARGS="-n 0"` runs them one by one.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 bench-quick: setup
 	$(BIN)/python benchmarks/smtp_ingest.py --quick
