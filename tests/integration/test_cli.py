@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from helpers import cli_json, count, store, wait_for
 from mails import mail
@@ -75,40 +73,15 @@ def test_ingest_asks_to_retry_with_75_when_the_database_is_locked(cli, ctx):
     assert count(ctx, Inbound) == 0
 
 
-class WriterBusy:
-    """The daemon in the middle of a long write: on SQLite a connection holding the write lock,
-    on PostgreSQL the written tables locked against writers (readers pass)."""
-
-    def __init__(self, url: str):
-        self.url = url
-
-    def __enter__(self):
-        if self.url.startswith("sqlite"):
-            self.conn = sqlite3.connect(self.url.split("///", 1)[1], isolation_level=None)
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.conn.execute("UPDATE ticket SET subject = subject")
-        else:
-            self.engine = create_engine(self.url)
-            self.conn = self.engine.connect()
-            self.conn.execute(text("LOCK TABLE ticket, message, outbox, inbound IN EXCLUSIVE MODE"))
-        return self
-
-    def __exit__(self, *exc):
-        if self.url.startswith("sqlite"):
-            self.conn.execute("ROLLBACK")
-            self.conn.close()
-        else:
-            self.conn.rollback()
-            self.conn.close()
-            self.engine.dispose()
-
-
 def test_read_commands_answer_while_the_daemon_writes(cli, ctx, processor):
     """Listing and showing tickets, the outbox, the quarantine and the report only read: they
     neither wait for the daemon's write lock nor hold it up."""
     store(ctx, mail(subject="Принтер не печатает", body="Совсем."))
     processor.drain()
-    with WriterBusy(ctx.settings.database.url):
+    # The daemon mid-write: on PostgreSQL the written tables locked against writers only.
+    busy = DatabaseLock(ctx.settings.database.url, mode="EXCLUSIVE",
+                        tables=("ticket", "message", "outbox", "inbound"))
+    with busy:
         answers = {args: cli(*args) for args in (
             ("tickets", "list"), ("tickets", "show", "1000"), ("outbox", "list"),
             ("quarantine", "list"), ("report", "--format", "json"))}

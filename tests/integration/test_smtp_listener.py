@@ -69,10 +69,12 @@ def test_oversize_message_gets_552(small_limit, smtp_listener, ctx):
 
 
 class DatabaseLock:
-    """Hold the database so that no one else can write (SQLite) or insert arrivals (PostgreSQL)."""
+    """Hold the database so that no one else can write (SQLite: readers pass) or use the
+    `tables` in a way `mode` excludes (PostgreSQL; by default no one inserts arrivals)."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, tables: tuple[str, ...] = ("raw_message", "inbound"),
+                 mode: str = "ACCESS EXCLUSIVE"):
+        self.url, self.tables, self.mode = url, tables, mode
 
     def __enter__(self):
         if self.url.startswith("sqlite"):
@@ -81,7 +83,7 @@ class DatabaseLock:
         else:
             self.engine = create_engine(self.url)
             self.conn = self.engine.connect()
-            self.conn.execute(text("LOCK TABLE raw_message, inbound IN ACCESS EXCLUSIVE MODE"))
+            self.conn.execute(text(f"LOCK TABLE {', '.join(self.tables)} IN {self.mode} MODE"))
         return self
 
     def __exit__(self, *exc):
