@@ -337,7 +337,7 @@ class _Sums:
 
     def add(self, row: Mapping[str, Any]) -> None:
         for name, value in row.items():
-            if name not in ("k", "done"):
+            if name != "k":
                 self.c[name] = self.c.get(name, 0) + int(value or 0)   # PostgreSQL: Decimal
         self.tickets = self.c.get("tickets", 0)
 
