@@ -25,7 +25,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.header import Header
@@ -480,6 +481,23 @@ def write_config_set(directory: Path, db_url: str, *, smtp_port: int | None = No
     data.setdefault("outbound", {})["maildir"] = str(var / "outbox-maildir")
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+@contextmanager
+def statements_sent(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    """`with statements_sent(engine) as seen: ...`: the SQL statements (with their parameters)
+    sent through `engine` inside the block, as the driver sees them."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        seen.append((statement, parameters))
+    event.listen(engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", grab)
 
 
 class Timer:

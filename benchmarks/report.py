@@ -63,7 +63,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ScratchDatabase, Stamps, Timer, write_json
+from common import ScratchDatabase, Stamps, Timer, statements_sent, write_json
 from seed import DEFAULT_END, describe, migrate, orm_check, period, seed_database
 
 TARGET = 3.0       # build_report / the hand-written aggregate, at most
@@ -175,17 +175,8 @@ class Bench:
 
     def statements(self, by: str | None) -> list[tuple[str, Any]]:
         """The SQL statements one build_report sends, as the driver sees them."""
-        from sqlalchemy import event
-
-        seen: list[tuple[str, Any]] = []
-
-        def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-            seen.append((statement, parameters))
-        event.listen(self.engine, "before_cursor_execute", grab)
-        try:
+        with statements_sent(self.engine) as seen:
             self.report(by)
-        finally:
-            event.remove(self.engine, "before_cursor_execute", grab)
         return seen
 
     def plans(self, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:

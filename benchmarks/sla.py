@@ -78,7 +78,8 @@ import yaml
 
 from common import (DOMAINS, EN_FIRST, EN_LAST, EN_SENTENCES, EN_TOPICS, ROOT, RU_FIRST, RU_LAST,
                     RU_SENTENCES, RU_TOPICS, SUPPORT, TRANSLIT, Stamps, Timer, bulk_load_postgres,
-                    bulk_load_sqlite, message_id_for, write_config_set, write_json)
+                    bulk_load_sqlite, message_id_for, statements_sent, write_config_set,
+                    write_json)
 
 TARGET_DEADLINE = 20.0     # µs per 1-year deadline / µs per 1-hour deadline, at most
 TARGET_SWEEP = 2.0         # maildesk's sweep query / bare indexed SELECT, at most
@@ -490,7 +491,7 @@ class Sweep:
     """The measured statements against one loaded database."""
 
     def __init__(self, settings: Any):
-        from sqlalchemy import bindparam, event, text
+        from sqlalchemy import bindparam, text
 
         from maildesk.db.models import UTCDateTime
         from maildesk.db.session import make_engine, make_sessionmaker
@@ -506,22 +507,14 @@ class Sweep:
         self.lock_ticket = _LOCK_TICKET
         self.bare = text(BARE).bindparams(bindparam("now", type_=UTCDateTime()))
         self.bare_locked = text(BARE_LOCKED).bindparams(bindparam("now", type_=UTCDateTime()))
-        self.event = event
         # The statements as the driver sees them, for the bare-cursor runs and the plans.
         self.sql: dict[str, list[tuple[str, Any]]] = {}
         for name, run in (("query", self._query), ("bare", self._bare), ("ids", self._ids),
                           ("bare_locked", self._bare_locked)):
             if name == "bare_locked" and not self.postgres:
                 continue
-            seen: list[tuple[str, Any]] = []
-
-            def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
-                seen.append((statement, parameters))
-            event.listen(self.engine, "before_cursor_execute", grab)
-            try:
+            with statements_sent(self.engine) as seen:
                 self.sample(run)
-            finally:
-                event.remove(self.engine, "before_cursor_execute", grab)
             # The statements of the run (two for the sweep on PostgreSQL: due, then locks).
             self.sql[name] = [s for s in seen if "ticket" in s[0]]
 
@@ -625,15 +618,11 @@ class Sweep:
         """One untimed `fn` with its SQL statements counted by kind, then `_outcome`."""
         counter: Counter = Counter()
 
-        def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-            counter[statement.lstrip().split(None, 1)[0].upper()] += 1
-
         def counted(session: Any) -> Any:
-            self.event.listen(self.engine, "before_cursor_execute", count)
-            try:
-                return fn(session)
-            finally:
-                self.event.remove(self.engine, "before_cursor_execute", count)
+            with statements_sent(self.engine) as seen:
+                result = fn(session)
+            counter.update(statement.lstrip().split(None, 1)[0].upper() for statement, _ in seen)
+            return result
         _, result = self.sample(counted, self._outcome)
         return counter, result
 
