@@ -150,10 +150,11 @@ class ProcessorThread(Worker):
     """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
     other processes (`ingest`, a second daemon)."""
 
-    def __init__(self, ctx: Context, on_outbox=None):  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: Context, on_outbox=None, probes=None):  # type: ignore[no-untyped-def]
         from maildesk.pipeline.run import Processor
 
-        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox)
+        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
+                                   probes=probes)
         self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         self.intake = IntakeGate()
         super().__init__("processor", self._step)
@@ -226,14 +227,22 @@ def run_timers(ctx: Context, settings: Settings, composer, *, arm: bool = False,
 
 
 async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
+    from maildesk.ingress.limits import AcceptErrorHandler, RelayNetworks
     from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
+    from maildesk.probes import TokenProbeGuard
     from maildesk.store.raw import GroupCommitWriter
 
     loop = asyncio.get_running_loop()
+    # Out of file descriptors, accept() fails per connection: one log line per 10 s, no traceback.
+    AcceptErrorHandler(log).install(loop)
     stop = asyncio.Event()
     current = {"settings": ctx.settings}
+    # One guard: the processor counts failed token lookups per IP, the listener refuses past it.
+    probes = TokenProbeGuard(ctx.settings.security.token_failures_per_hour,
+                             exempt=RelayNetworks(ctx.settings.smtp.relays).contains)
     outbound = OutboundThread(ctx) if "outbound" in components else None
-    processor = (ProcessorThread(ctx, on_outbox=outbound.wake if outbound else None)
+    processor = (ProcessorThread(ctx, on_outbox=outbound.wake if outbound else None,
+                                 probes=probes)
                  if "process" in components else None)
     timers = (TimersThread(ctx, on_outbox=outbound.wake if outbound else None)
               if "timers" in components else None)
@@ -252,7 +261,14 @@ async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | N
     server = None
     handler = None
     if "smtp" in components and ctx.settings.smtp.enabled:
-        handler = SupportHandler(lambda: current["settings"], writer, ctx.clock)
+        authenticate = None
+        if ctx.settings.authenticity.own_check.enabled:
+            # Reads the current settings per mail: a reload may change or switch it off
+            # (switching it on takes a restart, like the listener's address).
+            from maildesk.ingress.authcheck import make_authenticator
+            authenticate = make_authenticator(lambda: current["settings"])
+        handler = SupportHandler(lambda: current["settings"], writer, ctx.clock,
+                                 authenticate=authenticate, probes=probes)
         s = ctx.settings.smtp
         server = await loop.create_server(make_smtp_factory(handler, ctx.settings), s.host, s.port)
         log.info("SMTP listener on %s:%s for %s", s.host, s.port,

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from maildesk.app import COMPONENTS, Context, serve, upgrade_database
-from maildesk.config import ConfigError, load_settings
+from maildesk.config import ConfigError, Settings, load_settings
 from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, OutboxStatus, Ticket,
                                 TicketStatus)
 
@@ -83,8 +83,35 @@ def init(directory: str, force: bool) -> None:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
             written += 1
+    # The return-path signing key, made now (mode 0600) rather than by the first command.
+    try:
+        key_file = load_settings(target / "config" / "maildesk.yaml").security.secret_file
+        click.echo(f"signing key in {key_file} (keep it secret; `maildesk keys rotate`)")
+    except ConfigError as exc:
+        click.echo(f"no signing key made yet: {exc}", err=True)
     click.echo(f"wrote {written} files under {target}; start with: "
                f"maildesk --config {target / 'config' / 'maildesk.yaml'} db upgrade")
+
+
+@main.group()
+def keys() -> None:
+    """The secret that signs return paths (security.secret_file)."""
+
+
+@keys.command("rotate")
+@click.pass_obj
+def keys_rotate(obj: dict[str, Any]) -> None:
+    """Sign with a new key from now on; older keys keep verifying the tags they signed.
+    A running daemon takes the new key on SIGHUP."""
+    from maildesk.config.secrets import rotate_secret_file
+
+    try:
+        path = load_settings(obj["config"]).security.secret_file
+        count = rotate_secret_file(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"new signing key first in {path}; {count} keys in all (delete a line once "
+               "the tags it signed have expired)")
 
 
 @main.command()
@@ -114,6 +141,30 @@ def check(obj: dict[str, Any]) -> None:
     for path in (settings.config_path, settings.lines_path, settings.rules_path, settings.sla_path):
         click.echo(f"ok  {path}")
     click.echo(f"ok  {settings.templates_dir} ({', '.join(sorted(composer.languages))})")
+    warning = backscatter_warning(settings)
+    if warning:
+        click.echo(f"WARNING: {warning}", err=True)
+
+
+def backscatter_warning(settings: Settings) -> str | None:
+    """A listener reachable from other hosts with a policy weaker than require-pass lets
+    anyone make maildesk mail a forged From address (PRODUCT.md §8)."""
+    import ipaddress
+
+    smtp = settings.smtp
+    policy = settings.authenticity.policy
+    if not smtp.enabled or policy == "require-pass":
+        return None
+    try:
+        loopback = ipaddress.ip_address(smtp.host).is_loopback
+    except ValueError:
+        loopback = smtp.host.lower() == "localhost"
+    if loopback:
+        return None
+    return (f"{settings.config_path}: the SMTP listener binds {smtp.host}:{smtp.port}, not a "
+            f"loopback address, and authenticity.policy is {policy}: forged senders get "
+            "automatic mail (backscatter). Use policy: require-pass with trusted_relays and "
+            "trusted_authserv_ids of the MTA in front, or own_check.")
 
 
 @main.group()

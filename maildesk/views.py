@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from maildesk import addresses
 from maildesk.db.models import Inbound, Message, Outbox, Ticket
 from maildesk.pipeline.subject import format_tag
 
@@ -14,8 +15,7 @@ def iso(value: datetime | None) -> str | None:
 
 
 def reply_address(ticket: Ticket) -> str:
-    local, _, domain = ticket.mailbox.rpartition("@")
-    return f"{local}+{ticket.number}-{ticket.reply_token}@{domain}"
+    return addresses.reply_address(ticket.mailbox, ticket.number, ticket.reply_token)
 
 
 def ticket_summary(ticket: Ticket, tag: str, message_count: int | None = None) -> dict[str, Any]:

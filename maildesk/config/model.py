@@ -5,6 +5,7 @@ A running daemon swaps a whole new Settings in on SIGHUP; nothing here is mutate
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays as holidays_package
 
 from maildesk.config.errors import ConfigError, ConfigProblem
+from maildesk.addresses import SigningKeys
 from maildesk.config.load import LoadedYaml, load_yaml, validate
+from maildesk.config.secrets import load_signing_keys
 from maildesk.durations import parse_duration
 from maildesk.rules.engine import Known, RuleSet, compile_rules
 from maildesk.sla.calendar import WorkCalendar, calendars_from_sla, default_calendar_name
@@ -26,10 +29,24 @@ DEFAULT_CONFIG = Path("config/maildesk.yaml")
 
 @dataclass(frozen=True)
 class SmtpListener:
+    """The listener and its limits (PRODUCT.md §8); defaults at least as strict as Postfix's."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 2525
     max_message_size: int = 25 * 1024 * 1024
+    max_sessions: int = 100               # open sessions in total; more get 421
+    max_sessions_per_ip: int = 20         # ... from one client IP (not for `relays`)
+    relays: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # the MTA in front
+    max_recipients: int = 100             # per message; more get 452 (RFC 5321 minimum)
+    recipient_overshoot_limit: int = 1000  # 452s beyond that before each counts as an error
+    max_junk_commands: int = 10           # NOOP, RSET, VRFY, EXPN, HELP, repeated EHLO...
+    max_errors: int = 20                  # 4xx/5xx replies per session before 421
+    idle_timeout: float = 300.0           # seconds per command, and for DATA (see min_data_rate)
+    overload_idle_timeout: float = 10.0   # ... while more than overload_fraction are open
+    overload_fraction: float = 0.8
+    min_data_rate: int = 500              # bytes/s: DATA gets idle_timeout plus 1 s per this
+    fd_reserve: int = 64                  # descriptors kept for all but sessions
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,52 @@ class Autoreply:
     enabled: bool = True
     max_per_sender_per_hour: int = 5
     mute_after_bounce: timedelta = timedelta(days=1)
+    # Backscatter caps (PRODUCT.md §8): a forged flood from many addresses of one domain, or
+    # of many domains, cannot make maildesk mail more than this.
+    max_per_domain_per_hour: int = 20
+    max_per_hour: int = 100
+
+
+@dataclass(frozen=True)
+class SpamHeader:
+    """A trusted relay's spam verdict: the header, and a regex or a list of values (compared
+    with the value's first word, case-insensitively) that mean spam."""
+
+    name: str
+    pattern: re.Pattern[str] | None = None
+    values: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class OwnCheck:
+    """maildesk's own SPF/DKIM/DMARC check of mail that reaches its SMTP listener."""
+
+    enabled: bool = False
+    nameserver: str = "127.0.0.1"     # a validating resolver you run; never a guess
+    port: int = 53
+    timeout: timedelta = timedelta(seconds=5)   # for all lookups of one message together
+    authserv_id: str | None = None    # in the results it records (default: instance.domain)
+
+
+@dataclass(frozen=True)
+class Authenticity:
+    """When automatic mail may go to a sender (no backscatter; pipeline/authenticity.py)."""
+
+    policy: str = "block-fail"        # require-pass | block-fail | off
+    trusted_authserv_ids: tuple[str, ...] = ()
+    trusted_relays: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    spam_header: SpamHeader | None = None
+    own_check: OwnCheck = field(default_factory=OwnCheck)
+
+
+@dataclass(frozen=True)
+class Security:
+    """Return-path signing and reply-token probing (PRODUCT.md §8)."""
+
+    secret_file: Path = Path("var/maildesk.key")   # made on first load, mode 0600
+    bounce_tag_validity: timedelta = timedelta(days=21)
+    max_tokens_per_message: int = 3       # more distinct token addresses: quarantined
+    token_failures_per_hour: int = 20     # failed lookups per IP before token RCPTs get 550
 
 
 @dataclass(frozen=True)
@@ -161,6 +224,10 @@ class Settings:
     close_after: timedelta | None = timedelta(days=7)   # resolved -> closed by itself
     timer_interval: timedelta = timedelta(seconds=30)
     agents_trust_authserv_id: str | None = None
+    security: Security = field(default_factory=Security)
+    signing_keys: SigningKeys = field(default=SigningKeys((b"unset",)), repr=False)
+    postmaster_line: str | None = None    # mail to postmaster@: this line (None: the rules')
+    authenticity: Authenticity = field(default_factory=Authenticity)
 
     def line(self, line_id: str | None) -> Line | None:
         return next((line for line in self.lines if line.id == line_id), None)
@@ -303,6 +370,76 @@ def _imap_accounts(loaded: LoadedYaml) -> tuple[ImapAccount, ...]:
     return tuple(out)
 
 
+def _authenticity(loaded: LoadedYaml, domain: str, default_relays: tuple = ()  # type: ignore[type-arg]
+                  ) -> tuple[Authenticity, list[ConfigProblem]]:
+    """The `authenticity:` section; problems name the key (a bad CIDR, a bad regex). Without
+    `trusted_relays` the listener's `smtp.relays` (the MTA in front) are trusted."""
+    a = loaded.data.get("authenticity") or {}
+    problems: list[ConfigProblem] = []
+    relays = []
+    for i, text in enumerate(a.get("trusted_relays", [])):
+        try:
+            relays.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            problems.append(loaded.problem(("authenticity", "trusted_relays", i),
+                                           f"{text!r} is not an IP address or CIDR network "
+                                           "(e.g. 192.0.2.10 or 2001:db8::/64)"))
+    spam = None
+    if a.get("spam_header"):
+        spec = a["spam_header"]
+        match = spec.get("match", "(?i)^yes")
+        pattern = None
+        values: frozenset[str] = frozenset()
+        if isinstance(match, str):
+            try:
+                pattern = re.compile(match)
+            except re.error as exc:
+                problems.append(loaded.problem(("authenticity", "spam_header", "match"),
+                                               f"not a regular expression: {exc}"))
+        else:
+            values = frozenset(str(v).lower() for v in match)
+        spam = SpamHeader(spec["name"], pattern, values)
+    own = a.get("own_check") or {}
+    own_check = OwnCheck(enabled=own.get("enabled", False),
+                         nameserver=str(own.get("nameserver", "127.0.0.1")),
+                         port=own.get("port", 53),
+                         timeout=parse_duration(own.get("timeout", "5s")),
+                         authserv_id=own.get("authserv_id") or domain)
+    if own_check.enabled:
+        try:
+            ipaddress.ip_address(own_check.nameserver)
+        except ValueError:
+            problems.append(loaded.problem(("authenticity", "own_check", "nameserver"),
+                                           f"{own_check.nameserver!r}: an IP address is "
+                                           "needed (the resolver is asked directly)"))
+    return Authenticity(
+        policy=a.get("policy", "block-fail"),
+        trusted_authserv_ids=tuple(str(x).lower() for x in a.get("trusted_authserv_ids", [])),
+        trusted_relays=tuple(relays) if "trusted_relays" in a else default_relays,
+        spam_header=spam, own_check=own_check), problems
+
+
+def _smtp_listener(loaded: LoadedYaml) -> tuple[SmtpListener, list[ConfigProblem]]:
+    """The `smtp:` section: durations in seconds, relays as networks; problems name the key."""
+    s = dict(loaded.data.get("smtp") or {})
+    problems: list[ConfigProblem] = []
+    relays = []
+    for i, text in enumerate(s.pop("relays", None) or []):
+        try:
+            relays.append(ipaddress.ip_network(str(text), strict=False))
+        except ValueError:
+            problems.append(loaded.problem(("smtp", "relays", i),
+                                           f"{text!r} is not an IP address or CIDR network "
+                                           "(e.g. 192.0.2.10 or 2001:db8::/64)"))
+    for key in ("idle_timeout", "overload_idle_timeout"):
+        if key in s:
+            s[key] = parse_duration(s[key]).total_seconds()
+            if s[key] <= 0:
+                problems.append(loaded.problem(("smtp", key), "must be longer than 0s"))
+                del s[key]
+    return SmtpListener(**s, relays=tuple(relays)), problems
+
+
 def _check_sla(loaded: LoadedYaml) -> None:
     data = loaded.data
     problems = []
@@ -427,11 +564,33 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
     if lease < MIN_LEASE:
         problems.append(main.problem(("outbound", "lease"), f"at least {MIN_LEASE.seconds}s: a "
                                      "shorter lease ends while its mails are still being sent"))
+    tickets = d.get("tickets", {})
+    var_dir = _resolve(base, paths.get("var", "../var"))
+    sec = d.get("security") or {}
+    security = Security(
+        secret_file=_resolve(base, sec["secret_file"]) if "secret_file" in sec
+        else var_dir / "maildesk.key",
+        bounce_tag_validity=parse_duration(sec.get("bounce_tag_validity", "21d")),
+        max_tokens_per_message=sec.get("max_tokens_per_message", 3),
+        token_failures_per_hour=sec.get("token_failures_per_hour", 20))
+    postmaster_line = tickets.get("postmaster_line")
+    if postmaster_line is not None and postmaster_line not in {line.id for line in lines}:
+        problems.append(main.problem(("tickets", "postmaster_line"),
+                                     f"unknown line {postmaster_line!r}"))
+    smtp, smtp_problems = _smtp_listener(main)
+    problems.extend(smtp_problems)
+    authenticity, authenticity_problems = _authenticity(main, d["instance"]["domain"],
+                                                        default_relays=smtp.relays)
+    problems.extend(authenticity_problems)
+    signing_keys = SigningKeys((b"unset",))
+    if not problems:
+        try:
+            signing_keys = load_signing_keys(security.secret_file)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
 
-    tickets = d.get("tickets", {})
-    var_dir = _resolve(base, paths.get("var", "../var"))
     return Settings(
         config_path=path,
         instance_name=d["instance"]["name"],
@@ -445,7 +604,7 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         timer_interval=parse_duration((d.get("timers") or {}).get("interval", "30s")),
         database=Database(url=resolve_database_url(url, base),
                           lock_timeout_ms=db.get("lock_timeout_ms", 5000)),
-        smtp=SmtpListener(**d.get("smtp", {})),
+        smtp=smtp,
         imap_accounts=imap_accounts,
         outbound=Outbound(transport=out.get("transport", "maildir"),
                           maildir=_resolve(base, out.get("maildir", "../var/outbox-maildir")),
@@ -468,4 +627,8 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         calendars=calendars,
         sla_policies=sla_policies,
         agents_trust_authserv_id=(d.get("agents") or {}).get("trust_authentication_results"),
+        security=security,
+        signing_keys=signing_keys,
+        postmaster_line=postmaster_line,
+        authenticity=authenticity,
     )

@@ -129,6 +129,9 @@ class Inbound(Base):
     # mail from an update-only folder may join a ticket but never opens one.
     no_autoreply: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     update_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # What maildesk's own listener found of the sender's authenticity (SPF/DKIM/DMARC), as
+    # an Authentication-Results value; kept beside the raw bytes, never inside them.
+    auth_results: Mapped[str | None] = mapped_column(Text)
 
     raw: Mapped[RawMessage] = relationship()
 
@@ -145,7 +148,7 @@ class Ticket(Base):
     __tablename__ = "ticket"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     number: Mapped[int] = mapped_column(BigInteger, unique=True)
-    reply_token: Mapped[str] = mapped_column(String(16))
+    reply_token: Mapped[str] = mapped_column(String(40))
     subject: Mapped[str] = mapped_column(Text)
     subject_key: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[TicketStatus] = mapped_column(_enum(TicketStatus, "ticket_status"))
@@ -170,7 +173,7 @@ class Ticket(Base):
     sla_policy: Mapped[str | None] = mapped_column(String(64))
     # Agents reply to `support+NUMBER-AGENT_TOKEN@`: the client only ever sees reply_token, so
     # a client who puts an agent's address in From is still a client.
-    agent_token: Mapped[str | None] = mapped_column(String(16))
+    agent_token: Mapped[str | None] = mapped_column(String(40))
     first_responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # SLA over time (sla/timers.py): when the ticket came to its current line (OLA), the
     # client's follow-up waiting for an answer since (and its next-response deadline), the first breach, the times the
@@ -323,7 +326,9 @@ class Outbox(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
-    bounce_tag: Mapped[str] = mapped_column(String(32), index=True)
+    # The signed tag of the return path (addresses.py); rows queued before migration 0008
+    # hold the old unsigned 16-hex tag, honoured until it expires.
+    bounce_tag: Mapped[str] = mapped_column(String(64), index=True)
     envelope_from: Mapped[str] = mapped_column(String(512))
     recipients: Mapped[list[str]] = mapped_column(JSON)
     data: Mapped[bytes] = mapped_column(LargeBinary)
@@ -335,8 +340,13 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The recipient's domain, for the per-domain cap on automatic mail (backscatter).
+    recipient_domain: Mapped[str | None] = mapped_column(String(255))
 
-    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+                      Index("ix_outbox_kind_created_at", "kind", "created_at"),
+                      Index("ix_outbox_recipient_domain_created_at", "recipient_domain",
+                            "created_at"))
 
 
 class ImapFolder(Base):

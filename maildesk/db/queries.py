@@ -10,6 +10,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from maildesk.addresses import token_matches
 from maildesk.db.models import Counter, Message, Outbox, Participant, Ticket, TicketStatus
 from maildesk.pipeline.thread import TicketFacts
 
@@ -29,6 +30,15 @@ _HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
                    func.count().filter(Outbox.bounced_at >= bindparam("bounced_since")))
             .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
             .where(Ticket.requester == bindparam("address")))
+# Two counts, each on its own index: (recipient_domain, created_at) and (kind, created_at).
+_VOLUME = select(
+    select(func.count()).select_from(Outbox)
+    .where(Outbox.recipient_domain == bindparam("domain"),
+           Outbox.created_at >= bindparam("since"), Outbox.kind == "autoreply")
+    .scalar_subquery(),
+    select(func.count()).select_from(Outbox)
+    .where(Outbox.kind == "autoreply", Outbox.created_at >= bindparam("since"))
+    .scalar_subquery())
 
 
 def next_ticket_number(session: Session, first: int) -> int:
@@ -62,10 +72,10 @@ def ticket_by_token(session: Session, number: int, token: str,
     ticket = session.scalar(select(Ticket).where(Ticket.number == number))
     if ticket is None:
         return None
-    if token == ticket.reply_token:
-        return _facts(session, [ticket], sender)[0], False
-    if ticket.agent_token and token == ticket.agent_token:
-        return _facts(session, [ticket], sender)[0], True
+    # Both compared, in constant time: how long the answer takes says nothing of either.
+    client, agent = token_matches(token, ticket.reply_token), token_matches(token, ticket.agent_token)
+    if client or agent:
+        return _facts(session, [ticket], sender)[0], agent and not client
     return None
 
 
@@ -110,3 +120,10 @@ def autoreply_history(session: Session, address: str, *, sent_since: datetime,
     row = session.execute(_HISTORY, {"sent_since": sent_since, "bounced_since": bounced_since,
                                      "address": address}).one()
     return row[0] or 0, bool(row[1])
+
+
+def autoreply_volume(session: Session, domain: str, *, since: datetime) -> tuple[int, int]:
+    """For the backscatter caps, in one read: autoreplies queued since `since` to addresses
+    of `domain`, and in total."""
+    row = session.execute(_VOLUME, {"domain": domain.lower(), "since": since}).one()
+    return row[0] or 0, row[1] or 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from email.utils import parsedate_to_datetime
@@ -11,13 +10,15 @@ from email.utils import parsedate_to_datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from maildesk.addresses import new_token
 from maildesk.config.model import Settings
 from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message, Outbox,
                                 OutboxStatus, Participant, Role, Ticket, TicketEvent, TicketStatus)
 from maildesk.db.queries import next_ticket_number
 from maildesk.effects.lifecycle import change_status, rearm
-from maildesk.outbound.compose import (Composer, bounce_tag_for, build_message, clean_header,
-                                       message_id_for)
+from maildesk.effects.outgoing import queue_outgoing
+from maildesk.outbound.compose import (Composer, build_message, clean_header, message_id_for)
+from maildesk.pipeline.bounces import DeliveryReport
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
 from maildesk.pipeline.subject import format_tag
@@ -28,13 +29,6 @@ log = logging.getLogger(__name__)
 
 _KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
                                      Participant.address == bindparam("address"))
-_TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
-
-
-def new_reply_token() -> str:
-    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(6))
-
-
 def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                first_number: int, settings: Settings | None = None,
                composer: Composer | None = None) -> tuple[Ticket, Message]:
@@ -44,7 +38,7 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     if plan.new_ticket is not None:
         nt, deadlines = plan.new_ticket, plan.deadlines
         ticket = Ticket(number=next_ticket_number(session, first_number),
-                        reply_token=new_reply_token(), subject=nt.subject,
+                        reply_token=new_token(), subject=nt.subject,
                         subject_key=nt.subject_key, status=TicketStatus.NEW, priority=nt.priority,
                         line=nt.line, category=nt.category, language=nt.language,
                         requester=nt.requester, requester_name=nt.requester_name,
@@ -207,13 +201,9 @@ def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Tick
                     settings: Settings, *, now: datetime) -> None:
     """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction."""
     message_id = autoreply.message_id
-    local, _, domain = ticket.mailbox.rpartition("@")
-    bounce_tag = bounce_tag_for(message_id)
-    session.add(Outbox(ticket_id=ticket.id, kind="autoreply", message_id=message_id,
-                       bounce_tag=bounce_tag, envelope_from=f"{local}+bounce-{bounce_tag}@{domain}",
-                       recipients=[autoreply.to_address], data=autoreply.data,
-                       status=OutboxStatus.QUEUED, attempts=0, next_attempt_at=now,
-                       give_up_at=now + settings.outbound.give_up_after, created_at=now))
+    queue_outgoing(session, settings, ticket_id=ticket.id, kind="autoreply",
+                   message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
+                   data=autoreply.data, now=now)
     session.add(Message(
         ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
         message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
@@ -230,16 +220,20 @@ def mark_inbound(inbound: Inbound, status: InboundStatus, reason: str, *, now: d
     inbound.processed_at = now
 
 
-__all__ = ["apply_plan", "mark_inbound", "new_reply_token", "Role"]
+__all__ = ["apply_plan", "mark_inbound", "Role"]
 
 
 def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outbox: Outbox,
-                 summary: str, *, now: datetime) -> int | None:
-    """A bounce of our mail: the outgoing mail is marked failed, the ticket shows the bounce as
-    an internal note, and nothing else happens (no reopening, no reply)."""
-    outbox.status = OutboxStatus.FAILED
-    outbox.bounced_at = inbound.received_at
-    outbox.last_error = f"bounced: {summary}"
+                 report: DeliveryReport, *, now: datetime) -> int | None:
+    """A mail to the verified return path of our mail. A failure report marks the outgoing
+    mail failed (which mutes autoreplies to that address for a while); anything else there
+    (a delay warning, an out-of-office) changes nothing. Either way the ticket shows it as an
+    internal note, and nothing else happens (no reopening, no reply)."""
+    summary = report.summary
+    if report.failed:
+        outbox.status = OutboxStatus.FAILED
+        outbox.bounced_at = inbound.received_at
+        outbox.last_error = f"bounced: {summary}"
     number = None
     if outbox.ticket_id is not None:
         ticket = session.get_one(Ticket, outbox.ticket_id)
@@ -254,11 +248,15 @@ def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outb
             internal=True, defects=list(bounce.defects))
         session.add(message)
         session.flush()
-        session.add(TicketEvent(ticket_id=ticket.id, at=inbound.received_at, kind="bounce",
+        session.add(TicketEvent(ticket_id=ticket.id, at=inbound.received_at,
+                                kind="bounce" if report.failed else "delivery_notice",
                                 actor=None, data={"outbox_id": outbox.id, "summary": summary,
                                                   "recipients": outbox.recipients,
+                                                  "failed": report.failed, "why": report.why,
                                                   "message_id": message.id}))
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
-    inbound.reason = f"bounce of outgoing mail {outbox.id}: {summary}"
+    inbound.reason = (f"bounce of outgoing mail {outbox.id}: {summary}" if report.failed else
+                      f"delivery notice about outgoing mail {outbox.id}, not a failure: "
+                      f"{report.why}")
     return number

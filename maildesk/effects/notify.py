@@ -9,7 +9,6 @@ recorded on the ticket as an outgoing message; notifications to a line are recor
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,11 +18,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from maildesk import addresses
+from maildesk.addresses import new_token
 from maildesk.config.model import Line, Settings
-from maildesk.db.models import (Direction, Message, Outbox, OutboxStatus, Role, Ticket,
-                                TicketEvent)
-from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, bounce_tag_for,
-                                       build_message, message_id_for)
+from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
+from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
+                                       message_id_for)
+from maildesk.effects.outgoing import queue_outgoing
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.reply import MARKER
@@ -33,7 +34,6 @@ from maildesk.views import reply_address
 HISTORY_ITEMS = 15
 HISTORY_CHARS = 2000
 EARLIER_TICKETS = 10
-_TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 _HISTORY = (select(Message).where(Message.ticket_id == bindparam("ticket_id"))
             .order_by(Message.id.desc()).limit(HISTORY_ITEMS + 1))
@@ -51,9 +51,8 @@ _THREAD = (select(Message.message_id, Message.direction)
 def agent_reply_address(ticket: Ticket) -> str:
     """`support+NUMBER-AGENTTOKEN@`: where agents answer; never shown to a client."""
     if not ticket.agent_token:
-        ticket.agent_token = "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(10))
-    local, _, domain = ticket.mailbox.rpartition("@")
-    return f"{local}+{ticket.number}-{ticket.agent_token}@{domain}"
+        ticket.agent_token = new_token()
+    return addresses.reply_address(ticket.mailbox, ticket.number, ticket.agent_token)
 
 
 def ticket_zone(settings: Settings, ticket: Ticket) -> ZoneInfo:
@@ -115,14 +114,8 @@ def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, n
         rendered=mail.rendered, message_id=message_id, in_reply_to=mail.in_reply_to,
         references=mail.references, reply_to=mail.reply_to, date=now, auto=mail.auto,
         attachments=mail.attachments)
-    local, _, domain = ticket.mailbox.rpartition("@")
-    bounce_tag = bounce_tag_for(message_id)
-    outbox = Outbox(ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
-                    bounce_tag=bounce_tag, envelope_from=f"{local}+bounce-{bounce_tag}@{domain}",
-                    recipients=[mail.to_address], data=data, status=OutboxStatus.QUEUED,
-                    attempts=0, next_attempt_at=now,
-                    give_up_at=now + settings.outbound.give_up_after, created_at=now)
-    session.add(outbox)
+    queue_outgoing(session, settings, ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
+                   mailbox=ticket.mailbox, to_address=mail.to_address, data=data, now=now)
     if record_as is not None:
         session.add(Message(
             ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=record_as,

@@ -8,7 +8,6 @@ and non-ASCII text is RFC 2047-encoded by the email package.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import secrets
 import unicodedata
@@ -170,10 +169,6 @@ TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "comma
 def message_id_for(key: str, domain: str) -> str:
     """A Message-ID derived from what caused the mail, so a replay cannot send a second one."""
     return f"md.{key}@{domain}"
-
-
-def bounce_tag_for(message_id: str) -> str:
-    return hashlib.sha256(message_id.encode()).hexdigest()[:16]
 
 
 _CRLF = compat32.clone(linesep="\r\n")

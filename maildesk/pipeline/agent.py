@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from maildesk.config.model import Settings
 from maildesk.db.models import TicketStatus
+from maildesk.pipeline.authenticity import authenticated_by
 from maildesk.pipeline.commands import parse_commands
 from maildesk.pipeline.reply import new_text
 
@@ -111,32 +112,10 @@ def plan_agent_reply(body: str, state: TicketState, *, sender: str,
 
 # -- who is an agent ---------------------------------------------------------------------------
 
-_RESULT = re.compile(r"\b(dkim|spf)\s*=\s*(\w+)([^;]*)", re.I)
-_PROP = re.compile(r"\b(header\.d|header\.i|smtp\.mailfrom)\s*=\s*\"?([^\s;\"]+)", re.I)
-
-
 def authenticated_sender(headers: tuple[tuple[str, str], ...], authserv_id: str | None,
                          sender: str) -> bool:
     """Did our own MTA (`authserv_id`) record a DKIM or SPF pass for the sender's domain?
 
     Only the topmost Authentication-Results with that id counts (RFC 8601 §5: the receiving
     MTA must remove such headers that arrive from outside; the one it adds comes first)."""
-    if not authserv_id or "@" not in sender:
-        return False
-    domain = sender.rpartition("@")[2].lower()
-    for name, value in headers:
-        if name.lower() != "authentication-results":
-            continue
-        head, _, rest = value.partition(";")
-        ident = head.split()
-        if not ident or ident[0].lower() != authserv_id.lower():
-            continue
-        for method, result, props in _RESULT.findall(rest):
-            if result.lower() != "pass":
-                continue
-            for prop, val in _PROP.findall(props):
-                val = val.lower().rpartition("@")[2]
-                if val == domain:
-                    return True
-        return False  # the topmost header of our MTA decides
-    return False
+    return authenticated_by(headers, authserv_id, sender)

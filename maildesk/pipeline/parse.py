@@ -158,9 +158,8 @@ def _parse(raw: bytes) -> ParsedMessage | Unparseable:
         return Unparseable("This is an Outlook .msg file (binary), not an Internet mail "
                            "message; ask the sender to forward the mail itself.")
     data = _strip_envelope(raw)
-    if b"\x00" in data[:rawparts.body_start(data, 0, len(data))]:
-        return Unparseable("This is binary data (NUL bytes where mail headers should be), "
-                           "not an Internet mail message.")
+    # A NUL or other control byte inside a header value does not make a mail binary: the raw
+    # bytes are kept as they are, and the decoded values (headers.one_line) show a space.
     if not _HEADER_LINE.match(data):
         return Unparseable("This is not an Internet mail message: it does not start with "
                            "mail headers.")
@@ -180,8 +179,10 @@ def _parse(raw: bytes) -> ParsedMessage | Unparseable:
 
     sender = fields.sender()
     if sender is None:
-        return Unparseable("The message has no sender: it has no From, Sender, Reply-To or "
-                           "Return-Path header that names one.")
+        # The envelope sender (MAIL FROM), which parsing does not see, may still name one:
+        # plan.sender_of takes it; one with neither is quarantined (plan.missing_sender).
+        defects.append("header from: none; no From, Sender, Reply-To or Return-Path "
+                       "names a sender")
 
     walk = _Walk(data, msg, defects, fallback, payloads={})
     text, has_html = walk.body(structured)
@@ -599,8 +600,8 @@ def _path_name(path: tuple[int, ...]) -> str:
 
 
 def _content_type(part: Message) -> str:
-    try:
-        return part.get_content_type()[:255]
+    try:  # a control byte in the header would reach the attachment's content_type column
+        return headers.one_line(part.get_content_type())[:255]
     except Exception:
         return "application/octet-stream"
 

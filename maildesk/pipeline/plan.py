@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from maildesk.db.models import Role, TicketStatus
 from maildesk.sla.policy import Deadlines
+from maildesk.pipeline.headers import one_line
 from maildesk.pipeline.loops import LoopVerdict
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.rating import Rating
@@ -67,13 +68,33 @@ def dedupe_key(message: ParsedMessage) -> str:
 
 
 def sender_of(message: ParsedMessage, mail_from: str | None) -> tuple[str, str]:
-    """The address a reply goes to and its display name: From, else Reply-To, else envelope."""
+    """The address a reply goes to and its display name: From, else Reply-To, else envelope.
+
+    A mail without any sender header (`from_` None) is a ticket from its envelope sender
+    (MAIL FROM); one that has no envelope sender either is quarantined (`missing_sender`).
+    """
     if message.from_ and message.from_.address:
         return message.from_.address, message.from_.name
     for addr in message.reply_to:
         if addr.address:
             return addr.address, addr.name
-    return (mail_from or "").lower(), ""
+    # Control bytes (a NUL the listener let through) become spaces, as in every header value.
+    return one_line((mail_from or "").strip().strip("<>")).lower(), ""
+
+
+NO_SENDER = ("The message has no sender: no From, Sender, Reply-To or Return-Path header names "
+             "one, and the envelope sender is empty (MAIL FROM:<>) or unknown.")
+
+
+def missing_sender(message: ParsedMessage, mail_from: str | None) -> str | None:
+    """The quarantine reason for a mail that names no sender at all, else None.
+
+    Neither a sender header nor the envelope: nobody to answer (README, Parsing). A bounce's
+    `From: <>` or `From: MAILER-DAEMON` is a sender (`from_` is set), so it is not held here.
+    """
+    if message.from_ is None and not sender_of(message, mail_from)[0]:
+        return NO_SENDER
+    return None
 
 
 def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender_name: str,

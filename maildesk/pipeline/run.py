@@ -14,12 +14,13 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from maildesk import addresses
 from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db import queries
@@ -28,18 +29,19 @@ from maildesk.db.models import (Inbound, InboundStatus, Message, Outbox, RawMess
 from maildesk.effects.agent import apply_agent_plan
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.effects.notify import queue_line_notification
+from maildesk.probes import TokenProbeGuard, source_ip
 from maildesk.outbound.compose import Composer, ascii_address, choose_language
 from maildesk.pipeline.isolate import ParseSandbox
-from maildesk.pipeline.bounces import bounce_summary, bounce_tag
+from maildesk.pipeline.bounces import judge_report
+from maildesk.pipeline.authenticity import autoreply_refusal, domain_of, judge_authenticity
 from maildesk.pipeline.loops import LoopVerdict, classify_loop
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
-from maildesk.pipeline.plan import dedupe_key, plan_message, sender_of
+from maildesk.pipeline.plan import dedupe_key, missing_sender, plan_message, sender_of
 from maildesk.pipeline.rating import parse_rating
 from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
 from maildesk.pipeline.subject import SubjectInfo
-from maildesk.pipeline.thread import (ThreadDecision, ThreadFacts, decide_thread,
-                                      parse_reply_token)
+from maildesk.pipeline.thread import ThreadDecision, ThreadFacts, decide_thread
 from maildesk.rules.engine import Routing
 from maildesk.rules.facts import NO_ROUTING, mail_facts, with_line_policy
 
@@ -52,11 +54,6 @@ class Outcome:
     status: str
     ticket_number: int | None = None
     reason: str | None = None
-
-
-def _base_address(address: str) -> str:
-    local, _, domain = address.lower().rpartition("@")
-    return f"{local.partition('+')[0]}@{domain}"
 
 
 # Built once (see db/queries.py): the same message seen before, by its dedupe key.
@@ -72,10 +69,12 @@ class Processor:
 
     def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
                  sandbox: ParseSandbox | None = None,
-                 on_outbox: Callable[[], None] | None = None):
+                 on_outbox: Callable[[], None] | None = None,
+                 probes: TokenProbeGuard | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
+        self.probes = probes        # failed token lookups per client IP, for the listener
         self._queued_mail = False
         self.clock = clock
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
@@ -199,6 +198,10 @@ class Processor:
             mark_inbound(inbound, InboundStatus.QUARANTINED, result.reason, now=now)
             return Outcome(inbound.id, "quarantined", reason=result.reason)
         message = result
+        no_sender = missing_sender(message, inbound.mail_from)
+        if no_sender is not None:  # neither a sender header nor an envelope sender
+            mark_inbound(inbound, InboundStatus.QUARANTINED, no_sender, now=now)
+            return Outcome(inbound.id, "quarantined", reason=no_sender)
         key = dedupe_key(message)
         earlier = session.execute(_EARLIER, {"key": key}).first()
         if earlier is not None:
@@ -213,21 +216,36 @@ class Processor:
         recipients = [*inbound.rcpt_to, *(a.address for a in message.to),
                       *(a.address for a in message.cc)]
         for rcpt in recipients:
-            tag = bounce_tag(rcpt, support)
-            bounced = tag and session.scalar(select(Outbox).where(Outbox.bounce_tag == tag))
-            if bounced:
-                number = apply_bounce(session, inbound, message, bounced,
-                                      bounce_summary(message, inbound.raw.data), now=now)
+            outbox = self._return_path(session, inbound, rcpt, now)
+            if outbox is not None:
+                report = judge_report(message, inbound.raw.data, inbound.mail_from,
+                                      outbox.recipients[0] if outbox.recipients else "")
+                number = apply_bounce(session, inbound, message, outbox, report, now=now)
                 return Outcome(inbound.id, "done", number)
+        # One message names one token: the envelope's first, else the headers' first. Many
+        # distinct tokens in one mail is somebody guessing: nothing is looked up.
+        tokens = list(dict.fromkeys(t for t in (addresses.parse_reply_token(r, support)
+                                                for r in recipients) if t is not None))
+        ip = source_ip(inbound.source)
+        if len(tokens) > s.security.max_tokens_per_message:
+            if self.probes is not None:
+                self.probes.record_failure(ip, len(tokens))
+            reason = (f"token probing: {len(tokens)} distinct reply-token addresses in one "
+                      f"message (at most {s.security.max_tokens_per_message}); none was tried")
+            log.warning("inbound %s from %s: %s", inbound.id, ip or inbound.source, reason)
+            mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=now)
+            return Outcome(inbound.id, "quarantined", reason=reason)
         token_facts = None
         agent_token = False
-        for rcpt in recipients:
-            token = parse_reply_token(rcpt, support)
-            if token is not None:
-                found = queries.ticket_by_token(session, token.number, token.token, sender)
-                if found is not None:
-                    token_facts, agent_token = found
-                    break
+        if tokens:
+            found = queries.ticket_by_token(session, tokens[0].number, tokens[0].token, sender)
+            if found is not None:
+                token_facts, agent_token = found
+            else:
+                if self.probes is not None:
+                    self.probes.record_failure(ip)
+                log.info("inbound %s from %s: reply token for ticket %s does not match",
+                         inbound.id, ip or inbound.source, tokens[0].number)
         subject = analyse_subject(message.subject, s.ticket_tag)
         ref_ids = [*message.in_reply_to, *reversed(message.references)]
         facts = ThreadFacts(
@@ -247,8 +265,8 @@ class Processor:
         if is_agent and agent_token and token_facts is not None:
             decision = ThreadDecision(token_facts.id, "token")  # agents may act on closed ones
         role = Role.AGENT if is_agent else Role.CLIENT
-        mailbox = next((_base_address(r) for r in recipients if _base_address(r) in support),
-                       s.support_addresses[0])
+        mailbox = next((addresses.base_address(r) for r in recipients
+                        if addresses.base_address(r) in support), s.support_addresses[0])
         if inbound.update_only and decision.ticket_id is None:
             reason = ("from an update-only folder and it belongs to no ticket "
                       f"({decision.reason}); not made into a new one")
@@ -269,7 +287,7 @@ class Processor:
                 at=inbound.received_at))
             if routing.action is not None:
                 return self._held(inbound, routing, now)
-            routing = with_line_policy(routing, s)
+            routing = with_line_policy(routing, s, inbound.rcpt_to)
             deadlines = s.sla_policies.deadlines(policy=routing.sla_policy,
                                                  priority=routing.priority,
                                                  start=inbound.received_at)
@@ -293,6 +311,10 @@ class Processor:
                 if not ascii_address(sender):
                     # Needs SMTPUTF8 end to end (RFC 6531); outgoing mail is ASCII-headed today.
                     loop = LoopVerdict(False, "the address cannot be written in ASCII")
+                if loop.autoreply_allowed:
+                    refusal = self._backscatter(session, inbound, message, sender, now, limited)
+                    if refusal is not None:
+                        loop = LoopVerdict(False, refusal)
         rating = (parse_rating(message.text) if current is not None and role is Role.CLIENT
                   and current.status is TicketStatus.RESOLVED and robot_check.autoreply_allowed
                   else None)
@@ -313,6 +335,62 @@ class Processor:
                          "new" if plan.new_ticket else "rated" if plan.rating else "update",
                          message=message, message_row=row)
         return Outcome(inbound.id, "done", ticket.number)
+
+    def _return_path(self, session: Session, inbound: Inbound, rcpt: str,
+                     now: datetime) -> Outbox | None:
+        """The outgoing mail whose return path `rcpt` is, when its tag is ours and valid.
+        A tag that does not verify makes the mail ordinary mail to support (logged)."""
+        tag = addresses.parse_bounce(rcpt, self._support)
+        if tag is None:
+            return None
+        validity = self.settings.security.bounce_tag_validity
+        if tag.legacy is not None:  # queued before signing: honoured until it expires
+            row = session.scalar(select(Outbox).where(Outbox.bounce_tag == tag.legacy,
+                                                      Outbox.created_at >= now - validity))
+            why = None if row is not None else "unknown or expired unsigned tag"
+        else:
+            why = addresses.verify_bounce(self.settings.signing_keys, tag,
+                                          today=now.astimezone(timezone.utc).date(),
+                                          valid_days=validity.days)
+            row = session.get(Outbox, tag.outbox_id) if why is None else None
+            if why is None and (row is None or row.bounce_tag != tag.text):
+                row, why = None, "no such outgoing mail"
+        if row is None:
+            log.info("inbound %s to return path %s: %s; taken as ordinary mail", inbound.id,
+                     rcpt, why)
+        return row
+
+    def _backscatter(self, session: Session, inbound: Inbound, message: ParsedMessage,
+                     sender: str, now: datetime, limited: bool) -> str | None:
+        """Why no automatic mail may go to `sender` (PRODUCT.md §8, no backscatter), or None:
+        the authenticity policy, then the per-domain and total caps (the per-address cap is
+        `limited`). The ticket is made all the same; the reason becomes its event."""
+        s = self.settings
+        policy = s.authenticity.policy
+        if policy != "off":
+            verdict = judge_authenticity(message.headers, sender=sender, source=inbound.source,
+                                         own_results=inbound.auth_results,
+                                         settings=s.authenticity)
+            refusal = autoreply_refusal(verdict, policy)
+            if refusal is not None:
+                log.info("inbound %s: no autoreply to %s: %s", inbound.id, sender, refusal)
+                return refusal
+        if limited:
+            return None  # the per-address cap says it (plan.py)
+        domain = domain_of(sender)
+        to_domain, total = queries.autoreply_volume(session, domain,
+                                                    since=now - timedelta(hours=1))
+        if total >= s.autoreply.max_per_hour:
+            reason = (f"too many autoreplies in the last hour ({total}; "
+                      f"autoreply.max_per_hour is {s.autoreply.max_per_hour})")
+        elif to_domain >= s.autoreply.max_per_domain_per_hour:
+            reason = (f"too many autoreplies to {domain} in the last hour ({to_domain}; "
+                      f"autoreply.max_per_domain_per_hour is "
+                      f"{s.autoreply.max_per_domain_per_hour})")
+        else:
+            return None
+        log.info("inbound %s: no autoreply to %s: %s", inbound.id, sender, reason)
+        return reason
 
     def _notify(self, session: Session, ticket: Ticket, inbound: Inbound, now: datetime,
                 event: str, **kwargs: Any) -> None:

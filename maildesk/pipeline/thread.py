@@ -9,13 +9,11 @@ quoting someone else's tag opens a new ticket and learns nothing of the other on
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from maildesk.pipeline.subject import SubjectInfo
 
-_TOKEN = re.compile(r"^(?P<number>\d{1,18})-(?P<token>[a-z0-9]{4,16})$")
 
 
 @dataclass(frozen=True)
@@ -44,27 +42,6 @@ class ThreadDecision:
     reason: str                  # token | references | tag | subject | new | forward | after-closed
     linked_ticket_id: int | None = None
     reopen: bool = False         # the message reopens a resolved ticket
-
-
-@dataclass(frozen=True)
-class ReplyToken:
-    number: int
-    token: str
-
-
-def support_detail(recipient: str, support_addresses: frozenset[str]) -> str | None:
-    """The `+detail` of one of our support addresses (`support+DETAIL@`), else None."""
-    local, _, domain = recipient.lower().rpartition("@")
-    base, plus, detail = local.partition("+")
-    if not plus or f"{base}@{domain}" not in support_addresses:
-        return None
-    return detail
-
-
-def parse_reply_token(recipient: str, support_addresses: frozenset[str]) -> ReplyToken | None:
-    """`support+1042-k7f3q@example.com` -> ReplyToken(1042, 'k7f3q') if the base is ours."""
-    m = _TOKEN.match(support_detail(recipient, support_addresses) or "")
-    return ReplyToken(int(m.group("number")), m.group("token")) if m else None
 
 
 def _join(ticket: TicketFacts, reason: str) -> ThreadDecision:

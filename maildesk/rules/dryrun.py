@@ -39,7 +39,7 @@ def dry_run(raw: bytes, settings: Settings, at: datetime,
     facts = mail_facts(message, sender, sender_name,
                        envelope_to=rcpt or settings.support_addresses[:1], at=at)
     language = facts.language
-    routing = with_line_policy(settings.ruleset.evaluate(facts), settings)
+    routing = with_line_policy(settings.ruleset.evaluate(facts), settings, facts.envelope_to)
     line = settings.line(routing.line)
     calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
     shown = at.astimezone(calendar.zone) if calendar else at

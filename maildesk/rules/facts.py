@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from datetime import datetime
 
+from maildesk.addresses import is_postmaster
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.rules.engine import MailFacts, Routing
 
@@ -41,8 +42,14 @@ def mail_facts(message: ParsedMessage, sender: str, sender_name: str, *,
         language=detect_language(message), at=at)
 
 
-def with_line_policy(routing: Routing, settings: Settings) -> Routing:
-    """A ticket no rule gave an SLA policy takes its line's (lines.yaml `sla_policy`)."""
+def with_line_policy(routing: Routing, settings: Settings,
+                     envelope_to: Sequence[str] = ()) -> Routing:
+    """Mail to postmaster@ goes to `tickets.postmaster_line` when set; a ticket no rule gave
+    an SLA policy takes its line's (lines.yaml `sla_policy`)."""
+    if settings.postmaster_line and any(
+            is_postmaster(r, frozenset(settings.support_addresses)) for r in envelope_to):
+        routing = replace(routing, line=settings.postmaster_line,
+                          matched=(*routing.matched, "tickets.postmaster_line"))
     line = settings.line(routing.line)
     if routing.sla_policy is None and line is not None and line.sla_policy:
         return replace(routing, sla_policy=line.sla_policy)

@@ -38,6 +38,7 @@ class Arrival:
     source: str | None = None
     no_autoreply: bool = False   # backlog imported from a mailbox
     update_only: bool = False    # may join a ticket, never open one
+    auth_results: str | None = None  # the listener's own SPF/DKIM/DMARC verdict
 
 
 _RAW = RawMessage.__table__
@@ -76,7 +77,8 @@ def store_arrivals(conn: Connection | Session, arrivals: Sequence[Arrival]) -> l
     rows = [{"raw_id": known[d], "channel": a.channel, "source": a.source,
              "mail_from": a.mail_from, "rcpt_to": list(a.rcpt_to), "received_at": a.received_at,
              "status": InboundStatus.PENDING, "attempts": 0,
-             "no_autoreply": a.no_autoreply, "update_only": a.update_only}
+             "no_autoreply": a.no_autoreply, "update_only": a.update_only,
+             "auth_results": a.auth_results}
             for d, a in zip(digests, arrivals)]
     stmt = insert(_INBOUND).returning(_INBOUND.c.id, sort_by_parameter_order=True)
     return list(conn.execute(stmt, rows).scalars())
@@ -132,6 +134,10 @@ class GroupCommitWriter:
                     stopping = True
                     break
                 jobs.append(nxt)
+            # From here on no waiter can cancel its job: what is being stored gets its answer.
+            jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+            if not jobs:
+                continue
             try:
                 with self._engine.begin() as conn:
                     ids = store_arrivals(conn, [j.arrival for j in jobs])

@@ -203,31 +203,6 @@ def test_a_bounce_of_our_autoreply_never_reopens_or_answers(ctx, processor):
     assert again.id != t.id and autoreplies(ctx) == 1
 
 
-def test_corpus_bounces_sent_to_our_return_path_fail_their_mail(ctx, processor):
-    """Every bounce format in the corpus, standard DSN or not, finds the mail it returns."""
-    from conftest import CORPUS
-    index = CORPUS / "index.tsv"
-    if not index.exists():
-        pytest.skip("../shared/corpus is absent")
-    bounces = [CORPUS / r.split("\t")[0] for r in index.read_text(encoding="utf-8").splitlines()[1:]
-               if r.split("\t")[1] == "bounce-dsn"][::25]
-    for i in range(len(bounces)):
-        deliver(ctx, processor, mail(sender=f"c{i}@customer.example", subject=f"request {i}"))
-    returns = [o.envelope_from for o in outbox_rows(ctx, "autoreply")]
-    assert len(returns) == len(bounces)
-    for path, return_path in zip(bounces, returns):
-        store(ctx, path.read_bytes(), mail_from="", rcpt=(return_path,))
-    processor.drain()
-    with ctx.make_session() as s:
-        rows = s.scalars(select(Outbox).where(Outbox.kind == "autoreply")
-                         .order_by(Outbox.id)).all()
-        assert [o.status.value for o in rows] == ["failed"] * len(bounces)
-        assert all(o.last_error.startswith("bounced: ") for o in rows)
-        assert s.scalar(select(func.count()).select_from(Ticket)) \
-            == len(bounces)  # no bounce opened a ticket of its own
-    print(f"\n{len(bounces)} corpus bounces matched their outgoing mail")
-
-
 def test_header_injection_through_names_and_subjects_adds_no_header(ctx, processor):
     raw = (b"From: =?utf-8?b?" + base64.b64encode(
                "Eve\r\nBcc: victim@evil.example\r\nX-Injected: 1".encode()) + b"?= <eve@customer.example>\r\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
+from maildesk.pipeline.parse import Address, ParsedMessage, Unparseable, parse_message
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 INTERNAL_ERROR = "The message could not be parsed"
@@ -260,7 +260,7 @@ def test_a_different_body_or_message_id_changes_the_content_hash():
     (b"", "empty"),
     (b"\r\n \n", "empty"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(4096), "Outlook .msg"),
-    (b"From: a@example.com\nSubj\x00ect: x\n\nbody", "binary"),
+    ("From: a@example.com\n\nbody".encode("utf-16"), "does not start with mail headers"),
     (b"Hi folks,\n\nthis is just a body, no headers.\n", "does not start with mail headers"),
     (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "does not start with mail headers"),
 ])
@@ -271,10 +271,85 @@ def test_non_mail_input_is_unparseable_with_a_reason(raw, words):
     assert result.reason.endswith(".") and "\n" not in result.reason
 
 
-def test_mail_without_any_sender_is_unparseable():
+def test_mail_without_any_sender_header_parses_without_a_sender():
+    # The envelope sender (MAIL FROM) may still name one: plan.sender_of decides, not parsing.
     result = parse_message((DATA / "no-sender.eml").read_bytes())
-    assert isinstance(result, Unparseable)
-    assert "no sender" in result.reason
+    assert isinstance(result, ParsedMessage), result
+    assert result.from_ is None and result.reply_to == ()
+    assert result.subject == "Who sent this?" and result.text == "Nobody."
+    assert any("no From" in d for d in result.defects)
+
+
+# --- control bytes in headers (issue 17) ---------------------------------------------------
+
+def test_nul_in_a_header_value_is_a_space_in_the_parsed_view():
+    raw = (b"From: Iv\x00an Petrov <ivan@shop.example.ru>\r\n"
+           b"To: support@example.com\r\n"
+           b"Subject: Printer\x00 broken\x01\x7f again\r\n"
+           b"Message-ID: <nul-1@shop.example.ru>\x00\r\n"
+           b"X-Junk: a\x00\x00\x0bb\tc\r\n"
+           b"\r\n"
+           b"The printer\x00 is broken.\r\n")
+    m = parse_message(raw)
+    assert isinstance(m, ParsedMessage), m
+    assert m.subject == "Printer broken again"
+    assert m.from_ == Address("Iv an Petrov", "ivan@shop.example.ru")
+    assert m.message_id == "nul-1@shop.example.ru"
+    assert m.header("X-Junk") == "a b c"
+    assert m.text == "The printer is broken."
+    assert_no_control_characters(m)
+
+
+def test_nul_in_encoded_words_attachment_headers_and_an_html_body_is_dropped():
+    raw = (b"From: =?utf-8?Q?Ivan=00_Petrov?= <ivan@shop.example.ru>\n"
+           b"Subject: =?utf-8?B?" + base64.b64encode("Касса\x00 №3".encode()) + b"?=\n"
+           b"Content-Type: multipart/mixed; boundary=b\n\n"
+           b"--b\nContent-Type: text/html; charset=utf-8\n\n<p>Hello\x00 there</p>\n"
+           b"--b\nContent-Type: application/pd\x00f\n"
+           b"Content-Disposition: attachment; filename=\"scan\x00.pdf\"\n\n%PDF\x00\n"
+           b"--b--\n")
+    m = parse_message(raw)
+    assert isinstance(m, ParsedMessage), m
+    assert m.subject == "Касса №3"
+    assert m.from_ is not None and m.from_.name == "Ivan Petrov"
+    assert m.text.replace("\ufffd", "") == "Hello there"  # the HTML parser's U+FFFD for NUL
+    (attachment,) = m.attachments
+    assert (attachment.filename, attachment.content_type) == ("scan .pdf", "application/pd f")
+    assert attachment.size == 5  # b"%PDF\x00": the bytes themselves are kept as they are
+    assert_no_control_characters(m)
+
+
+def assert_no_control_characters(m: ParsedMessage) -> None:
+    """Nothing that goes to a text column (PostgreSQL refuses NUL) carries a C0 control."""
+    def clean(value: str, allowed: str = "") -> bool:
+        return not any(ord(ch) < 0x20 and ch not in allowed for ch in value)
+    texts = [m.subject, m.message_id or "", *m.in_reply_to, *m.references,
+             *(v for pair in m.headers for v in pair), *m.defects, m.content_language or ""]
+    for address in (m.from_, *m.reply_to, *m.to, *m.cc):
+        if address is not None:
+            texts += [address.name, address.address]
+    for attachment in m.attachments:
+        texts += [attachment.filename, attachment.content_type, attachment.part]
+    assert all(clean(t) for t in texts), texts
+    assert clean(m.text, "\t\n"), m.text
+
+
+CONTROL = st.sampled_from([chr(c) for c in range(0x20) if c not in (0x0A, 0x0D)] + ["\x7f"])
+HEADER_TEXT = st.lists(st.one_of(CONTROL, st.sampled_from(list("ab Я=?<>@\""))),
+                       max_size=40).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["From", "To", "Cc", "Reply-To", "Subject", "Message-ID", "References",
+                        "Content-Type", "Content-Disposition", "X-Other"]),
+       HEADER_TEXT, HEADER_TEXT)
+def test_any_header_value_with_control_bytes_parses_without_control_characters(name, value,
+                                                                               body):
+    raw = (f"From: client@customer.example\nSubject: hello\n{name}: {value}\n"
+           f"Content-Disposition: attachment; filename=x{value}.txt\n\n{body}\n").encode()
+    m = parse_message(raw)
+    assert isinstance(m, ParsedMessage), m
+    assert_no_control_characters(m)
 
 
 # --- bounded work ------------------------------------------------------------------------------

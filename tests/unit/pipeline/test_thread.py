@@ -3,7 +3,8 @@
 from datetime import datetime, timedelta, timezone
 
 from maildesk.pipeline.subject import analyse_subject
-from maildesk.pipeline.thread import (ThreadFacts, TicketFacts, decide_thread, parse_reply_token)
+from maildesk.addresses import parse_reply_token
+from maildesk.pipeline.thread import ThreadFacts, TicketFacts, decide_thread
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WINDOW = timedelta(days=30)
