@@ -21,6 +21,7 @@ from maildesk.addresses import SigningKeys
 from maildesk.config.load import LoadedYaml, load_yaml, validate
 from maildesk.config.secrets import load_signing_keys
 from maildesk.durations import parse_duration
+from maildesk.netaddr import IpNetwork, parse_network
 from maildesk.rules.engine import Known, RuleSet, compile_rules
 from maildesk.sla.calendar import WorkCalendar, calendars_from_sla, default_calendar_name
 from maildesk.sla.policy import SlaPolicies, policies_from_sla
@@ -37,7 +38,7 @@ class SmtpListener:
     max_message_size: int = 25 * 1024 * 1024
     max_sessions: int = 100               # open sessions in total; more get 421
     max_sessions_per_ip: int = 20         # ... from one client IP (not for `relays`)
-    relays: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # the MTA in front
+    relays: tuple[IpNetwork, ...] = ()  # the MTA in front
     max_recipients: int = 100             # per message; more get 452 (RFC 5321 minimum)
     recipient_overshoot_limit: int = 1000  # 452s beyond that before each counts as an error
     max_junk_commands: int = 10           # NOOP, RSET, VRFY, EXPN, HELP, repeated EHLO...
@@ -148,7 +149,7 @@ class Authenticity:
 
     policy: str = "block-fail"        # require-pass | block-fail | off
     trusted_authserv_ids: tuple[str, ...] = ()
-    trusted_relays: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    trusted_relays: tuple[IpNetwork, ...] = ()
     spam_header: SpamHeader | None = None
     own_check: OwnCheck = field(default_factory=OwnCheck)
 
@@ -370,20 +371,28 @@ def _imap_accounts(loaded: LoadedYaml) -> tuple[ImapAccount, ...]:
     return tuple(out)
 
 
+def _networks(loaded: LoadedYaml, key: tuple[str, ...], values: list[object],
+              problems: list[ConfigProblem]) -> list[IpNetwork]:
+    """IPs and CIDR networks of a list in the YAML; each bad one is a problem at its line."""
+    out = []
+    for i, text in enumerate(values):
+        network = parse_network(text)
+        if network is None:
+            problems.append(loaded.problem((*key, i), f"{text!r} is not an IP address or CIDR "
+                                           "network (e.g. 192.0.2.10 or 2001:db8::/64)"))
+        else:
+            out.append(network)
+    return out
+
+
 def _authenticity(loaded: LoadedYaml, domain: str, default_relays: tuple = ()  # type: ignore[type-arg]
                   ) -> tuple[Authenticity, list[ConfigProblem]]:
     """The `authenticity:` section; problems name the key (a bad CIDR, a bad regex). Without
     `trusted_relays` the listener's `smtp.relays` (the MTA in front) are trusted."""
     a = loaded.data.get("authenticity") or {}
     problems: list[ConfigProblem] = []
-    relays = []
-    for i, text in enumerate(a.get("trusted_relays", [])):
-        try:
-            relays.append(ipaddress.ip_network(str(text), strict=False))
-        except ValueError:
-            problems.append(loaded.problem(("authenticity", "trusted_relays", i),
-                                           f"{text!r} is not an IP address or CIDR network "
-                                           "(e.g. 192.0.2.10 or 2001:db8::/64)"))
+    relays = _networks(loaded, ("authenticity", "trusted_relays"),
+                       a.get("trusted_relays", []), problems)
     spam = None
     if a.get("spam_header"):
         spec = a["spam_header"]
@@ -423,14 +432,7 @@ def _smtp_listener(loaded: LoadedYaml) -> tuple[SmtpListener, list[ConfigProblem
     """The `smtp:` section: durations in seconds, relays as networks; problems name the key."""
     s = dict(loaded.data.get("smtp") or {})
     problems: list[ConfigProblem] = []
-    relays = []
-    for i, text in enumerate(s.pop("relays", None) or []):
-        try:
-            relays.append(ipaddress.ip_network(str(text), strict=False))
-        except ValueError:
-            problems.append(loaded.problem(("smtp", "relays", i),
-                                           f"{text!r} is not an IP address or CIDR network "
-                                           "(e.g. 192.0.2.10 or 2001:db8::/64)"))
+    relays = _networks(loaded, ("smtp", "relays"), s.pop("relays", None) or [], problems)
     for key in ("idle_timeout", "overload_idle_timeout"):
         if key in s:
             s[key] = parse_duration(s[key]).total_seconds()

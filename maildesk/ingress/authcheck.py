@@ -14,7 +14,6 @@ command that hangs. Runs in a worker thread (it blocks on DNS).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 import time
@@ -27,6 +26,7 @@ import dns.resolver
 import spf
 
 from maildesk.config.model import Authenticity, Settings
+from maildesk.netaddr import plain_ip
 from maildesk.pipeline.authenticity import (MethodResult, aligned, domain_of,
                                             format_authentication_results,
                                             organizational_domain, trusted_relay)
@@ -269,15 +269,8 @@ def authenticate(settings: Authenticity, authserv_id: str, peer_ip: str | None,
 
 def _plain_ip(ip: str | None) -> str | None:
     """`::ffff:192.0.2.1` -> `192.0.2.1` (what SPF records list); None when not an address."""
-    if not ip:
-        return None
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return str(addr.ipv4_mapped)
-    return str(addr)
+    address = plain_ip(ip)
+    return str(address) if address is not None else None
 
 
 def make_authenticator(settings: Callable[[], Settings]) -> Callable[

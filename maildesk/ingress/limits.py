@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+from maildesk.netaddr import IpNetwork, in_networks
 
 # accept() fails with these when the process or the system is out of descriptors or buffers.
 ACCEPT_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -46,15 +46,7 @@ class RelayNetworks:
                               else ipaddress.ip_network(n, strict=False) for n in networks)
 
     def __contains__(self, ip: object) -> bool:
-        if not self.networks or not isinstance(ip, str):
-            return False
-        try:
-            address = ipaddress.ip_address(ip.partition("%")[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in n for n in self.networks)
+        return isinstance(ip, str) and in_networks(ip, self.networks)
 
     def contains(self, ip: str | None) -> bool:
         return ip in self

@@ -21,12 +21,12 @@ organisation (relaxed alignment, RFC 7489 §3.1, by the Public Suffix List).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 from functools import cache
 
 from maildesk.config.model import Authenticity
+from maildesk.netaddr import in_networks
 from maildesk.probes import source_ip
 
 MAX_VALUE_CHARS = 8192        # a longer header is cut: nobody's results need more
@@ -287,21 +287,9 @@ def _topmost(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
     return next((v for k, v in headers if k.lower() == name), None)
 
 
-def _in_networks(ip: str | None, networks: tuple) -> bool:  # type: ignore[type-arg]
-    if not ip:
-        return False
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
-
-
 def trusted_relay(ip: str | None, settings: Authenticity) -> bool:
     """Is `ip` one of the relays whose headers (Authentication-Results, spam flag) we read?"""
-    return _in_networks(ip, settings.trusted_relays)
+    return in_networks(ip, settings.trusted_relays)
 
 
 def spam_verdict(value: str | None, settings: Authenticity) -> bool:
