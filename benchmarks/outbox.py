@@ -165,7 +165,7 @@ def build_template(mails: list[Mail], workdir: Path) -> tuple[Path, list[tuple[s
     from maildesk.app import Context, upgrade_database
     from maildesk.config import load_settings
     from maildesk.db.models import Outbox, OutboxStatus
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     from sqlalchemy import select
 
     db = workdir / "template.db"

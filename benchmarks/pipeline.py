@@ -82,7 +82,7 @@ def run_pipeline(label: str, db_url: str, mails: list[Mail], workdir: Path,
 
     from maildesk.app import Context
     from maildesk.db.models import Inbound, InboundStatus, Message, Ticket
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
 
     ctx = Context.load(write_config_set(workdir, db_url))
     try:

@@ -2,7 +2,7 @@
 
 The corpus (`generate_corpus`) is parsed once, up front: parsing is not what is measured. What
 is timed is what the processor does for every message that opens a ticket
-(maildesk/pipeline/run.py): `mail_facts(message, sender, sender_name, envelope_to=...,
+(maildesk/process/run.py): `mail_facts(message, sender, sender_name, envelope_to=...,
 at=...)` (which also runs `detect_language`) and `RuleSet.evaluate(facts)`, with fresh
 MailFacts every time (their lowered subject/body and header map are computed on first use,
 inside the clock, as in production). `sender_of` is called untimed: in the daemon the sender is

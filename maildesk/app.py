@@ -151,7 +151,7 @@ class ProcessorThread(Worker):
     other processes (`ingest`, a second daemon)."""
 
     def __init__(self, ctx: Context, on_outbox=None, probes=None):  # type: ignore[no-untyped-def]
-        from maildesk.pipeline.run import Processor
+        from maildesk.process.run import Processor
 
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
                                    probes=probes)

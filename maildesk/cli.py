@@ -217,7 +217,7 @@ def ingest(obj: dict[str, Any], source: Any, sender: str | None, recipients: tup
                           rcpt_to=tuple(recipients))
     click.echo(result.message, err=True)
     if result.code == 0 and not no_process and result.inbound_id is not None:
-        from maildesk.pipeline.run import Processor
+        from maildesk.process.run import Processor
 
         processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
         try:
@@ -241,7 +241,7 @@ def ingest(obj: dict[str, Any], source: Any, sender: str | None, recipients: tup
 def poll_cmd(obj: dict[str, Any], once: bool, account: str | None, no_process: bool) -> None:
     """Take new mail from the IMAP accounts. Exit 0, or 75 when an account failed."""
     from maildesk.ingress.imap_service import poll_once
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
 
     ctx = _ctx(obj)
     accounts = ctx.settings.imap_accounts
@@ -295,7 +295,7 @@ def poll_cmd(obj: dict[str, Any], once: bool, account: str | None, no_process: b
 @click.pass_obj
 def process_cmd(obj: dict[str, Any]) -> None:
     """Process every pending stored message now, then exit."""
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
 
     ctx = _ctx(obj)
     processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
@@ -324,7 +324,7 @@ def rules_test(obj: dict[str, Any], file: Any, at: str | None, as_json: bool) ->
     autoreply it would get if it arrived at --at. Changes nothing."""
     from datetime import datetime, timezone
 
-    from maildesk.rules.dryrun import describe, dry_run, parse_when
+    from maildesk.process.dryrun import describe, dry_run_with_database, parse_when
 
     try:
         settings = load_settings(obj["config"])
@@ -334,7 +334,7 @@ def rules_test(obj: dict[str, Any], file: Any, at: str | None, as_json: bool) ->
         when = parse_when(at, settings, datetime.now(timezone.utc))
     except ValueError:
         _fail(f"--at: not an ISO 8601 time: {at!r} (e.g. 2026-12-31T17:55+03:00)", 2)
-    result = dry_run(file.read(), settings, when)
+    result = dry_run_with_database(file.read(), settings, when)
     if as_json:
         _dump(result)
     else:
@@ -650,7 +650,7 @@ def quarantine_list(obj: dict[str, Any], as_json: bool) -> None:
 @click.pass_obj
 def quarantine_retry(obj: dict[str, Any], inbound_id: int | None, retry_all: bool) -> None:
     """Run quarantined mail through the pipeline again (after a fix or a config change)."""
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
 
     if (inbound_id is None) == (not retry_all):
         _fail("give one ID or --all", 2)

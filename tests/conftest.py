@@ -156,7 +156,7 @@ def ctx(config_set: ConfigSet):
 
 @pytest.fixture
 def processor(ctx):
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     p = Processor(ctx.settings, ctx.make_session, ctx.clock)
     yield p
     p.close()

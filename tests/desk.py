@@ -22,7 +22,7 @@ from maildesk.db.models import Channel, Ticket, TicketEvent, TicketTimer, TimerS
 from maildesk.outbound.compose import Composer
 from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.transport import make_transport
-from maildesk.pipeline.run import Processor
+from maildesk.process.run import Processor
 from maildesk.store.raw import Arrival, store_one
 
 MSK = ZoneInfo("Europe/Moscow")

@@ -253,7 +253,7 @@ def test_a_template_that_renders_line_breaks_into_the_subject_adds_no_header(con
     tpl = Path(config_set.data["paths"]["templates"]) / "en" / "autoreply.subject.txt"
     tpl.write_text("{{ tag }}\nBcc: {{ client_address }}\r\nX-Injected: {{ client_name }}\n",
                    encoding="utf-8")
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)  # templates load at start
     try:
         deliver(ctx, fresh, mail(sender="Eve <eve@customer.example>", subject="x"))
@@ -280,7 +280,7 @@ def test_a_non_ascii_local_part_gets_a_ticket_and_no_autoreply(ctx, processor):
 def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
     tpl = Path(config_set.data["paths"]["templates"]) / "en" / "autoreply.txt"
     tpl.write_text("{{ no_such_variable.attribute }}\n", encoding="utf-8")
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)
     try:
         t = deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))

@@ -172,7 +172,7 @@ def test_a_slow_parse_does_not_hold_the_write_lock(config_set, ctx, processor):
 
     config_set.write(processing={"parse_timeout_seconds": 4})
     slow = Context.load(config_set.path)   # lock_timeout_ms is 2000 in the tests: < 4 s
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     p = Processor(slow.settings, slow.make_session, slow.clock)
     try:
         store(ctx, mail(subject="first"))

@@ -78,7 +78,7 @@ def poll(ctx) -> list:
 
 
 def process(ctx) -> list:
-    from maildesk.pipeline.run import Processor
+    from maildesk.process.run import Processor
     p = Processor(ctx.settings, ctx.make_session, ctx.clock)
     try:
         return p.drain()

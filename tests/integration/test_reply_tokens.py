@@ -14,7 +14,7 @@ from helpers import deliver, inbound_statuses, store, ticket_count
 from mails import mail
 from maildesk import addresses
 from maildesk.db.models import Channel, Inbound, Ticket
-from maildesk.pipeline.run import Processor
+from maildesk.process.run import Processor
 from maildesk.probes import TokenProbeGuard
 from maildesk.store.raw import Arrival, store_one
 from maildesk.views import reply_address

@@ -20,7 +20,7 @@ from maildesk.app import Context
 from maildesk.clock import FixedClock
 from maildesk.config.secrets import rotate_secret_file
 from maildesk.db.models import Inbound, Outbox, OutboxStatus, Ticket, TicketEvent
-from maildesk.pipeline.run import Processor
+from maildesk.process.run import Processor
 
 
 def dsn(return_path: str, recipient: str, *, action: str = "failed", status: str = "5.1.1",

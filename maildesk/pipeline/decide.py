@@ -1,0 +1,316 @@
+"""decide(): what one stored message does, from the facts about it. The pipeline's runner and
+`maildesk rules test` both call it, so a dry run cannot disagree with the daemon.
+
+decide() writes nothing. What it needs from the database it asks of a `Lookups` (read-only
+queries: db/queries.py in the runner, a read-only session in the dry run), only when the
+decision gets that far (the sender's autoreply history is read for new tickets only). The
+result is a `Decision`: one outcome (quarantine, duplicate, ignore, bounce, ticket, agent),
+the Plan to apply, and the reasons, like the rule hits Mailman's chains record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from maildesk import addresses
+from maildesk.config.model import Settings
+from maildesk.db.models import Role, TicketStatus
+from maildesk.outbound.compose import ascii_address, choose_language
+from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
+from maildesk.pipeline.authenticity import autoreply_refusal, domain_of, judge_authenticity
+from maildesk.pipeline.bounces import DeliveryReport, judge_report
+from maildesk.pipeline.loops import LoopVerdict, classify_loop
+from maildesk.pipeline.parse import ParsedMessage, Unparseable
+from maildesk.pipeline.plan import Plan, dedupe_key, missing_sender, plan_message, sender_of
+from maildesk.pipeline.rating import parse_rating
+from maildesk.pipeline.subject import SubjectInfo, analyse_subject, format_tag
+from maildesk.pipeline.thread import ThreadDecision, ThreadFacts, TicketFacts, decide_thread
+from maildesk.probes import source_ip
+from maildesk.rules.engine import Routing
+from maildesk.rules.facts import NO_ROUTING, mail_facts, with_line_policy
+from maildesk.sla.policy import Deadlines
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How the message came: the inbound row's envelope and flags."""
+
+    inbound_id: int
+    mail_from: str | None
+    rcpt_to: tuple[str, ...]
+    received_at: datetime
+    source: str | None = None
+    no_autoreply: bool = False     # backlog imported from a mailbox
+    update_only: bool = False      # may join a ticket, never open one
+    auth_results: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingFacts:
+    """An outgoing mail a return path names."""
+
+    id: int
+    bounce_tag: str
+    recipient: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SenderHistory:
+    """Autoreplies in the last hour: to the sender, to its domain, in all; and a recent bounce."""
+
+    to_sender: int = 0
+    to_domain: int = 0
+    total: int = 0
+    bounced_recently: bool = False
+
+
+class Lookups(Protocol):
+    """The read-only queries decide() may ask (db/queries.py answers them)."""
+
+    def raw(self) -> bytes: ...   # the stored bytes (a bounce's report parts)
+    def duplicate_of(self, key: str) -> tuple[int, int] | None: ...
+    def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None: ...
+    def ticket_by_token(self, number: int, token: str,
+                        sender: str) -> tuple[TicketFacts, bool] | None: ...
+    def thread_facts(self, sender: str, subject: SubjectInfo, ref_ids: Sequence[str],
+                     message_id: str | None) -> ThreadFacts: ...
+    def ticket_state(self, ticket_id: int) -> TicketState: ...
+    def sender_history(self, sender: str, *, since: datetime,
+                       bounced_since: datetime) -> SenderHistory: ...
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one message does. `outcome`: quarantine | duplicate | ignore | bounce | ticket |
+    agent. `notes` say why along the way (for the log); `probe_failures` are failed token
+    lookups to count against the client IP."""
+
+    outcome: str
+    reason: str | None = None
+    ticket_number: int | None = None           # duplicate: the ticket of the earlier copy
+    duplicate_of: int | None = None
+    bounce: tuple[OutgoingFacts, DeliveryReport] | None = None
+    plan: Plan | None = None
+    agent: AgentPlan | None = None
+    ticket: TicketState | None = None          # the ticket joined, as it was
+    routing: Routing = NO_ROUTING
+    deadlines: Deadlines | None = None
+    autoreply: str | None = None               # "yes", or why not
+    notify: str | None = None                  # line notification: new | rated | update
+    probe_failures: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+
+def recipients_of(message: ParsedMessage, arrival: Arrival) -> list[str]:
+    """Envelope first, then To and Cc: the order in which tokens and tags are looked for."""
+    return [*arrival.rcpt_to, *(a.address for a in message.to), *(a.address for a in message.cc)]
+
+
+def _return_path(recipients: Sequence[str], lookups: Lookups, settings: Settings,
+                 now: datetime, notes: list[str]) -> OutgoingFacts | None:
+    """The outgoing mail a verified (or still valid legacy) return path names."""
+    support = frozenset(settings.support_addresses)
+    validity = settings.security.bounce_tag_validity
+    for rcpt in recipients:
+        tag = addresses.parse_bounce(rcpt, support)
+        if tag is None:
+            continue
+        if tag.legacy is not None:  # queued before signing: honoured until it expires
+            row = lookups.outgoing(None, tag.legacy)
+            why = (None if row is not None and row.created_at >= now - validity
+                   else "unknown or expired unsigned tag")
+        else:
+            why = addresses.verify_bounce(settings.signing_keys, tag,
+                                          today=now.astimezone(timezone.utc).date(),
+                                          valid_days=validity.days)
+            row = lookups.outgoing(tag.outbox_id, None) if why is None else None
+            if why is None and (row is None or row.bounce_tag != tag.text):
+                why = "no such outgoing mail"
+        if why is None and row is not None:
+            return row
+        notes.append(f"return path {rcpt}: {why}; taken as ordinary mail")
+    return None
+
+
+def _autoreply_refusal(message: ParsedMessage, arrival: Arrival, sender: str,
+                       history: SenderHistory, settings: Settings) -> str | None:
+    """Why no acknowledgement may go to `sender`, or None (PRODUCT.md §5 and §8)."""
+    if not ascii_address(sender):
+        # Needs SMTPUTF8 end to end (RFC 6531); outgoing mail is ASCII-headed today.
+        return "the address cannot be written in ASCII"
+    if history.bounced_recently:
+        return "an autoreply to this address bounced recently"
+    policy = settings.authenticity.policy
+    if policy != "off":
+        verdict = judge_authenticity(message.headers, sender=sender, source=arrival.source,
+                                     own_results=arrival.auth_results,
+                                     settings=settings.authenticity)
+        refusal = autoreply_refusal(verdict, policy)
+        if refusal is not None:
+            return refusal
+    if history.to_sender >= settings.autoreply.max_per_sender_per_hour:
+        return None  # plan.py says it: too many autoreplies to this sender
+    cap = settings.autoreply
+    if history.total >= cap.max_per_hour:
+        return (f"too many autoreplies in the last hour ({history.total}; "
+                f"autoreply.max_per_hour is {cap.max_per_hour})")
+    if history.to_domain >= cap.max_per_domain_per_hour:
+        return (f"too many autoreplies to {domain_of(sender)} in the last hour "
+                f"({history.to_domain}; autoreply.max_per_domain_per_hour is "
+                f"{cap.max_per_domain_per_hour})")
+    return None
+
+
+def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Lookups,
+           settings: Settings, *, now: datetime, languages: frozenset[str]) -> Decision:
+    """Everything one message does (module docstring). `languages`: the autoreply templates."""
+    if isinstance(parsed, Unparseable):
+        return Decision("quarantine", parsed.reason)
+    message = parsed
+    no_sender = missing_sender(message, arrival.mail_from)
+    if no_sender is not None:  # neither a sender header nor an envelope sender
+        return Decision("quarantine", no_sender)
+    earlier = lookups.duplicate_of(dedupe_key(message))
+    if earlier is not None:
+        return Decision("duplicate", f"duplicate of message {earlier[0]} on ticket "
+                        f"{format_tag(settings.ticket_tag, earlier[1])}",
+                        ticket_number=earlier[1], duplicate_of=earlier[0])
+    notes: list[str] = []
+    sender, sender_name = sender_of(message, arrival.mail_from)
+    recipients = recipients_of(message, arrival)
+    outgoing = _return_path(recipients, lookups, settings, now, notes)
+    if outgoing is not None:
+        report = judge_report(message, lookups.raw(), arrival.mail_from, outgoing.recipient)
+        return Decision("bounce", report.why, bounce=(outgoing, report), notes=tuple(notes))
+
+    # One message names one token: the envelope's first, else the headers' first. Many
+    # distinct tokens in one mail is somebody guessing: nothing is looked up.
+    support = frozenset(settings.support_addresses)
+    tokens = list(dict.fromkeys(t for t in (addresses.parse_reply_token(r, support)
+                                            for r in recipients) if t is not None))
+    if len(tokens) > settings.security.max_tokens_per_message:
+        return Decision("quarantine", f"token probing: {len(tokens)} distinct reply-token "
+                        f"addresses in one message (at most "
+                        f"{settings.security.max_tokens_per_message}); none was tried",
+                        probe_failures=len(tokens), notes=tuple(notes))
+    token_ticket, agent_token, failures = None, False, 0
+    if tokens:
+        found = lookups.ticket_by_token(tokens[0].number, tokens[0].token, sender)
+        if found is not None:
+            token_ticket, agent_token = found
+        else:
+            failures = 1
+            notes.append(f"reply token for ticket {tokens[0].number} does not match")
+    subject = analyse_subject(message.subject, settings.ticket_tag)
+    facts = replace(lookups.thread_facts(sender, subject,
+                                         [*message.in_reply_to, *reversed(message.references)],
+                                         message.message_id), token_ticket=token_ticket)
+    thread = decide_thread(sender, subject, facts, now=arrival.received_at,
+                           reply_window=timedelta(days=settings.reply_window_days))
+    # An agent: a sender listed in lines.yaml who writes to the agents' reply address of the
+    # ticket, or (where configured) whom our own MTA authenticated, on a known ticket.
+    is_agent = sender in settings.agent_addresses() and (agent_token or (
+        thread.ticket_id is not None and authenticated_sender(
+            message.headers, settings.agents_trust_authserv_id, sender)))
+    if is_agent and agent_token and token_ticket is not None:
+        thread = ThreadDecision(token_ticket.id, "token")  # agents may act on closed ones
+    role = Role.AGENT if is_agent else Role.CLIENT
+    mailbox = next((addresses.base_address(r) for r in recipients
+                    if addresses.base_address(r) in support), settings.support_addresses[0])
+    common = {"probe_failures": failures, "notes": tuple(notes)}
+    if arrival.update_only and thread.ticket_id is None:
+        return Decision("ignore", "from an update-only folder and it belongs to no ticket "
+                        f"({thread.reason}); not made into a new one", **common)
+    current = lookups.ticket_state(thread.ticket_id) if thread.ticket_id is not None else None
+    own = support | settings.line_mailboxes()
+    loop = robot_check = classify_loop(message, arrival.mail_from, own)
+    if role is Role.AGENT and current is not None:
+        return _agent_reply(message, arrival, sender, sender_name, subject, thread, current,
+                            loop, settings, common)
+
+    deadlines = language = None
+    limited = False
+    routing = NO_ROUTING
+    if thread.ticket_id is None:
+        routing = settings.ruleset.evaluate(mail_facts(
+            message, sender, sender_name, envelope_to=arrival.rcpt_to, at=arrival.received_at))
+        if routing.action is not None:
+            if routing.action == "ignore":
+                return Decision("ignore", f"rule {routing.action_rule!r}: ignore",
+                                routing=routing, **common)
+            return Decision("quarantine", f"held by rule {routing.action_rule!r} (action: "
+                            "quarantine); `maildesk quarantine retry` runs it through the rules "
+                            "again", routing=routing, **common)
+        routing = with_line_policy(routing, settings, arrival.rcpt_to)
+        deadlines = settings.sla_policies.deadlines(policy=routing.sla_policy,
+                                                    priority=routing.priority,
+                                                    start=arrival.received_at)
+        if arrival.no_autoreply:
+            loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
+        elif not routing.autoreply:
+            loop = LoopVerdict(False, f"rule {routing.matched[-1]!r}: no_autoreply"
+                               if routing.matched else "no_autoreply")
+        if settings.autoreply.enabled and loop.autoreply_allowed and languages:
+            language = choose_language(
+                rule_language=routing.language, content_language=message.content_language,
+                text=f"{message.subject}\n{message.text}", default=settings.language,
+                available=languages)
+            history = lookups.sender_history(
+                sender, since=now - timedelta(hours=1),
+                bounced_since=now - settings.autoreply.mute_after_bounce)
+            limited = history.to_sender >= settings.autoreply.max_per_sender_per_hour
+            refusal = _autoreply_refusal(message, arrival, sender, history, settings)
+            if refusal is not None:
+                loop = LoopVerdict(False, refusal)
+    rating = (parse_rating(message.text) if current is not None and role is Role.CLIENT
+              and current.status is TicketStatus.RESOLVED and robot_check.autoreply_allowed
+              else None)
+    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=sender,
+                        sender_name=sender_name, role=role, subject=subject, decision=thread,
+                        mailbox=mailbox, routing=routing, rating=rating,
+                        current_status=current.status if current else None,
+                        loop=loop, deadlines=deadlines, autoreply_language=language,
+                        autoreply_limited=limited)
+    notify = None
+    if not arrival.no_autoreply and (plan.new_ticket is not None
+                                     or robot_check.autoreply_allowed):
+        notify = "new" if plan.new_ticket else "rated" if plan.rating else "update"
+    return Decision("ticket", thread.reason, plan=plan, ticket=current, routing=routing,
+                    deadlines=deadlines, autoreply=_autoreply_said(plan), notify=notify,
+                    **common)
+
+
+def _autoreply_said(plan: Plan) -> str | None:
+    """"yes" when the plan acknowledges, else the reason it gives; None when not a question
+    (a message joining a ticket is never acknowledged)."""
+    if plan.autoreply is not None:
+        return "yes"
+    if plan.new_ticket is None:
+        return None
+    reasons = [str(d.get("reason")) for kind, d in plan.events if kind == "autoreply_suppressed"]
+    return reasons[0] if reasons else ("not for agents" if plan.role is not Role.CLIENT
+                                       else "autoreplies are off")
+
+
+def _agent_reply(message: ParsedMessage, arrival: Arrival, sender: str, sender_name: str,
+                 subject: SubjectInfo, thread: ThreadDecision, ticket: TicketState,
+                 loop: LoopVerdict, settings: Settings, common: dict) -> Decision:  # type: ignore[type-arg]
+    """An agent answered: record the whole mail, obey its commands, relay its new text."""
+    agent = plan_agent_reply(message.text, ticket, sender=sender, settings=settings)
+    if not loop.autoreply_allowed:
+        # An agent's out-of-office or a bounce from their mailbox: kept, never obeyed.
+        agent = AgentPlan(text=agent.text, internal=True)
+    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=sender,
+                        sender_name=sender_name, role=Role.AGENT, subject=subject,
+                        decision=thread, mailbox="", routing=NO_ROUTING,
+                        current_status=ticket.status, loop=loop)
+    plan = replace(plan, internal=agent.internal)
+    return Decision("agent", thread.reason, plan=plan, agent=agent, ticket=ticket, **common)
+
+
+__all__ = ["Arrival", "Decision", "Lookups", "OutgoingFacts", "SenderHistory", "decide",
+           "recipients_of", "source_ip"]

@@ -1,0 +1,1 @@
+"""The runner: claims stored mail, gathers its facts, calls decide(), applies the decision."""

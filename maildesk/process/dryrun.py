@@ -1,0 +1,199 @@
+"""`maildesk rules test FILE.eml [--at TIME]`: what maildesk would do with a mail arriving at
+TIME. The same decide() as the daemon's, on the same facts read from the database in a
+read-only session, so the dry run cannot disagree with the daemon. Changes nothing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from maildesk.config.model import Settings
+from maildesk.effects.apply import autoreply_context
+from maildesk.outbound.compose import Composer
+from maildesk.pipeline.decide import Arrival, Decision, decide
+from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
+from maildesk.pipeline.plan import sender_of
+from maildesk.pipeline.subject import analyse_subject, format_tag
+from maildesk.process.lookups import DbLookups, EmptyLookups
+from maildesk.rules.facts import mail_facts
+from maildesk.sla.calendar import default_calendar_name
+
+
+def parse_when(text: str | None, settings: Settings, now: datetime) -> datetime:
+    """ISO 8601; without an offset, the time is read in the default calendar's zone."""
+    if not text:
+        return now
+    value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
+        value = value.replace(tzinfo=calendar.zone if calendar else ZoneInfo("UTC"))
+    return value
+
+
+def dry_run(raw: bytes, settings: Settings, at: datetime, rcpt: tuple[str, ...] = (),
+            session: Session | None = None, mail_from: str | None = None) -> dict[str, Any]:
+    """What a mail arriving at `at` would do: the decision (new ticket, join, quarantine ...),
+    the routing, deadlines and the autoreply (or why none). `session`: a read-only session
+    on the database (None: decide as for an empty database)."""
+    parsed = parse_message(raw)
+    if isinstance(parsed, Unparseable):
+        return {"unparseable": parsed.reason, "decision": {"outcome": "quarantine",
+                                                           "reason": parsed.reason}}
+    message: ParsedMessage = parsed
+    composer = Composer(settings.templates_dir)
+    envelope = rcpt or settings.support_addresses[:1]
+    lookups = DbLookups(session, raw=raw) if session is not None else EmptyLookups(raw)
+    d = decide(message, Arrival(inbound_id=0, mail_from=mail_from, rcpt_to=tuple(envelope),
+                                received_at=at), lookups, settings, now=at,
+               languages=composer.languages)
+    sender, sender_name = sender_of(message, mail_from)
+    facts = mail_facts(message, sender, sender_name, envelope_to=envelope, at=at)
+    routing = d.routing
+    if d.outcome in ("ticket", "agent") and d.ticket is not None:
+        joined = {"line": d.ticket.line, "priority": d.ticket.priority,
+                  "category": d.ticket.category, "tags": list(d.ticket.tags),
+                  "assignee": d.ticket.assignee}
+    else:
+        joined = None
+    line = settings.line(joined["line"] if joined else routing.line)
+    calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
+    shown = at.astimezone(calendar.zone) if calendar else at
+    out: dict[str, Any] = {
+        "from": sender, "subject": message.subject, "at": shown.isoformat(timespec="seconds"),
+        "language": facts.language, "matched": list(routing.matched),
+        "action": routing.action, "action_rule": routing.action_rule,
+        "decision": _decision(d, settings),
+        "line": routing.line, "line_mailbox": line.mailbox if line else None,
+        "priority": routing.priority, "category": routing.category, "tags": list(routing.tags),
+        "assignee": routing.assignee, "sla_policy": routing.sla_policy,
+    }
+    if joined:
+        out.update(joined)
+    if calendar is not None:
+        out["business_hours"] = calendar.is_working(at)
+    if d.outcome != "ticket" or d.plan is None or d.plan.new_ticket is None:
+        out["autoreply"] = None
+        return out
+    due = d.deadlines
+    assert due is not None
+    out["sla_policy"] = due.policy
+    out["deadlines"] = {
+        "timezone": due.timezone.key,
+        "resumes_at": due.resumes_at.astimezone(due.timezone).isoformat("T", "seconds")
+        if due.resumes_at else None,
+        "first_response": due.first_response.astimezone(due.timezone).isoformat("T", "seconds")
+        if due.first_response else None,
+        "resolution": due.resolution.astimezone(due.timezone).isoformat("T", "seconds")
+        if due.resolution else None}
+    reply = d.plan.autoreply
+    if reply is None:
+        out["autoreply"] = None
+        return out
+    number = lookups.next_ticket_number(settings.first_ticket_number)
+    tag = format_tag(settings.ticket_tag, number)
+    subject = analyse_subject(message.subject, settings.ticket_tag).clean or "(no subject)"
+    rendered = composer.render(reply.template, reply.language, autoreply_context(
+        ticket={"number": number, "subject": subject, "priority": routing.priority,
+                "line": routing.line},
+        tag=tag, client_name=sender_name, client_address=sender,
+        instance=settings.instance_name, reply_address=settings.support_addresses[0],
+        deadlines=due, client=message))
+    out["autoreply"] = {"template": reply.template, "language": reply.language,
+                        "subject": rendered.subject if tag in rendered.subject
+                        else f"{tag} {rendered.subject}", "text": rendered.text}
+    return out
+
+
+def dry_run_with_database(raw: bytes, settings: Settings, at: datetime) -> dict[str, Any]:
+    """`dry_run` on the configured database, read-only; on an empty one when it cannot be
+    read (not created or not migrated yet), which the result then says."""
+    from maildesk.db.session import make_engine, make_read_sessionmaker
+
+    engine = make_engine(settings.database)
+    try:
+        with make_read_sessionmaker(engine)() as session:
+            try:
+                return dry_run(raw, settings, at, session=session)
+            except SQLAlchemyError as exc:
+                session.rollback()
+                result = dry_run(raw, settings, at)
+                result["database"] = f"not read ({type(exc).__name__}); decided as for an empty one"
+                return result
+    finally:
+        engine.dispose()
+
+
+def _decision(d: Decision, settings: Settings) -> dict[str, Any]:
+    """The decision as `rules test --json` states it (stable; README, JSON output)."""
+    out: dict[str, Any] = {"outcome": d.outcome, "reason": d.reason,
+                           "ticket": d.ticket.number if d.ticket else d.ticket_number,
+                           "autoreply": d.autoreply}
+    if d.plan is not None and d.plan.new_ticket is not None:
+        out["outcome"] = "new ticket"
+        out["linked_ticket"] = d.plan.thread.linked_ticket_id
+    elif d.outcome in ("ticket", "agent"):
+        out["outcome"] = "joins ticket" if d.outcome == "ticket" else "agent reply"
+        out["status"] = d.plan.set_status.value if d.plan and d.plan.set_status else None
+    return out
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The dry run as a person reads it."""
+    if "unparseable" in result:
+        return f"unparseable: {result['unparseable']}"
+    lines = [f"mail:       {result['from']}: {result['subject']}",
+             f"arrives:    {result['at']}"
+             + ("" if "business_hours" not in result else
+                " (within business hours)" if result["business_hours"]
+                else " (outside business hours)"),
+             f"language:   {result['language']}"]
+    decision = result.get("decision") or {}
+    outcome = decision.get("outcome")
+    if outcome in ("joins ticket", "agent reply"):
+        lines.append(f"decision:   {outcome} {decision.get('ticket')} ({decision.get('reason')})"
+                     + (f", status -> {decision['status']}" if decision.get("status") else "")
+                     + "; rules apply to new tickets only")
+    elif outcome in ("quarantine", "duplicate", "bounce") or (
+            outcome == "ignore" and not result.get("action")):
+        lines.append(f"decision:   {outcome}: {decision.get('reason')}")
+    elif outcome == "new ticket":
+        lines.append(f"decision:   new ticket ({decision.get('reason')})"
+                     + (f", linked to {decision['linked_ticket']}"
+                        if decision.get("linked_ticket") else ""))
+    if result["matched"]:
+        lines.append("matched:    " + "\n            ".join(
+            f"{i}. {name}" for i, name in enumerate(result["matched"], 1)))
+    else:
+        lines.append("matched:    no rule (the default applies)")
+    if result["action"]:
+        verb = "ignored: kept, no ticket" if result["action"] == "ignore" \
+            else "quarantined: held for an admin, no ticket"
+        lines.append(f"result:     {verb} (rule {result['action_rule']!r})")
+        return "\n".join(lines)
+    lines += [f"line:       {result['line'] or '-'}"
+              + (f" -> notification to {result['line_mailbox']}" if result["line_mailbox"] else ""),
+              f"priority:   {result['priority'] or '-'}",
+              f"category:   {result['category'] or '-'}",
+              f"tags:       {', '.join(result['tags']) or '-'}",
+              f"assignee:   {result['assignee'] or '-'}",
+              f"SLA policy: {result['sla_policy'] or '-'}"]
+    d = result.get("deadlines") or {}
+    if d.get("resumes_at"):
+        lines.append(f"outside working hours; work resumes {d['resumes_at']}")
+    lines.append(f"first response by: {d.get('first_response') or '-'}")
+    lines.append(f"resolution by:     {d.get('resolution') or '-'}")
+    reply = result.get("autoreply")
+    if reply is None:
+        why = decision.get("autoreply")
+        lines.append(f"autoreply:  none ({why})" if why else "autoreply:  none")
+    else:
+        lines.append(f"autoreply:  template {reply['template']} ({reply['language']}); "
+                     "the ticket number is given on arrival")
+        lines.append(f"Subject: {reply['subject']}")
+        lines.append("")
+        lines.append(reply["text"].rstrip("\n"))
+    return "\n".join(lines)

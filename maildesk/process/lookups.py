@@ -1,0 +1,122 @@
+"""The read-only queries decide() asks, answered from the database (db/queries.py).
+
+The runner uses one per message inside its write transaction; `rules test` uses one on a
+read-only session, so both decide from the same facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from maildesk.db import queries
+from maildesk.db.models import Counter, Inbound, Message, Outbox, RawMessage, Ticket
+from maildesk.pipeline.agent import TicketState
+from maildesk.pipeline.authenticity import domain_of
+from maildesk.pipeline.decide import OutgoingFacts, SenderHistory
+from maildesk.pipeline.subject import SubjectInfo
+from maildesk.pipeline.thread import ThreadFacts, TicketFacts
+
+# Built once (see db/queries.py): the same message seen before, by its dedupe key.
+_EARLIER = select(Message.id, Ticket.number).join(Ticket).where(
+    Message.dedupe_key == bindparam("key"))
+_RAW = select(RawMessage.data).join(Inbound, Inbound.raw_id == RawMessage.id).where(
+    Inbound.id == bindparam("inbound_id"))
+
+
+class DbLookups:
+    """decide()'s `Lookups` on a session; `inbound_id` names the stored raw bytes."""
+
+    def __init__(self, session: Session, inbound_id: int | None = None, raw: bytes | None = None):
+        self.session = session
+        self._inbound_id = inbound_id
+        self._raw = raw
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = bytes(self.session.scalar(_RAW, {"inbound_id": self._inbound_id}) or b"")
+        return self._raw
+
+    def next_ticket_number(self, first: int) -> int:
+        """The number a new ticket would get now (for the dry run's autoreply)."""
+        value = self.session.scalar(select(Counter.value).where(Counter.name == "ticket"))
+        return first if value is None else value + 1
+
+    def duplicate_of(self, key: str) -> tuple[int, int] | None:
+        row = self.session.execute(_EARLIER, {"key": key}).first()
+        return (row.id, row.number) if row is not None else None
+
+    def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None:
+        if outbox_id is not None:
+            row = self.session.get(Outbox, outbox_id)
+        else:
+            row = self.session.scalar(select(Outbox).where(Outbox.bounce_tag == legacy_tag)
+                                      .order_by(Outbox.id.desc()).limit(1))
+        if row is None:
+            return None
+        return OutgoingFacts(row.id, row.bounce_tag, row.recipients[0] if row.recipients else "",
+                             row.created_at)
+
+    def ticket_by_token(self, number: int, token: str,
+                        sender: str) -> tuple[TicketFacts, bool] | None:
+        return queries.ticket_by_token(self.session, number, token, sender)
+
+    def thread_facts(self, sender: str, subject: SubjectInfo, ref_ids: Sequence[str],
+                     message_id: str | None) -> ThreadFacts:
+        s = self.session
+        return ThreadFacts(
+            token_ticket=None,
+            referenced=tuple(queries.tickets_by_message_ids(s, ref_ids, sender)),
+            tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender)),
+            same_subject=tuple(queries.tickets_by_subject(s, subject.key, sender))
+            if (subject.is_reply or subject.is_forward) else ())
+
+    def ticket_state(self, ticket_id: int) -> TicketState:
+        t = self.session.get_one(Ticket, ticket_id)
+        return TicketState(number=t.number, status=t.status, line=t.line, priority=t.priority,
+                           assignee=t.assignee, category=t.category, tags=tuple(t.tags or ()))
+
+    def sender_history(self, sender: str, *, since: datetime,
+                       bounced_since: datetime) -> SenderHistory:
+        sent, bounced = queries.autoreply_history(self.session, sender, sent_since=since,
+                                                  bounced_since=bounced_since)
+        to_domain, total = queries.autoreply_volume(self.session, domain_of(sender), since=since)
+        return SenderHistory(to_sender=sent, to_domain=to_domain, total=total,
+                             bounced_recently=bounced)
+
+
+class EmptyLookups:
+    """decide()'s `Lookups` for a database with nothing in it (a dry run without one)."""
+
+    def __init__(self, raw: bytes = b""):
+        self._raw = raw
+
+    def raw(self) -> bytes:
+        return self._raw
+
+    def next_ticket_number(self, first: int) -> int:
+        return first
+
+    def duplicate_of(self, key: str) -> tuple[int, int] | None:
+        return None
+
+    def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None:
+        return None
+
+    def ticket_by_token(self, number: int, token: str,
+                        sender: str) -> tuple[TicketFacts, bool] | None:
+        return None
+
+    def thread_facts(self, sender: str, subject: SubjectInfo, ref_ids: Sequence[str],
+                     message_id: str | None) -> ThreadFacts:
+        return ThreadFacts(token_ticket=None, referenced=(), tagged=(), same_subject=())
+
+    def ticket_state(self, ticket_id: int) -> TicketState:
+        raise LookupError(f"no ticket {ticket_id} in an empty database")
+
+    def sender_history(self, sender: str, *, since: datetime,
+                       bounced_since: datetime) -> SenderHistory:
+        return SenderHistory()

@@ -1,0 +1,251 @@
+"""Claim stored messages, run the pure stages, apply each Plan; many messages per commit.
+
+Each message is applied inside its own savepoint, so one that fails rolls back alone and is
+retried later (quarantined with the traceback after `processing.max_attempts`), while the
+others in the batch commit together. Replaying is safe: a message already done is not pending
+any more, and a second copy stops at the dedupe key.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from maildesk.clock import Clock
+from maildesk.config.model import Settings
+from maildesk.db.models import Inbound, InboundStatus, Outbox, RawMessage, Ticket, TicketEvent
+from maildesk.effects.agent import apply_agent_plan
+from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
+from maildesk.effects.notify import queue_line_notification
+from maildesk.outbound.compose import Composer
+from maildesk.pipeline.decide import Arrival as DecideArrival, decide
+from maildesk.pipeline.isolate import ParseSandbox
+from maildesk.pipeline.parse import ParsedMessage, Unparseable
+from maildesk.pipeline.plan import sender_of
+from maildesk.probes import TokenProbeGuard, source_ip
+from maildesk.process.lookups import DbLookups
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    inbound_id: int
+    status: str
+    ticket_number: int | None = None
+    reason: str | None = None
+
+
+# Decisions that leave the message without a ticket entry: the inbound status, the outcome.
+_HELD = {"quarantine": (InboundStatus.QUARANTINED, "quarantined"),
+         "duplicate": (InboundStatus.DUPLICATE, "duplicate"),
+         "ignore": (InboundStatus.IGNORED, "ignored")}
+
+
+def _sender_name(message: ParsedMessage, inbound: Inbound) -> str:
+    return sender_of(message, inbound.mail_from)[1]
+
+# How long a batch, holding the database's write lock, waits for the next parse result.
+PARSE_WAIT_IN_BATCH = 0.25
+
+
+class Processor:
+    """Turns pending inbound rows into ticket entries."""
+
+    def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
+                 sandbox: ParseSandbox | None = None,
+                 on_outbox: Callable[[], None] | None = None,
+                 probes: TokenProbeGuard | None = None):
+        self.settings = settings  # the property below derives what each message needs
+        self.make_session = make_session
+        self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
+        self.probes = probes        # failed token lookups per client IP, for the listener
+        self._queued_mail = False
+        self.clock = clock
+        self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
+                                               memory_mb=settings.processing.parse_memory_mb)
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """Swapped whole on reload, with the templates it names."""
+        self._settings = settings
+        self.composer = Composer(settings.templates_dir)
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+    # -- claiming ---------------------------------------------------------------------------
+    def _pending(self, limit: int, only: list[int] | None) -> list[tuple[int, bytes]]:
+        with self.make_session() as session:
+            q = (select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
+                 .where(Inbound.status == InboundStatus.PENDING).order_by(Inbound.id).limit(limit))
+            if only is not None:
+                q = q.where(Inbound.id.in_(only))
+            return [(i, bytes(d)) for i, d in session.execute(q).all()]
+
+    def run_batch(self, limit: int = 100, only: list[int] | None = None) -> list[Outcome]:
+        """Process up to `limit` pending messages (oldest first); return what became of them.
+
+        The child process parses message i+1 while this thread writes message i, so a batch
+        costs about max(parse, write) rather than their sum."""
+        pending = self._pending(limit, only)
+        if not pending:
+            return []
+        parsed: queue.Queue[tuple[int, ParsedMessage | Unparseable | Exception]] = queue.Queue()
+        stop = threading.Event()
+
+        def parse_all() -> None:
+            for inbound_id, data in pending:
+                if stop.is_set():
+                    return
+                try:
+                    parsed.put((inbound_id, self.sandbox.parse(data)))
+                except Exception as exc:  # the sandbox itself failed: not this message's fault
+                    parsed.put((inbound_id, exc))
+                    return
+
+        parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
+        parser.start()
+        outcomes: list[Outcome] = []
+        # The write lock is taken only once the first message is parsed, and a batch ends
+        # early when the next parse keeps it waiting (a child starting, a message near the
+        # parse time bound): the SMTP listener and the IMAP poller need that lock to store.
+        try:
+            ready = [parsed.get()]
+            with self.make_session.begin() as session:
+                ids = [i for i, _ in pending]
+                claim = select(Inbound).where(Inbound.id.in_(ids),
+                                              Inbound.status == InboundStatus.PENDING)
+                if session.get_bind().dialect.name == "postgresql":
+                    claim = claim.with_for_update(skip_locked=True)
+                rows = {row.id: row for row in session.scalars(claim)}
+                for _ in pending:
+                    if ready:
+                        inbound_id, result = ready.pop()
+                    else:
+                        try:
+                            inbound_id, result = parsed.get(timeout=PARSE_WAIT_IN_BATCH)
+                        except queue.Empty:
+                            break  # commit what is done; the rest stays pending
+                    if isinstance(result, Exception):
+                        raise result  # roll the batch back; it stays pending for the next pass
+                    inbound = rows.get(inbound_id)
+                    if inbound is None:  # another processor took it
+                        continue
+                    savepoint = session.begin_nested()
+                    try:
+                        outcome = self._process(session, inbound, result)
+                        savepoint.commit()
+                    except Exception:
+                        savepoint.rollback()
+                        outcome = self._failed(inbound, traceback.format_exc())
+                    outcomes.append(outcome)
+        finally:
+            stop.set()
+            parser.join()
+        if self._queued_mail and self.on_outbox is not None:
+            self._queued_mail = False
+            self.on_outbox()
+        return outcomes
+
+    def drain(self, batch: int = 100) -> list[Outcome]:
+        """Process until nothing is pending (messages that keep failing stop counting)."""
+        out: list[Outcome] = []
+        while True:
+            got = self.run_batch(batch)
+            out.extend(got)
+            if not got or all(o.status == "retry" for o in got):
+                return out
+
+    def _failed(self, inbound: Inbound, tb: str) -> Outcome:
+        inbound.attempts += 1
+        log.error("processing inbound %s failed (attempt %d):\n%s", inbound.id, inbound.attempts, tb)
+        if inbound.attempts >= self.settings.processing.max_attempts:
+            reason = f"processing failed {inbound.attempts} times; last error:\n{tb}"
+            mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=self.clock.now())
+            return Outcome(inbound.id, "quarantined", reason=reason)
+        inbound.reason = tb
+        return Outcome(inbound.id, "retry", reason=tb)
+
+    # -- one message --------------------------------------------------------------------------
+    def _process(self, session: Session, inbound: Inbound,
+                 result: ParsedMessage | Unparseable) -> Outcome:
+        """Gather the facts, decide (pipeline/decide.py), apply the decision."""
+        now = self.clock.now()
+        arrival = DecideArrival(
+            inbound_id=inbound.id, mail_from=inbound.mail_from,
+            rcpt_to=tuple(inbound.rcpt_to), received_at=inbound.received_at,
+            source=inbound.source, no_autoreply=inbound.no_autoreply,
+            update_only=inbound.update_only, auth_results=inbound.auth_results)
+        d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
+                   languages=self.composer.languages)
+        ip = source_ip(inbound.source)
+        for note in d.notes:
+            log.info("inbound %s from %s: %s", inbound.id, ip or inbound.source, note)
+        if d.probe_failures and self.probes is not None:
+            self.probes.record_failure(ip, d.probe_failures)
+        if d.outcome in _HELD:
+            status, word = _HELD[d.outcome]
+            if d.reason and d.reason.startswith("token probing"):
+                log.warning("inbound %s from %s: %s", inbound.id, ip or inbound.source, d.reason)
+            mark_inbound(inbound, status, d.reason or word, now=now)
+            return Outcome(inbound.id, word, d.ticket_number, d.reason)
+        assert isinstance(result, ParsedMessage)
+        if d.outcome == "bounce":
+            assert d.bounce is not None
+            outgoing, report = d.bounce
+            number = apply_bounce(session, inbound, result, session.get_one(Outbox, outgoing.id),
+                                  report, now=now)
+            return Outcome(inbound.id, "done", number)
+        assert d.plan is not None
+        s = self.settings
+        if d.outcome == "agent":
+            assert d.agent is not None
+            ticket, row = apply_plan(session, d.plan, inbound, now=now,
+                                     first_number=s.first_ticket_number)
+            apply_agent_plan(session, ticket, d.agent, inbound=inbound, row=row, message=result,
+                             sender=d.plan.sender, sender_name=_sender_name(result, inbound),
+                             settings=s, composer=self.composer, now=now, notify=self._notify)
+            agent = d.agent
+            if agent.errors or agent.relay or agent.status is not None or agent.escalate_to \
+                    or agent.internal:
+                self._queued_mail = True
+            return Outcome(inbound.id, "done", ticket.number)
+        ticket, row = apply_plan(session, d.plan, inbound, now=now,
+                                 first_number=s.first_ticket_number, settings=s,
+                                 composer=self.composer)
+        if d.plan.autoreply is not None:
+            self._queued_mail = True
+        if d.notify is not None:
+            self._notify(session, ticket, inbound, now, d.notify, message=result, message_row=row)
+        return Outcome(inbound.id, "done", ticket.number)
+
+    def _notify(self, session: Session, ticket: Ticket, inbound: Inbound, now: datetime,
+                event: str, **kwargs: Any) -> None:
+        """A line notification; one that cannot be composed costs the ticket nothing else."""
+        try:
+            with session.begin_nested():
+                sent = queue_line_notification(session, ticket, self.settings, self.composer,
+                                               now=now, event=event,
+                                               key=f"{inbound.id}.{event}", **kwargs)
+        except Exception as exc:
+            log.exception("line notification for ticket %s failed", ticket.number)
+            session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="notification_failed",
+                                    actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
+            return
+        if sent:
+            self._queued_mail = True
+
