@@ -8,6 +8,7 @@ the ticket and replaces its pending timers with those sla/schedule.py says it ne
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from sqlalchemy import bindparam, select, update
@@ -69,14 +70,24 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime) -
     rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
     fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
                       if t.state is TimerState.FIRED)
-    plan = schedule(sla_state(ticket), policies=settings.sla_policies,
-                    lines={line.id: line for line in settings.lines},
+    state = sla_state(ticket)
+    lines = {line.id: line for line in settings.lines}
+    plan = schedule(state, policies=settings.sla_policies, lines=lines,
                     close_after=settings.close_after, fired=fired)
     if not plan.paused:
-        # While the clock stands still the last deadlines stay shown; they move on resume.
         ticket.first_response_due_at = plan.first_response or ticket.first_response_due_at
         ticket.resolution_due_at = plan.resolution or ticket.resolution_due_at
         ticket.next_response_due_at = plan.next_response
+    else:
+        # While the clock stands still the deadlines shown are those of the moment it stopped
+        # (they move on resume), counted with the ticket's priority and policy as they are now:
+        # a `#priority P2` in the mail that says `#resolve` or `#pending` (or while the ticket
+        # waits) moves them as it would on a running clock.
+        stopped = schedule(replace(state, pauses=state.pauses[:-1]),
+                           policies=settings.sla_policies, lines=lines,
+                           close_after=settings.close_after, fired=fired)
+        ticket.first_response_due_at = stopped.first_response or ticket.first_response_due_at
+        ticket.resolution_due_at = stopped.resolution or ticket.resolution_due_at
     pending = {_identity(t.kind, t.stage, t.due_at, t.data.get("key", "")): t for t in rows
                if t.state is TimerState.PENDING}
     wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in plan.timers}

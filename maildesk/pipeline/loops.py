@@ -17,6 +17,11 @@ _ROBOT_LOCAL = re.compile(
     r"^(mailer[-_.]?daemon|post[-_.]?master|no[-_.]?reply|do[-_.]?not[-_.]?reply|bounces?|"
     r"auto[-_.]?reply|autoresponder|listserv|majordomo|mailman|owner-.+|"
     r".+-(owner|request|bounces|admin))$", re.I)
+# A noreply word anywhere in the local part, as a word of its own (`no-reply-4711`,
+# `alerts-noreply`, `do_not_reply.billing`, `noreply+x`, `noreply2`), not inside a name
+# (`noreen`, `replyall`, `ronoreply`, `noreplying`).
+_NOREPLY_WORD = re.compile(
+    r"(?:^|[-_.+\d])(?:no|do[-_.]?not|dont)[-_.]?reply(?:$|[-_.+\d])", re.I)
 _ROBOT_NAME = re.compile(r"mail delivery (subsystem|system|service)|mailer[- ]daemon", re.I)
 _REPORT = re.compile(r"multipart/report|message/delivery-status|message/disposition-notification",
                      re.I)
@@ -40,6 +45,14 @@ class LoopVerdict:
 
 def _local(address: str) -> str:
     return address.rpartition("@")[0] if "@" in address else address
+
+
+def _robot_local(local: str) -> bool:
+    """A robot's mailbox: by its whole local part, or that before a +detail
+    (`bounces+1234-abcd`), or a noreply word anywhere in it."""
+    base = local.partition("+")[0]
+    return bool(_ROBOT_LOCAL.match(local) or (base != local and _ROBOT_LOCAL.match(base))
+                or _NOREPLY_WORD.search(local))
 
 
 def classify_loop(message: ParsedMessage, mail_from: str | None,
@@ -75,7 +88,7 @@ def classify_loop(message: ParsedMessage, mail_from: str | None,
         local, _, domain = address.rpartition("@")
         if f"{local.partition('+')[0]}@{domain}" in own_addresses:
             return LoopVerdict(False, "sent by maildesk itself or a line mailbox")
-        if _ROBOT_LOCAL.match(_local(address)):
+        if _robot_local(_local(address)):
             bounce = _local(address).lower().startswith(("mailer", "postmaster"))
             return LoopVerdict(False, f"robot sender {address}", is_bounce=bounce)
     if not sender:

@@ -21,8 +21,9 @@ FORWARD_PREFIXES = (
     "ilt", "továbbítás", "πρθ", "пересл", "переслано", "перес", "fwd_", "转发", "轉寄",
 )
 
+# The word may end in a dot: Outlook (ru), The Bat! and Mail.ru write "Отв.:", "Пересл.:", "Fwd.:".
 _PREFIX = re.compile(
-    r"^\s*(?P<word>[^\W\d_]{1,12}_?)\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*", re.UNICODE)
+    r"^\s*(?P<word>[^\W\d_]{1,12}_?)\.?\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:：]\s*", re.UNICODE)
 _BRACKET_NOISE = re.compile(r"^\s*\[(?:ext|external|extern|внешн\w*|spam)\]\s*", re.I)
 _WS = re.compile(r"\s+")
 

@@ -91,3 +91,33 @@ def test_corpus_bounces_autoreplies_and_lists_get_no_autoreply():
     print(f"\n{checked} bounces, auto-replies and list mails checked")
     assert checked > 900
     assert answered == []
+
+
+# A noreply word anywhere in the local part, as its own word (between -, _, ., + or the ends):
+# bulk senders number, prefix and suffix their robots' addresses.
+@pytest.mark.parametrize("sender", [
+    "no-reply-4711@shop.example", "noreply+x@shop.example", "alerts-noreply@monitoring.example",
+    "do_not_reply.billing@bank.example", "noreply.notifications@github.example",
+    "NoReply_Service@corp.example", "info.no.reply@shop.example", "mail+noreply@shop.example",
+    "noreply4711@shop.example", "no_reply@shop.example", "donotreply@bank.example",
+    "do.not.reply-1@bank.example", "dontreply@shop.example", "bounces+1234-abcd@sendgrid.example",
+    "Alerts <billing-noreply@bank.example>",
+])
+def test_local_parts_with_a_noreply_word_get_no_autoreply(sender):
+    v = verdict(mail(sender=sender))
+    assert not v.autoreply_allowed and "robot sender" in v.reason
+
+
+@pytest.mark.parametrize("sender", [
+    "noreen@customer.example", "replyall@customer.example", "ronoreply@customer.example",
+    "noreplying@customer.example", "reno.reply@customer.example", "nora.eply@customer.example",
+    "noah-replyer@customer.example", "ivan+reply@customer.example", "no@customer.example",
+    "reply@customer.example", "donot@customer.example", "juno_reply@customer.example",
+])
+def test_ordinary_names_near_noreply_are_answered(sender):
+    assert verdict(mail(sender=sender)).autoreply_allowed
+
+
+def test_a_noreply_envelope_sender_gets_no_autoreply():
+    v = verdict(mail(), mail_from="alerts-noreply@monitoring.example")
+    assert not v.autoreply_allowed and "alerts-noreply@monitoring.example" in v.reason

@@ -65,3 +65,40 @@ def test_key_is_idempotent(text):
 def test_clean_subject_is_one_line_without_the_tag(text):
     info = analyse_subject(text + " [MD-5]", "MD")
     assert "[MD-5]" not in info.clean
+
+
+# Outlook (ru), The Bat! and Mail.ru put a dot after the abbreviation: "Отв.:", "Пересл.:".
+@pytest.mark.parametrize("subject", [
+    "Отв.: Printer", "Ответ.: Printer", "Re.: Printer", "RE.: Printer", "RE.:Printer",
+    "Отв.: Отв.: Printer", "Re: Отв.: Printer", "Отв.: [MD-7] Printer", "[MD-7] Отв.: Printer",
+    "Отв.[2]: Printer", "Re: Отв.: Пересл.: Printer",
+])
+def test_dotted_reply_prefixes_are_replies(subject):
+    info = analyse_subject(subject, "MD")
+    assert info.key == "printer"
+    assert info.is_reply and not info.is_forward
+
+
+@pytest.mark.parametrize("subject", [
+    "Пересл.: Printer", "Перес.: Printer", "Fwd.: Printer", "FW.: Printer", "fw.: Printer",
+    "Пересл.: Отв.: Printer", "Fwd.: Re: Printer", "Пересл.: [MD-7] Printer",
+    "Пересл.: Пересл.: Printer",
+])
+def test_dotted_forward_prefixes_are_forwards(subject):
+    info = analyse_subject(subject, "MD")
+    assert info.key == "printer"
+    assert info.is_forward and not info.is_reply
+
+
+def test_dotted_prefixes_are_reported_without_the_dot():
+    rest, found = strip_prefixes("Re: Отв.: Пересл.: Fwd.: x")
+    assert rest == "x"
+    assert found == ["re", "отв", "пересл", "fwd"]
+
+
+def test_dotted_words_that_are_not_prefixes_stay():
+    # An abbreviation with a dot is only a prefix when it is one of the known words.
+    assert subject_key("Инв.: 4711 касса", "MD") == "инв.: 4711 касса"
+    assert subject_key("Retail.: cash register", "MD") == "retail.: cash register"
+    assert subject_key("Re..: x", "MD") == "re..: x"
+    assert not analyse_subject("Прил.: счёт", "MD").is_reply
