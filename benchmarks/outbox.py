@@ -197,7 +197,7 @@ def run_deliverer(template: Path, n: int, workdir: Path,
     from maildesk.app import Context
     from maildesk.db.models import Outbox, OutboxStatus
     from maildesk.outbound.outbox import OutboxDeliverer
-    from maildesk.outbound.transport import make_transport
+    from maildesk.outbound.registry import make_transport
 
     db = workdir / "maildesk.db"
     copy_db(template, db)

@@ -456,7 +456,7 @@ def prepare(mails: list[Mail]) -> list[Item]:
 
 
 def facts_of(item: Item) -> Any:
-    from maildesk.rules.facts import mail_facts
+    from maildesk.pipeline.routing import mail_facts
 
     return mail_facts(item.message, item.sender, item.sender_name,
                       envelope_to=item.envelope_to, at=item.at)
@@ -468,7 +468,7 @@ def timed_pass(rulesets: dict[int, Any], items: list[Item], mode: str) -> dict[i
     that a busy neighbour on the machine hits both sets alike. `mode`: "route" (mail_facts +
     evaluate, the figure), "evaluate" (evaluate alone; fresh facts built outside the clock) or
     "exhaustive" (the same with exhaustive=True)."""
-    from maildesk.rules.facts import mail_facts
+    from maildesk.pipeline.routing import mail_facts
 
     totals = {size: 0.0 for size in rulesets}
     order = list(rulesets)

@@ -105,7 +105,7 @@ class OutboundThread(Worker):
 
     def __init__(self, ctx: Context):
         from maildesk.outbound.outbox import OutboxDeliverer
-        from maildesk.outbound.transport import make_transport
+        from maildesk.outbound.registry import make_transport
 
         transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
         self.deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock,

@@ -601,7 +601,7 @@ def outbox_retry(obj: dict[str, Any], outbox_id: int) -> None:
 def outbox_deliver(obj: dict[str, Any]) -> None:
     """Deliver everything that is due now, then exit (for cron, without the daemon)."""
     from maildesk.outbound.outbox import OutboxDeliverer
-    from maildesk.outbound.transport import make_transport
+    from maildesk.outbound.registry import make_transport
 
     ctx = _ctx(obj)
     transport = make_transport(ctx.settings.outbound, ctx.settings.domain)

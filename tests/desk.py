@@ -21,7 +21,7 @@ from maildesk.clock import FixedClock
 from maildesk.db.models import Channel, Ticket, TicketEvent, TicketTimer, TimerState
 from maildesk.outbound.compose import Composer
 from maildesk.outbound.outbox import OutboxDeliverer
-from maildesk.outbound.transport import make_transport
+from maildesk.outbound.registry import make_transport
 from maildesk.process.run import Processor
 from maildesk.store.raw import Arrival, store_one
 

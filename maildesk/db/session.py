@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maildesk.config.model import Database
+if TYPE_CHECKING:  # a type only: config is above db
+    from maildesk.config.model import Database
 
 READ_ONLY = "maildesk_read_only"   # execution option: begin SQLite transactions deferred
 

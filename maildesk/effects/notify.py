@@ -24,12 +24,11 @@ from maildesk.config.model import Line, Settings
 from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
                                        message_id_for)
-from maildesk.effects.outgoing import queue_outgoing
+from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.reply import MARKER
 from maildesk.pipeline.subject import format_tag
-from maildesk.views import reply_address
 
 HISTORY_ITEMS = 15
 HISTORY_CHARS = 2000
@@ -231,7 +230,7 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
     in_reply_to, references = thread_ids(session, ticket)
     mail = Mail(kind=template, key=key, to_address=ticket.requester,
                 to_name=ticket.requester_name, rendered=rendered,
-                reply_to=reply_address(ticket), auto=False,
+                reply_to=client_reply_address(ticket), auto=False,
                 in_reply_to=in_reply_to, references=references,
                 attachments=attachments)
     return queue(session, ticket, mail, settings, now=now, record_as=Role.AGENT,

@@ -11,9 +11,14 @@ from datetime import datetime, timezone
 
 from sqlalchemy.orm import Session
 
-from maildesk.addresses import bounce_address, sign_bounce, split
+from maildesk.addresses import bounce_address, reply_address, sign_bounce, split
 from maildesk.config.model import Settings
-from maildesk.db.models import Outbox, OutboxStatus
+from maildesk.db.models import Outbox, OutboxStatus, Ticket
+
+
+def client_reply_address(ticket: Ticket) -> str:
+    """`support+NUMBER-TOKEN@`: where the client's replies go (Reply-To of our mail to them)."""
+    return reply_address(ticket.mailbox, ticket.number, ticket.reply_token)
 
 
 def queue_outgoing(session: Session, settings: Settings, *, ticket_id: int | None, kind: str,

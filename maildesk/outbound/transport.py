@@ -9,10 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from maildesk.config.model import Outbound
+from typing import Protocol
 
 
 class DeliveryError(Exception):
@@ -63,21 +60,3 @@ class Transport(Protocol):
     def close(self) -> None:
         """Release connections and files; the transport may be used again afterwards."""
         ...
-
-
-def make_transport(outbound: Outbound, local_hostname: str | None = None) -> Transport:
-    """The transport the settings ask for: the local Maildir or the SMTP smarthost."""
-    if outbound.transport == "maildir":
-        from maildesk.outbound.maildir import MaildirTransport
-        return MaildirTransport(outbound.maildir)
-    if outbound.transport == "smtp":
-        if outbound.smtp is None:
-            raise ValueError("outbound transport smtp needs an outbound.smtp section")
-        import ssl
-
-        from maildesk.outbound.smtp import SmtpTransport
-        context = None
-        if outbound.smtp.ca_file is not None:
-            context = ssl.create_default_context(cafile=str(outbound.smtp.ca_file))
-        return SmtpTransport(outbound.smtp, ssl_context=context, local_hostname=local_hostname)
-    raise ValueError(f"unknown outbound transport {outbound.transport!r} (known: maildir, smtp)")

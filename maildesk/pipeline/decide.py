@@ -30,7 +30,7 @@ from maildesk.pipeline.subject import SubjectInfo, analyse_subject, format_tag
 from maildesk.pipeline.thread import ThreadDecision, ThreadFacts, TicketFacts, decide_thread
 from maildesk.probes import source_ip
 from maildesk.rules.engine import Routing
-from maildesk.rules.facts import NO_ROUTING, mail_facts, with_line_policy
+from maildesk.pipeline.routing import NO_ROUTING, mail_facts, with_line_policy
 from maildesk.sla.policy import Deadlines
 
 

@@ -1,4 +1,5 @@
-"""MailFacts of a parsed message: what the rules look at. Pure."""
+"""Routing a parsed message: the MailFacts the rules look at, and what settles the rules' outcome
+(postmaster@, the line's SLA policy). Pure."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
 from maildesk.pipeline.plan import sender_of
 from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.process.lookups import DbLookups, EmptyLookups
-from maildesk.rules.facts import mail_facts
+from maildesk.pipeline.routing import mail_facts
 from maildesk.sla.calendar import default_calendar_name
 
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from maildesk.config.model import Line
 from maildesk.db.models import TicketStatus
 from maildesk.sla.calendar import WorkCalendar
 from maildesk.sla.policy import DEFAULT_PRIORITY, SlaPolicies, Target, business_duration
+
+if TYPE_CHECKING:  # a type only: config builds on sla, not the other way round
+    from maildesk.config.model import Line
 
 RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
 Pause = tuple[datetime, datetime | None]

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from maildesk.config.model import Line
 from maildesk.db.models import TicketStatus
 from maildesk.sla.schedule import RUNNING, SlaState
+
+if TYPE_CHECKING:  # a type only: config builds on sla, not the other way round
+    from maildesk.config.model import Line
 
 
 @dataclass(frozen=True)

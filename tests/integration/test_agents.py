@@ -17,7 +17,7 @@ from sqlalchemy import select
 from helpers import send_smtp
 from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketEvent
 from maildesk.outbound.outbox import OutboxDeliverer
-from maildesk.outbound.transport import make_transport
+from maildesk.outbound.registry import make_transport
 from maildesk.pipeline.reply import MARKER
 
 CLIENT = "ivan@shop.example.ru"

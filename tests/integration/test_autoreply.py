@@ -17,7 +17,7 @@ from mails import mail
 from maildesk.db.models import Outbox, OutboxStatus, Ticket, TicketEvent, TicketStatus
 from maildesk.outbound.compose import ascii_address, format_address
 from maildesk.outbound.outbox import OutboxDeliverer
-from maildesk.outbound.transport import make_transport
+from maildesk.outbound.registry import make_transport
 
 
 def deliver_outbox(ctx) -> list:

@@ -13,7 +13,7 @@ from mails import mail
 from maildesk.clock import FixedClock
 from maildesk.db.models import Outbox
 from maildesk.outbound.outbox import OutboxDeliverer
-from maildesk.outbound.transport import make_transport
+from maildesk.outbound.registry import make_transport
 from test_transports import (PASSWORD, USER, authenticate, ca, server_tls,  # noqa: F401
                              start_smarthost)
 

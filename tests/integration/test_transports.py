@@ -18,8 +18,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from maildesk.config.model import Outbound, SmarthostSettings
 from maildesk.outbound.maildir import MaildirTransport
 from maildesk.outbound.smtp import SmtpTransport
+from maildesk.outbound.registry import make_transport
 from maildesk.outbound.transport import (DeliveryResult, PermanentDeliveryError,
-                                         TemporaryDeliveryError, make_transport)
+                                         TemporaryDeliveryError)
 
 USER, PASSWORD = "maildesk", "s3cret-pass"
 SENDER = "support@example.com"

@@ -82,7 +82,7 @@ def test_a_lines_sla_policy_must_exist_and_routes_its_tickets(cfg):
     replace(cfg / "lines.yaml", "sla_policy: vendor-contract", "sla_policy: incidents")
     settings = load_settings(cfg / "maildesk.yaml")
     from maildesk.rules.engine import Routing
-    from maildesk.rules.facts import with_line_policy
+    from maildesk.pipeline.routing import with_line_policy
     assert with_line_policy(Routing(line="vendor"), settings).sla_policy == "incidents"
     assert with_line_policy(Routing(line="vendor", sla_policy="standard"),
                             settings).sla_policy == "standard"          # a rule's choice wins
