@@ -197,7 +197,7 @@ def format_authentication_results(authserv_id: str, results: tuple[MethodResult,
     return "; ".join(parts)
 
 
-_SAFE = re.compile(r"^[A-Za-z0-9._+@-]+$")
+_SAFE = re.compile(r"[A-Za-z0-9._+@-]+")
 
 
 def _quote(value: str) -> str:
@@ -208,7 +208,7 @@ def _quote(value: str) -> str:
 def _pvalue(value: str) -> str:
     """A property value as a token where it is one; quoted otherwise (`;`, spaces, quotes,
     controls from a hostile envelope can never break out of it)."""
-    return value if _SAFE.match(value) else _quote(value)
+    return value if _SAFE.fullmatch(value) else _quote(value)  # `$` would let a final LF in
 
 
 # -- alignment ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import Any, Protocol
 
 from maildesk import addresses
 from maildesk.config.model import Settings
@@ -165,12 +165,97 @@ def _autoreply_refusal(message: ParsedMessage, arrival: Arrival, sender: str,
     return None
 
 
+@dataclass(frozen=True)
+class _Sender:
+    """Who wrote, and to which of our addresses."""
+
+    address: str
+    name: str
+    recipients: tuple[str, ...]
+    mailbox: str                   # the support address it came to
+
+
+@dataclass(frozen=True)
+class _Token:
+    ticket: TicketFacts | None = None
+    agents: bool = False           # the agents' token, never shown to the client
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Opening:
+    """What a new ticket gets: routing, deadlines, the autoreply's language or why none."""
+
+    routing: Routing = NO_ROUTING
+    deadlines: Deadlines | None = None
+    language: str | None = None
+    limited: bool = False          # the per-sender hourly cap is reached
+    loop: LoopVerdict = LoopVerdict(True)
+
+
 def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Lookups,
            settings: Settings, *, now: datetime, languages: frozenset[str]) -> Decision:
-    """Everything one message does (module docstring). `languages`: the autoreply templates."""
+    """Everything one message does (module docstring). `languages`: the autoreply templates.
+    Each step below either settles the message or hands on what it found."""
     if isinstance(parsed, Unparseable):
         return Decision("quarantine", parsed.reason)
     message = parsed
+    notes: list[str] = []
+    who = _sender(message, arrival, lookups, settings, now, notes)
+    if isinstance(who, Decision):
+        return who
+    token = _token(who, lookups, settings, notes)
+    if isinstance(token, Decision):
+        return token
+    subject = analyse_subject(message.subject, settings.ticket_tag)
+    thread, role = _thread(message, arrival, who, token, subject, lookups, settings)
+    common: dict[str, Any] = {"probe_failures": token.failures, "notes": tuple(notes)}
+    if arrival.update_only and thread.ticket_id is None:
+        return Decision("ignore", "from an update-only folder and it belongs to no ticket "
+                        f"({thread.reason}); not made into a new one", **common)
+    current = lookups.ticket_state(thread.ticket_id) if thread.ticket_id is not None else None
+    own = frozenset(settings.support_addresses) | settings.line_mailboxes()
+    robot_check = classify_loop(message, arrival.mail_from, own)
+    if role is Role.AGENT and current is not None:
+        return _agent_reply(message, arrival, who, subject, thread, current, robot_check,
+                            settings, common)
+    opening = _Opening(loop=robot_check)
+    if thread.ticket_id is None:
+        found = _opening(message, arrival, who, lookups, settings, now, languages, robot_check)
+        if isinstance(found, Decision):
+            return replace(found, **common)
+        opening = found
+    return _ticket_decision(message, arrival, who, subject, thread, role, current, robot_check,
+                            opening, common)
+
+
+def _ticket_decision(message: ParsedMessage, arrival: Arrival, who: _Sender,
+                     subject: SubjectInfo, thread: ThreadDecision, role: Role,
+                     current: TicketState | None, robot_check: LoopVerdict, opening: _Opening,
+                     common: dict[str, Any]) -> Decision:
+    """A client's (or an agent's first) mail: the plan for its ticket, and the line's news."""
+    rating = None
+    if (current is not None and role is Role.CLIENT and current.status is TicketStatus.RESOLVED
+            and robot_check.autoreply_allowed):
+        rating = parse_rating(message.text)
+    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=who.address,
+                        sender_name=who.name, role=role, subject=subject, decision=thread,
+                        mailbox=who.mailbox, routing=opening.routing, rating=rating,
+                        current_status=current.status if current else None,
+                        loop=opening.loop, deadlines=opening.deadlines,
+                        autoreply_language=opening.language, autoreply_limited=opening.limited)
+    notify = None
+    if not arrival.no_autoreply and (plan.new_ticket is not None
+                                     or robot_check.autoreply_allowed):
+        notify = "new" if plan.new_ticket else "rated" if plan.rating else "update"
+    return Decision("ticket", thread.reason, plan=plan, ticket=current,
+                    routing=opening.routing, deadlines=opening.deadlines,
+                    autoreply=_autoreply_said(plan), notify=notify, **common)
+
+
+def _sender(message: ParsedMessage, arrival: Arrival, lookups: Lookups, settings: Settings,
+            now: datetime, notes: list[str]) -> _Sender | Decision:
+    """Mail that names nobody, a copy of mail seen before, or a bounce is settled here."""
     no_sender = missing_sender(message, arrival.mail_from)
     if no_sender is not None:  # neither a sender header nor an envelope sender
         return Decision("quarantine", no_sender)
@@ -179,109 +264,92 @@ def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Looku
         return Decision("duplicate", f"duplicate of message {earlier[0]} on ticket "
                         f"{format_tag(settings.ticket_tag, earlier[1])}",
                         ticket_number=earlier[1], duplicate_of=earlier[0])
-    notes: list[str] = []
-    sender, sender_name = sender_of(message, arrival.mail_from)
-    recipients = recipients_of(message, arrival)
+    recipients = tuple(recipients_of(message, arrival))
     outgoing = _return_path(recipients, lookups, settings, now, notes)
     if outgoing is not None:
         report = judge_report(message, lookups.raw(), arrival.mail_from, outgoing.recipient)
         return Decision("bounce", report.why, bounce=(outgoing, report), notes=tuple(notes))
-
-    # One message names one token: the envelope's first, else the headers' first. Many
-    # distinct tokens in one mail is somebody guessing: nothing is looked up.
+    address, name = sender_of(message, arrival.mail_from)
     support = frozenset(settings.support_addresses)
-    tokens = list(dict.fromkeys(t for t in (addresses.parse_reply_token(r, support)
-                                            for r in recipients) if t is not None))
-    if len(tokens) > settings.security.max_tokens_per_message:
-        return Decision("quarantine", f"token probing: {len(tokens)} distinct reply-token "
-                        f"addresses in one message (at most "
-                        f"{settings.security.max_tokens_per_message}); none was tried",
-                        probe_failures=len(tokens), notes=tuple(notes))
-    token_ticket, agent_token, failures = None, False, 0
-    if tokens:
-        found = lookups.ticket_by_token(tokens[0].number, tokens[0].token, sender)
-        if found is not None:
-            token_ticket, agent_token = found
-        else:
-            failures = 1
-            notes.append(f"reply token for ticket {tokens[0].number} does not match")
-    subject = analyse_subject(message.subject, settings.ticket_tag)
-    facts = replace(lookups.thread_facts(sender, subject,
-                                         [*message.in_reply_to, *reversed(message.references)],
-                                         message.message_id), token_ticket=token_ticket)
-    thread = decide_thread(sender, subject, facts, now=arrival.received_at,
-                           reply_window=timedelta(days=settings.reply_window_days))
-    # An agent: a sender listed in lines.yaml who writes to the agents' reply address of the
-    # ticket, or (where configured) whom our own MTA authenticated, on a known ticket.
-    is_agent = sender in settings.agent_addresses() and (agent_token or (
-        thread.ticket_id is not None and authenticated_sender(
-            message.headers, settings.agents_trust_authserv_id, sender)))
-    if is_agent and agent_token and token_ticket is not None:
-        thread = ThreadDecision(token_ticket.id, "token")  # agents may act on closed ones
-    role = Role.AGENT if is_agent else Role.CLIENT
     mailbox = next((addresses.base_address(r) for r in recipients
                     if addresses.base_address(r) in support), settings.support_addresses[0])
-    common = {"probe_failures": failures, "notes": tuple(notes)}
-    if arrival.update_only and thread.ticket_id is None:
-        return Decision("ignore", "from an update-only folder and it belongs to no ticket "
-                        f"({thread.reason}); not made into a new one", **common)
-    current = lookups.ticket_state(thread.ticket_id) if thread.ticket_id is not None else None
-    own = support | settings.line_mailboxes()
-    loop = robot_check = classify_loop(message, arrival.mail_from, own)
-    if role is Role.AGENT and current is not None:
-        return _agent_reply(message, arrival, sender, sender_name, subject, thread, current,
-                            loop, settings, common)
+    return _Sender(address, name, recipients, mailbox)
 
-    deadlines = language = None
-    limited = False
-    routing = NO_ROUTING
-    if thread.ticket_id is None:
-        routing = settings.ruleset.evaluate(mail_facts(
-            message, sender, sender_name, envelope_to=arrival.rcpt_to, at=arrival.received_at))
-        if routing.action is not None:
-            if routing.action == "ignore":
-                return Decision("ignore", f"rule {routing.action_rule!r}: ignore",
-                                routing=routing, **common)
-            return Decision("quarantine", f"held by rule {routing.action_rule!r} (action: "
-                            "quarantine); `maildesk quarantine retry` runs it through the rules "
-                            "again", routing=routing, **common)
-        routing = with_line_policy(routing, settings, arrival.rcpt_to)
-        deadlines = settings.sla_policies.deadlines(policy=routing.sla_policy,
-                                                    priority=routing.priority,
-                                                    start=arrival.received_at)
-        if arrival.no_autoreply:
-            loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
-        elif not routing.autoreply:
-            loop = LoopVerdict(False, f"rule {routing.matched[-1]!r}: no_autoreply"
-                               if routing.matched else "no_autoreply")
-        if settings.autoreply.enabled and loop.autoreply_allowed and languages:
-            language = choose_language(
-                rule_language=routing.language, content_language=message.content_language,
-                text=f"{message.subject}\n{message.text}", default=settings.language,
-                available=languages)
-            history = lookups.sender_history(
-                sender, since=now - timedelta(hours=1),
-                bounced_since=now - settings.autoreply.mute_after_bounce)
-            limited = history.to_sender >= settings.autoreply.max_per_sender_per_hour
-            refusal = _autoreply_refusal(message, arrival, sender, history, settings)
-            if refusal is not None:
-                loop = LoopVerdict(False, refusal)
-    rating = (parse_rating(message.text) if current is not None and role is Role.CLIENT
-              and current.status is TicketStatus.RESOLVED and robot_check.autoreply_allowed
-              else None)
-    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=sender,
-                        sender_name=sender_name, role=role, subject=subject, decision=thread,
-                        mailbox=mailbox, routing=routing, rating=rating,
-                        current_status=current.status if current else None,
-                        loop=loop, deadlines=deadlines, autoreply_language=language,
-                        autoreply_limited=limited)
-    notify = None
-    if not arrival.no_autoreply and (plan.new_ticket is not None
-                                     or robot_check.autoreply_allowed):
-        notify = "new" if plan.new_ticket else "rated" if plan.rating else "update"
-    return Decision("ticket", thread.reason, plan=plan, ticket=current, routing=routing,
-                    deadlines=deadlines, autoreply=_autoreply_said(plan), notify=notify,
-                    **common)
+
+def _token(who: _Sender, lookups: Lookups, settings: Settings,
+           notes: list[str]) -> _Token | Decision:
+    """One message names one token: the envelope's first, else the headers' first. Many
+    distinct tokens in one mail is somebody guessing: nothing is looked up."""
+    support = frozenset(settings.support_addresses)
+    tokens = list(dict.fromkeys(t for t in (addresses.parse_reply_token(r, support)
+                                            for r in who.recipients) if t is not None))
+    limit = settings.security.max_tokens_per_message
+    if len(tokens) > limit:
+        return Decision("quarantine", f"token probing: {len(tokens)} distinct reply-token "
+                        f"addresses in one message (at most {limit}); none was tried",
+                        probe_failures=len(tokens), notes=tuple(notes))
+    if not tokens:
+        return _Token()
+    found = lookups.ticket_by_token(tokens[0].number, tokens[0].token, who.address)
+    if found is None:
+        notes.append(f"reply token for ticket {tokens[0].number} does not match")
+        return _Token(failures=1)
+    return _Token(found[0], found[1])
+
+
+def _thread(message: ParsedMessage, arrival: Arrival, who: _Sender, token: _Token,
+            subject: SubjectInfo, lookups: Lookups,
+            settings: Settings) -> tuple[ThreadDecision, Role]:
+    """The ticket the message belongs to (pipeline/thread.py) and whether an agent wrote it:
+    a sender listed in lines.yaml who writes to the agents' reply address of the ticket, or
+    (where configured) whom our own MTA authenticated, on a known ticket."""
+    facts = replace(lookups.thread_facts(who.address, subject,
+                                         [*message.in_reply_to, *reversed(message.references)],
+                                         message.message_id), token_ticket=token.ticket)
+    thread = decide_thread(who.address, subject, facts, now=arrival.received_at,
+                           reply_window=timedelta(days=settings.reply_window_days))
+    is_agent = who.address in settings.agent_addresses() and (token.agents or (
+        thread.ticket_id is not None and authenticated_sender(
+            message.headers, settings.agents_trust_authserv_id, who.address)))
+    if is_agent and token.agents and token.ticket is not None:
+        thread = ThreadDecision(token.ticket.id, "token")  # agents may act on closed ones
+    return thread, Role.AGENT if is_agent else Role.CLIENT
+
+
+def _opening(message: ParsedMessage, arrival: Arrival, who: _Sender, lookups: Lookups,
+             settings: Settings, now: datetime, languages: frozenset[str],
+             loop: LoopVerdict) -> _Opening | Decision:
+    """A new ticket: the rules (which may ignore or hold it), its SLA deadlines, and whether
+    it is acknowledged (loops, rules, history, authenticity, caps)."""
+    routing = settings.ruleset.evaluate(mail_facts(
+        message, who.address, who.name, envelope_to=arrival.rcpt_to, at=arrival.received_at))
+    if routing.action == "ignore":
+        return Decision("ignore", f"rule {routing.action_rule!r}: ignore", routing=routing)
+    if routing.action is not None:
+        return Decision("quarantine", f"held by rule {routing.action_rule!r} (action: "
+                        "quarantine); `maildesk quarantine retry` runs it through the rules "
+                        "again", routing=routing)
+    routing = with_line_policy(routing, settings, arrival.rcpt_to)
+    deadlines = settings.sla_policies.deadlines(policy=routing.sla_policy,
+                                                priority=routing.priority,
+                                                start=arrival.received_at)
+    if arrival.no_autoreply:
+        loop = LoopVerdict(False, "imported from the mailbox's backlog at first contact")
+    elif not routing.autoreply:
+        loop = LoopVerdict(False, f"rule {routing.matched[-1]!r}: no_autoreply"
+                           if routing.matched else "no_autoreply")
+    if not (settings.autoreply.enabled and loop.autoreply_allowed and languages):
+        return _Opening(routing, deadlines, loop=loop)
+    language = choose_language(
+        rule_language=routing.language, content_language=message.content_language,
+        text=f"{message.subject}\n{message.text}", default=settings.language,
+        available=languages)
+    history = lookups.sender_history(who.address, since=now - timedelta(hours=1),
+                                     bounced_since=now - settings.autoreply.mute_after_bounce)
+    refusal = _autoreply_refusal(message, arrival, who.address, history, settings)
+    return _Opening(routing, deadlines, language,
+                    limited=history.to_sender >= settings.autoreply.max_per_sender_per_hour,
+                    loop=LoopVerdict(False, refusal) if refusal is not None else loop)
 
 
 def _autoreply_said(plan: Plan) -> str | None:
@@ -296,17 +364,17 @@ def _autoreply_said(plan: Plan) -> str | None:
                                        else "autoreplies are off")
 
 
-def _agent_reply(message: ParsedMessage, arrival: Arrival, sender: str, sender_name: str,
-                 subject: SubjectInfo, thread: ThreadDecision, ticket: TicketState,
-                 loop: LoopVerdict, settings: Settings, common: dict) -> Decision:  # type: ignore[type-arg]
+def _agent_reply(message: ParsedMessage, arrival: Arrival, who: _Sender, subject: SubjectInfo,
+                 thread: ThreadDecision, ticket: TicketState, loop: LoopVerdict,
+                 settings: Settings, common: dict[str, Any]) -> Decision:
     """An agent answered: record the whole mail, obey its commands, relay its new text."""
-    agent = plan_agent_reply(message.text, ticket, sender=sender, settings=settings)
+    agent = plan_agent_reply(message.text, ticket, sender=who.address, settings=settings)
     if not loop.autoreply_allowed:
         # An agent's out-of-office or a bounce from their mailbox: kept, never obeyed.
         agent = AgentPlan(text=agent.text, internal=True)
-    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=sender,
-                        sender_name=sender_name, role=Role.AGENT, subject=subject,
-                        decision=thread, mailbox="", routing=NO_ROUTING,
+    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=who.address,
+                        sender_name=who.name, role=Role.AGENT, subject=subject,
+                        decision=thread, mailbox=who.mailbox, routing=NO_ROUTING,
                         current_status=ticket.status, loop=loop)
     plan = replace(plan, internal=agent.internal)
     return Decision("agent", thread.reason, plan=plan, agent=agent, ticket=ticket, **common)

@@ -27,7 +27,7 @@ from maildesk.effects.agent import apply_agent_plan
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.effects.notify import queue_line_notification
 from maildesk.outbound.compose import Composer
-from maildesk.pipeline.decide import Arrival as DecideArrival, decide
+from maildesk.pipeline.decide import Arrival as DecideArrival, Decision, decide
 from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
@@ -192,15 +192,9 @@ class Processor:
             update_only=inbound.update_only, auth_results=inbound.auth_results)
         d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
                    languages=self.composer.languages)
-        ip = source_ip(inbound.source)
-        for note in d.notes:
-            log.info("inbound %s from %s: %s", inbound.id, ip or inbound.source, note)
-        if d.probe_failures and self.probes is not None:
-            self.probes.record_failure(ip, d.probe_failures)
+        self._log_and_count(inbound, d)
         if d.outcome in _HELD:
             status, word = _HELD[d.outcome]
-            if d.reason and d.reason.startswith("token probing"):
-                log.warning("inbound %s from %s: %s", inbound.id, ip or inbound.source, d.reason)
             mark_inbound(inbound, status, d.reason or word, now=now)
             return Outcome(inbound.id, word, d.ticket_number, d.reason)
         assert isinstance(result, ParsedMessage)
@@ -210,20 +204,10 @@ class Processor:
             number = apply_bounce(session, inbound, result, session.get_one(Outbox, outgoing.id),
                                   report, now=now)
             return Outcome(inbound.id, "done", number)
+        if d.outcome == "agent":
+            return self._apply_agent(session, inbound, result, d, now)
         assert d.plan is not None
         s = self.settings
-        if d.outcome == "agent":
-            assert d.agent is not None
-            ticket, row = apply_plan(session, d.plan, inbound, now=now,
-                                     first_number=s.first_ticket_number)
-            apply_agent_plan(session, ticket, d.agent, inbound=inbound, row=row, message=result,
-                             sender=d.plan.sender, sender_name=_sender_name(result, inbound),
-                             settings=s, composer=self.composer, now=now, notify=self._notify)
-            agent = d.agent
-            if agent.errors or agent.relay or agent.status is not None or agent.escalate_to \
-                    or agent.internal:
-                self._queued_mail = True
-            return Outcome(inbound.id, "done", ticket.number)
         ticket, row = apply_plan(session, d.plan, inbound, now=now,
                                  first_number=s.first_ticket_number, settings=s,
                                  composer=self.composer)
@@ -231,6 +215,33 @@ class Processor:
             self._queued_mail = True
         if d.notify is not None:
             self._notify(session, ticket, inbound, now, d.notify, message=result, message_row=row)
+        return Outcome(inbound.id, "done", ticket.number)
+
+    def _log_and_count(self, inbound: Inbound, d: Decision) -> None:
+        """The decision's notes go to the log; failed token lookups count against the IP."""
+        ip = source_ip(inbound.source)
+        for note in d.notes:
+            log.info("inbound %s from %s: %s", inbound.id, ip or inbound.source, note)
+        if d.probe_failures:
+            if self.probes is not None:
+                self.probes.record_failure(ip, d.probe_failures)
+            if d.outcome == "quarantine":  # token probing
+                log.warning("inbound %s from %s: %s", inbound.id, ip or inbound.source, d.reason)
+
+    def _apply_agent(self, session: Session, inbound: Inbound, message: ParsedMessage,
+                     d: Decision, now: datetime) -> Outcome:
+        """An agent's reply: the whole mail on the ticket, its commands, the relay."""
+        assert d.plan is not None and d.agent is not None
+        s = self.settings
+        ticket, row = apply_plan(session, d.plan, inbound, now=now,
+                                 first_number=s.first_ticket_number)
+        apply_agent_plan(session, ticket, d.agent, inbound=inbound, row=row, message=message,
+                         sender=d.plan.sender, sender_name=_sender_name(message, inbound),
+                         settings=s, composer=self.composer, now=now, notify=self._notify)
+        agent = d.agent
+        if agent.errors or agent.relay or agent.status is not None or agent.escalate_to \
+                or agent.internal:
+            self._queued_mail = True
         return Outcome(inbound.id, "done", ticket.number)
 
     def _notify(self, session: Session, ticket: Ticket, inbound: Inbound, now: datetime,
