@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from contextlib import contextmanager
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,12 +175,19 @@ class Listener:
 @pytest.fixture
 def smtp_listener(ctx) -> Iterator[Listener]:
     """The real aiosmtpd listener of maildesk on a loopback port, run in a background loop."""
+    with running_listener(ctx) as listener:
+        yield listener
+
+
+@contextmanager
+def running_listener(ctx, **handler_options) -> Iterator[Listener]:
+    """maildesk's listener (SupportHandler with `handler_options`) in a background loop."""
     from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
     from maildesk.store.raw import GroupCommitWriter
 
     loop = asyncio.new_event_loop()
     writer = GroupCommitWriter(ctx.engine)
-    handler = SupportHandler(lambda: ctx.settings, writer, ctx.clock)
+    handler = SupportHandler(lambda: ctx.settings, writer, ctx.clock, **handler_options)
     ready = threading.Event()
     holder: dict = {}
 

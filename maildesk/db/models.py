@@ -264,6 +264,21 @@ class Message(Base):
                                                          order_by="Attachment.id")
 
 
+class MessageReference(Base):
+    """A Message-ID named in the In-Reply-To/References of a mail recorded on a ticket (a
+    capped number per mail), so that a mail arriving after a reply to it finds that reply's
+    ticket in one indexed read."""
+
+    __tablename__ = "message_reference"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("message.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    referenced_id: Mapped[str] = mapped_column(String(998))
+
+    # The lookup reads the index alone: the tickets naming an id, lowest first.
+    __table_args__ = (Index("ix_message_reference_referenced_id", "referenced_id", "ticket_id"),)
+
+
 class Attachment(Base):
     """A part of a message that is not its readable text; the bytes stay in the raw message."""
 

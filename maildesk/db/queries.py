@@ -11,8 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from maildesk.addresses import token_matches
-from maildesk.db.models import Counter, Message, Outbox, Participant, Ticket, TicketStatus
-from maildesk.pipeline.thread import TicketFacts
+from maildesk.db.models import (Counter, Message, MessageReference, Outbox, Participant, Ticket,
+                                TicketStatus)
+from maildesk.domain import TicketFacts
 
 
 # Statements of the per-message path, built once: building them anew (coercing every
@@ -25,6 +26,10 @@ _WITH_SENDER = select(Participant.ticket_id).where(
 _OWNERS = select(Message.message_id, Message.ticket_id).where(
     Message.message_id.in_(bindparam("ids", expanding=True)))
 _TICKETS_BY_ID = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=True)))
+# Read from the index (referenced_id, ticket_id) alone; a handful of tickets at most.
+_REFERENCING = (select(MessageReference.ticket_id).distinct()
+                .where(MessageReference.referenced_id == bindparam("message_id"))
+                .order_by(MessageReference.ticket_id).limit(10))
 _HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
                                        Outbox.created_at >= bindparam("sent_since")),
                    func.count().filter(Outbox.bounced_at >= bindparam("bounced_since")))
@@ -88,6 +93,19 @@ def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) ->
     for mid, tid in rows:
         owner.setdefault(mid, tid)
     order = list(dict.fromkeys(owner[i] for i in ids if i in owner))
+    tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
+    return _facts(session, [tickets[i] for i in order], sender)
+
+
+def tickets_referencing(session: Session, message_id: str | None,
+                        sender: str) -> list[TicketFacts]:
+    """Tickets with a recorded mail whose In-Reply-To/References name `message_id`, oldest
+    ticket first: where a mail belongs whose reply arrived before it."""
+    if not message_id:
+        return []
+    order = list(session.scalars(_REFERENCING, {"message_id": message_id}))
+    if not order:
+        return []
     tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
     return _facts(session, [tickets[i] for i in order], sender)
 

@@ -7,28 +7,41 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from email.utils import parsedate_to_datetime
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from maildesk.addresses import new_token
 from maildesk.config.model import Settings
-from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message, Outbox,
-                                OutboxStatus, Participant, Role, Ticket, TicketEvent, TicketStatus)
+from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message,
+                                MessageReference, Outbox, OutboxStatus, Participant, Role, Ticket,
+                                TicketEvent, TicketStatus)
 from maildesk.db.queries import next_ticket_number
 from maildesk.effects.lifecycle import change_status, rearm
-from maildesk.effects.outgoing import queue_outgoing
+from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.outbound.compose import (Composer, build_message, clean_header, message_id_for)
 from maildesk.pipeline.bounces import DeliveryReport
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
 from maildesk.pipeline.subject import format_tag
 from maildesk.sla.policy import Deadlines
-from maildesk.views import reply_address
 
 log = logging.getLogger(__name__)
 
 _KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
                                      Participant.address == bindparam("address"))
+# Of a mail's In-Reply-To and References, kept for `queries.tickets_referencing`: In-Reply-To,
+# then the newest References. Plenty for real threads, and a hostile mail naming thousands of
+# ids writes no more rows than this.
+MAX_STORED_REFERENCES = 50
+
+
+def stored_references(message: ParsedMessage) -> list[str]:
+    """The ids of other mails that `message` names, as recorded beside it (capped)."""
+    ids = dict.fromkeys(i for i in (*message.in_reply_to, *reversed(message.references))
+                        if i and i != message.message_id)
+    return list(ids)[:MAX_STORED_REFERENCES]
+
+
 def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                first_number: int, settings: Settings | None = None,
                composer: Composer | None = None) -> tuple[Ticket, Message]:
@@ -87,6 +100,11 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
         internal=plan.internal, defects=list(m.defects))
     session.add(message)
     session.flush()
+    references = stored_references(m)
+    if references:
+        session.execute(insert(MessageReference), [
+            {"message_id": message.id, "ticket_id": ticket.id, "referenced_id": r}
+            for r in references])
     session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
                                content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
                                part=a.part[:64]) for a in m.attachments)
@@ -181,7 +199,7 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
                 "line": ticket.line},
         tag=tag, client_name=clean_header(plan.autoreply.to_name, 200),
         client_address=plan.autoreply.to_address, instance=settings.instance_name,
-        reply_address=reply_address(ticket), deadlines=plan.deadlines, client=client)
+        reply_address=client_reply_address(ticket), deadlines=plan.deadlines, client=client)
     rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
     message_id = message_id_for(f"{inbound.id}.autoreply", settings.domain)
@@ -190,7 +208,7 @@ def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: Pars
         to_name=plan.autoreply.to_name, to_address=plan.autoreply.to_address, subject=subject,
         rendered=rendered, message_id=message_id, in_reply_to=client.message_id,
         references=(*client.references, *([client.message_id] if client.message_id else [])),
-        reply_to=reply_address(ticket), date=now, auto=True)
+        reply_to=client_reply_address(ticket), date=now, auto=True)
     return ComposedAutoreply(message_id=message_id, subject=subject,
                              to_address=plan.autoreply.to_address,
                              language=plan.autoreply.language, text=rendered.text,

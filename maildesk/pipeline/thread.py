@@ -1,6 +1,7 @@
 """Which ticket a message belongs to. Pure: the facts are fetched beforehand (db/queries.py).
 
-Order (PRODUCT.md §4): reply token, then In-Reply-To/References, then the subject tag *and* a
+Order (PRODUCT.md §4): reply token, then In-Reply-To/References, then a recorded mail whose
+In-Reply-To/References name this message (its reply arrived first), then the subject tag *and* a
 sender who already takes part, then a reply-prefixed subject from a participant of a recent
 ticket that is not closed. A closed ticket is never reopened: the message opens a new ticket that
 links to it. A forward without token or known header opens a new, linked ticket. A stranger
@@ -12,18 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from maildesk.domain import TicketFacts
 from maildesk.pipeline.subject import SubjectInfo
 
-
-
-@dataclass(frozen=True)
-class TicketFacts:
-    id: int
-    number: int
-    status: str
-    reply_token: str
-    participants: frozenset[str]
-    last_activity_at: datetime
 
 
 @dataclass(frozen=True)
@@ -34,12 +26,16 @@ class ThreadFacts:
     referenced: tuple[TicketFacts, ...]       # owners of In-Reply-To then References ids
     tagged: tuple[TicketFacts, ...]           # tickets whose tag is in the subject
     same_subject: tuple[TicketFacts, ...]     # tickets with the same subject key, newest first
+    # Tickets with a recorded mail whose In-Reply-To/References name this message's own
+    # Message-ID: the reply came first (parallel SMTP clients, SMTP and IMAP at their speeds).
+    referenced_by: tuple[TicketFacts, ...] = ()
 
 
 @dataclass(frozen=True)
 class ThreadDecision:
     ticket_id: int | None        # None: open a new ticket
-    reason: str                  # token | references | tag | subject | new | forward | after-closed
+    reason: str                  # token | references | referenced-by | tag | subject | new |
+                                 # forward | after-closed
     linked_ticket_id: int | None = None
     reopen: bool = False         # the message reopens a resolved ticket
 
@@ -57,6 +53,8 @@ def decide_thread(sender: str, subject: SubjectInfo, facts: ThreadFacts, *, now:
         return _join(facts.token_ticket, "token")
     if facts.referenced:
         return _join(facts.referenced[0], "references")
+    if facts.referenced_by:
+        return _join(facts.referenced_by[0], "referenced-by")
     if subject.is_forward:
         # A forward starts a new matter even when it quotes a ticket's tag; link what it quotes.
         known = [t for t in (*facts.tagged, *facts.same_subject) if sender in t.participants]

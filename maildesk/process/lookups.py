@@ -70,6 +70,7 @@ class DbLookups:
         return ThreadFacts(
             token_ticket=None,
             referenced=tuple(queries.tickets_by_message_ids(s, ref_ids, sender)),
+            referenced_by=tuple(queries.tickets_referencing(s, message_id, sender)),
             tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender)),
             same_subject=tuple(queries.tickets_by_subject(s, subject.key, sender))
             if (subject.is_reply or subject.is_forward) else ())

@@ -3,13 +3,11 @@ the same and says why; caps per domain and in total. Real listener, real DNS on 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import signal
 import smtplib
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -208,32 +206,11 @@ def zone(dkim_key):
 @pytest.fixture
 def checking_listener(ctx):
     """The real listener with the own check wired as `serve` wires it."""
+    from conftest import running_listener
     from maildesk.ingress.authcheck import make_authenticator
-    from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
-    from maildesk.store.raw import GroupCommitWriter
 
-    loop = asyncio.new_event_loop()
-    writer = GroupCommitWriter(ctx.engine)
-    handler = SupportHandler(lambda: ctx.settings, writer, ctx.clock,
-                             authenticate=make_authenticator(lambda: ctx.settings))
-    ready = threading.Event()
-    holder: dict = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        holder["server"] = loop.run_until_complete(loop.create_server(
-            make_smtp_factory(handler, ctx.settings), "127.0.0.1", ctx.settings.smtp.port))
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    ready.wait(10)
-    yield "127.0.0.1", ctx.settings.smtp.port
-    loop.call_soon_threadsafe(holder["server"].close)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
-    writer.close()
+    with running_listener(ctx, authenticate=make_authenticator(lambda: ctx.settings)) as lst:
+        yield lst.host, lst.port
 
 
 def own_check(config_set, ctx, processor, zone, *, policy="require-pass", timeout="5s"):

@@ -16,8 +16,9 @@ def ticket(id=1, status="open", participants=(CLIENT,), active=NOW - timedelta(d
                        participants=frozenset(participants), last_activity_at=active)
 
 
-def facts(token=None, referenced=(), tagged=(), same_subject=()):
-    return ThreadFacts(token, tuple(referenced), tuple(tagged), tuple(same_subject))
+def facts(token=None, referenced=(), tagged=(), same_subject=(), referenced_by=()):
+    return ThreadFacts(token, tuple(referenced), tuple(tagged), tuple(same_subject),
+                       referenced_by=tuple(referenced_by))
 
 
 def decide(subject, f, sender=CLIENT):
@@ -87,3 +88,45 @@ def test_reply_token_parsing():
     assert parse_reply_token("support+billing@example.com", support) is None
     assert parse_reply_token("other+1042-k7f3q@example.com", support) is None
     assert parse_reply_token("support@example.com", support) is None
+
+
+# -- referenced-by: the reply arrived first (issue 18) ------------------------------------------
+def test_message_named_by_a_recorded_reply_joins_its_ticket():
+    d = decide("Printer", facts(referenced_by=[ticket(8), ticket(9)]))
+    assert (d.ticket_id, d.reason) == (8, "referenced-by") and not d.reopen
+
+
+def test_referenced_by_needs_no_participant_like_references():
+    # Whoever wrote the mail the ticket's reply answers belongs to that thread.
+    d = decide("Printer", facts(referenced_by=[ticket(8, participants=())]),
+               sender="colleague@customer.example")
+    assert (d.ticket_id, d.reason) == (8, "referenced-by")
+
+
+def test_token_and_own_headers_rank_before_referenced_by():
+    by_token = decide("Printer", facts(token=ticket(1), referenced_by=[ticket(8)]))
+    assert (by_token.ticket_id, by_token.reason) == (1, "token")
+    by_refs = decide("Printer", facts(referenced=[ticket(2)], referenced_by=[ticket(8)]))
+    assert (by_refs.ticket_id, by_refs.reason) == (2, "references")
+
+
+def test_referenced_by_ranks_before_tag_subject_and_forward():
+    f = facts(tagged=[ticket(1)], same_subject=[ticket(4)], referenced_by=[ticket(8)])
+    for subject in ("Re: [MD-1001] Printer", "RE: Printer", "Fwd: [MD-1001] Printer"):
+        d = decide(subject, f)
+        assert (d.ticket_id, d.reason) == (8, "referenced-by"), subject
+
+
+def test_referenced_by_a_closed_ticket_opens_a_linked_one():
+    d = decide("Printer", facts(referenced_by=[ticket(8, status="closed")]))
+    assert d.ticket_id is None and d.reason == "after-closed" and d.linked_ticket_id == 8
+
+
+def test_referenced_by_a_resolved_ticket_reopens_it():
+    d = decide("Printer", facts(referenced_by=[ticket(8, status="resolved")]))
+    assert (d.ticket_id, d.reason) == (8, "referenced-by") and d.reopen
+
+
+def test_threadfacts_without_referenced_by_still_build():
+    f = ThreadFacts(token_ticket=None, referenced=(), tagged=(), same_subject=())
+    assert f.referenced_by == () and decide("Printer", f).reason == "new"
