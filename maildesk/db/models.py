@@ -11,6 +11,10 @@ from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Enum, ForeignKey, I
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+# The domain's words live in maildesk/domain.py; the models store them (and re-export them).
+from maildesk.domain import (Channel, Direction, InboundStatus, OutboxStatus, Role,  # noqa: F401
+                             TicketStatus)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -50,45 +54,6 @@ class Base(DeclarativeBase):
 def _enum(cls: type[enum.Enum], name: str) -> Enum:
     return Enum(cls, name=name, native_enum=False, create_constraint=False, length=16,
                 values_callable=lambda e: [m.value for m in e])
-
-
-class Channel(enum.Enum):
-    SMTP = "smtp"
-    IMAP = "imap"
-    PIPE = "pipe"
-
-
-class InboundStatus(enum.Enum):
-    PENDING = "pending"        # stored, not yet processed
-    DONE = "done"              # made into a ticket entry
-    DUPLICATE = "duplicate"    # same Message-ID and content as an earlier message
-    QUARANTINED = "quarantined"  # could not be made into a ticket; `reason` says why
-    IGNORED = "ignored"        # kept, deliberately not made into a ticket; `reason` says why
-
-
-class TicketStatus(enum.Enum):
-    NEW = "new"
-    OPEN = "open"
-    PENDING = "pending"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-
-
-class OutboxStatus(enum.Enum):
-    QUEUED = "queued"    # waiting for delivery (next_attempt_at says when)
-    SENT = "sent"
-    FAILED = "failed"    # given up: permanent refusal, or retries past give_up_at
-
-
-class Direction(enum.Enum):
-    IN = "in"
-    OUT = "out"
-
-
-class Role(enum.Enum):
-    CLIENT = "client"
-    AGENT = "agent"
-    SYSTEM = "system"
 
 
 class Counter(Base):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from maildesk.config.model import Settings
-from maildesk.db.models import TicketStatus
+from maildesk.domain import TicketStatus
 from maildesk.pipeline.authenticity import authenticated_by
 from maildesk.pipeline.commands import parse_commands
 from maildesk.pipeline.reply import new_text

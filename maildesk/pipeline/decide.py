@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from maildesk import addresses
 from maildesk.config.model import Settings
-from maildesk.db.models import Role, TicketStatus
+from maildesk.domain import Role, TicketStatus
 from maildesk.outbound.compose import ascii_address, choose_language
 from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
 from maildesk.pipeline.authenticity import autoreply_refusal, domain_of, judge_authenticity

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from maildesk.db.models import Role, TicketStatus
+from maildesk.domain import Role, TicketStatus
 from maildesk.sla.policy import Deadlines
 from maildesk.pipeline.headers import one_line
 from maildesk.pipeline.loops import LoopVerdict

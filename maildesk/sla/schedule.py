@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from maildesk.db.models import TicketStatus
+from maildesk.domain import TicketStatus
 from maildesk.sla.calendar import WorkCalendar
 from maildesk.sla.policy import DEFAULT_PRIORITY, SlaPolicies, Target, business_duration
 

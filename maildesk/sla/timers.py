@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from maildesk.db.models import TicketStatus
+from maildesk.domain import TicketStatus
 from maildesk.sla.schedule import RUNNING, SlaState
 
 if TYPE_CHECKING:  # a type only: config builds on sla, not the other way round
