@@ -9,6 +9,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -244,6 +245,11 @@ class Settings:
 
     def agent_addresses(self) -> frozenset[str]:
         """Every address (and alias) of every agent of every line, lower-cased."""
+        return self._agent_addresses
+
+    @cached_property
+    def _agent_addresses(self) -> frozenset[str]:
+        # Asked for every message; Settings never changes, so it is worked out once.
         out = set()
         for line in self.lines:
             for agent in line.agents:
@@ -252,6 +258,10 @@ class Settings:
         return frozenset(out)
 
     def line_mailboxes(self) -> frozenset[str]:
+        return self._line_mailboxes
+
+    @cached_property
+    def _line_mailboxes(self) -> frozenset[str]:
         return frozenset(line.mailbox.lower() for line in self.lines)
 
 

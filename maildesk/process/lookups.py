@@ -67,10 +67,13 @@ class DbLookups:
     def thread_facts(self, sender: str, subject: SubjectInfo, ref_ids: Sequence[str],
                      message_id: str | None) -> ThreadFacts:
         s = self.session
+        referenced = tuple(queries.tickets_by_message_ids(s, ref_ids, sender))
         return ThreadFacts(
             token_ticket=None,
-            referenced=tuple(queries.tickets_by_message_ids(s, ref_ids, sender)),
-            referenced_by=tuple(queries.tickets_referencing(s, message_id, sender)),
+            referenced=referenced,
+            # Asked only when it can decide: the mail's own references come first.
+            referenced_by=() if referenced else tuple(
+                queries.tickets_referencing(s, message_id, sender)),
             tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender)),
             same_subject=tuple(queries.tickets_by_subject(s, subject.key, sender))
             if (subject.is_reply or subject.is_forward) else ())
