@@ -74,10 +74,10 @@ def test_per_ip_cap_then_total_cap():
 
 def test_relays_are_exempt_from_the_per_ip_cap_only():
     table = SessionTable()
-    lim = limits(max_sessions=4, max_sessions_per_ip=1, relays=["10.0.0.0/8", "2001:db8::/32"])
-    assert [table.admit("10.1.2.3", lim) for _ in range(3)] == [None] * 3
-    assert table.admit("10.1.2.3", lim) is None
-    assert table.admit("10.1.2.3", lim) is Refusal.TOO_MANY_SESSIONS
+    lim = limits(max_sessions=4, max_sessions_per_ip=1, relays=["127.0.8.0/24", "::1/128"])
+    assert [table.admit("127.0.8.3", lim) for _ in range(3)] == [None] * 3
+    assert table.admit("127.0.8.3", lim) is None
+    assert table.admit("127.0.8.3", lim) is Refusal.TOO_MANY_SESSIONS
 
 
 def test_relay_networks_match_mapped_and_scoped_addresses():
