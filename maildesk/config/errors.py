@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -26,3 +28,13 @@ class ConfigError(Exception):
     def __init__(self, problems: list[ConfigProblem]):
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+@contextmanager
+def gather_problems(problems: list[ConfigProblem]) -> Iterator[None]:
+    """Add the problems of a ConfigError raised in the block to `problems` and go on, so one
+    load reports what is wrong in every file and section together."""
+    try:
+        yield
+    except ConfigError as exc:
+        problems.extend(exc.problems)
