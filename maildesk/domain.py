@@ -2,7 +2,7 @@
 
 The statuses, roles, directions and channels that the models store and every stage decides
 on, and what threading knows of a ticket (`TicketFacts`, read by db/queries.py, decided on by
-pipeline/thread.py). Event kinds are still free strings (issue 18).
+pipeline/thread.py); and the kinds of event a ticket's history records (`EventKind`).
 """
 
 from __future__ import annotations
@@ -61,3 +61,43 @@ class Role(enum.Enum):
     CLIENT = "client"
     AGENT = "agent"
     SYSTEM = "system"
+
+
+class EventKind(enum.StrEnum):
+    """What a ticket's history records (ticket_event.kind). A str: stored and compared as text,
+    so reports and `tickets show` read old rows and new ones alike."""
+
+    # a mail arrives
+    CREATED = "created"
+    ROUTED = "routed"
+    LINKED = "linked"
+    MESSAGE = "message"
+    ROBOT_MAIL = "robot_mail"
+    REOPENED = "reopened"
+    RATED = "rated"
+    STATUS = "status"
+    AUTOREPLY = "autoreply"
+    AUTOREPLY_SUPPRESSED = "autoreply_suppressed"
+    AUTOREPLY_FAILED = "autoreply_failed"
+    BOUNCE = "bounce"
+    DELIVERY_NOTICE = "delivery_notice"
+    # an agent acts
+    COMMANDS = "commands"
+    COMMAND_REJECTED = "command_rejected"
+    ASSIGNED = "assigned"
+    PRIORITY = "priority"
+    CATEGORY = "category"
+    TAGGED = "tagged"
+    FIRST_RESPONSE = "first_response"
+    ESCALATED = "escalated"
+    # mail we send (the outbox row's kind too)
+    NOTIFICATION = "notification"
+    NOTIFICATION_FAILED = "notification_failed"
+    AGENT_REPLY = "agent_reply"
+    RESOLVED = "resolved"
+    COMMAND_ERROR = "command_error"
+    # the SLA clock
+    SLA_WARNING = "sla_warning"
+    SLA_BREACH = "sla_breach"
+    TIMER_STALE = "timer_stale"
+    TIMER_FAILED = "timer_failed"

@@ -1,280 +1,266 @@
-"""Apply a Plan inside the caller's transaction: ticket, participants, message, events, inbound."""
+"""The one applier: carries out effects (maildesk/actions.py) in the caller's transaction.
+
+`apply_plan` writes a message's Plan: the ticket it opens or joins and the message on it
+(effects/record.py), then the plan's effects in order. The timer sweep (effects/timers.py)
+hands its effects to the same `apply_effects`. Each effect has one handler below; whatever
+a handler queues goes through the outbox (effects/outgoing.py, the only maker of its rows).
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone as dt_timezone
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
-from maildesk.addresses import new_token
+from maildesk.actions import (Acknowledge, AddTags, Assign, ClientFollowUp, Effect, Event,
+                              MailClient, MarkBreached, MoveToLine, NotifyLine, Rate, Rearm,
+                              RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
-from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message,
-                                MessageReference, Outbox, OutboxStatus, Participant, Role, Ticket,
-                                TicketEvent, TicketStatus)
-from maildesk.db.queries import next_ticket_number
-from maildesk.effects.lifecycle import change_status, rearm
-from maildesk.effects.outgoing import client_reply_address, queue_outgoing
-from maildesk.outbound.compose import (Composer, build_message, clean_header, message_id_for)
-from maildesk.pipeline.bounces import DeliveryReport
+from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketEvent, TicketStatus
+from maildesk.domain import EventKind
+from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
+from maildesk.effects.lifecycle import change_status, move_to_line, rearm
+from maildesk.effects.metrics import record_resolution, record_response
+from maildesk.effects.notify import (forwardable, queue_command_error, queue_line_notification,
+                                     queue_to_client)
+from maildesk.effects.record import (MAX_STORED_REFERENCES, apply_bounce, join_ticket,
+                                     mark_inbound, open_ticket, record_message,
+                                     stored_references)
+from maildesk.outbound.compose import Composer
 from maildesk.pipeline.parse import ParsedMessage
-from maildesk.pipeline.plan import Plan, dedupe_key
-from maildesk.pipeline.subject import format_tag
-from maildesk.sla.policy import Deadlines
+from maildesk.pipeline.plan import Plan
 
 log = logging.getLogger(__name__)
 
-_KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
-                                     Participant.address == bindparam("address"))
-# Of a mail's In-Reply-To and References, kept for `queries.tickets_referencing`: In-Reply-To,
-# then the newest References. Plenty for real threads, and a hostile mail naming thousands of
-# ids writes no more rows than this.
-MAX_STORED_REFERENCES = 50
+
+@dataclass
+class Applying:
+    """What the handlers share while one cause's effects are carried out."""
+
+    session: Session
+    settings: Settings
+    composer: Composer
+    now: datetime
+    ticket: Ticket
+    key: str                        # the cause, in Message-IDs: "<inbound id>" or "timer.<id>"
+    cause: dict[str, Any]           # added to every event: the message or timer behind it
+    at: datetime                    # when the cause happened (the mail's arrival)
+    actor: str | None = None        # who: the mail's sender; None for a timer
+    actor_name: str = ""
+    message: ParsedMessage | None = None
+    row: Message | None = None
+    plan: Plan | None = None
+    contain_notifications: bool = True   # a failed notification costs the cause nothing else
+    deadline: Mapping[str, Any] | None = None   # a timer's: shown in its notifications
+    sla_changed: bool = False
+    queued_mail: bool = False
+
+    def event(self, kind: EventKind, data: dict[str, Any], actor: str | None = None) -> None:
+        self.session.add(TicketEvent(ticket_id=self.ticket.id, at=self.now, kind=kind,
+                                     actor=actor, data={**data, **self.cause}))
+
+    @property
+    def agent_name(self) -> str:
+        found = self.settings.agent(self.actor or "")
+        return (found[1].name if found and found[1].name else "") or self.actor_name \
+            or self.actor or ""
 
 
-def stored_references(message: ParsedMessage) -> list[str]:
-    """The ids of other mails that `message` names, as recorded beside it (capped)."""
-    ids = dict.fromkeys(i for i in (*message.in_reply_to, *reversed(message.references))
-                        if i and i != message.message_id)
-    return list(ids)[:MAX_STORED_REFERENCES]
+def _event(ctx: Applying, e: Event) -> None:
+    # What a mail says of itself dates from its arrival; what it makes happen, from now.
+    ctx.session.add(TicketEvent(ticket_id=ctx.ticket.id, at=ctx.at if e.at_arrival else ctx.now,
+                                kind=e.kind, actor=ctx.actor, data={**e.data, **ctx.cause}))
 
 
-def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
-               first_number: int, settings: Settings | None = None,
-               composer: Composer | None = None) -> tuple[Ticket, Message]:
-    """Write what the plan says; the caller commits. Returns the ticket the message joined
-    and the message as recorded on it."""
-    at = inbound.received_at
-    if plan.new_ticket is not None:
-        nt, deadlines = plan.new_ticket, plan.deadlines
-        ticket = Ticket(number=next_ticket_number(session, first_number),
-                        reply_token=new_token(), subject=nt.subject,
-                        subject_key=nt.subject_key, status=TicketStatus.NEW, priority=nt.priority,
-                        line=nt.line, category=nt.category, language=nt.language,
-                        requester=nt.requester, requester_name=nt.requester_name,
-                        mailbox=nt.mailbox, linked_ticket_id=nt.linked_ticket_id, created_at=at,
-                        tags=list(nt.tags), assignee=nt.assignee, sla_policy=nt.sla_policy,
-                        updated_at=at, last_activity_at=at, line_entered_at=at, pauses=[],
-                        first_line=nt.line, escalation_count=0, reopen_count=0,
-                        first_response_due_at=deadlines.first_response if deadlines else None,
-                        resolution_due_at=deadlines.resolution if deadlines else None)
-        session.add(ticket)
-        session.flush()
-        sla_changed = True
-    else:
-        ticket = session.get_one(Ticket, plan.thread.ticket_id)
-        ticket.last_activity_at = max(ticket.last_activity_at, at)
-        ticket.updated_at = now
-        sla_changed = False
-        if plan.set_status is not None:
-            sla_changed = change_status(ticket, plan.set_status, at)
-            if any(kind == "reopened" for kind, _ in plan.events):
-                ticket.reopen_count = (ticket.reopen_count or 0) + 1
-        if plan.rating is not None:
-            ticket.rating, ticket.rated_at = plan.rating.score, at
-        if plan.client_follow_up:
-            # The client wrote and waits for an answer: the next-response clock starts
-            # (the first answer has its own deadline).
-            if ticket.first_responded_at is not None and ticket.next_response_since is None \
-                    and ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
-                ticket.next_response_since = at
-                sla_changed = True
+def _set_status(ctx: Applying, e: SetStatus) -> None:
+    ticket, old = ctx.ticket, ctx.ticket.status
+    if e.status is old:
+        return
+    if e.announce:
+        ctx.event(EventKind.STATUS, {"from": old.value, "to": e.status.value,
+                                     **({"reason": e.reason} if e.reason is not None else {})}, ctx.actor)
+    change_status(ticket, e.status, ctx.at if e.at_arrival else ctx.now)
+    ctx.sla_changed = True
+    if e.reopen:
+        ticket.reopen_count = (ticket.reopen_count or 0) + 1
+    if e.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) \
+            and old is not TicketStatus.RESOLVED:
+        record_resolution(ticket, ctx.settings, ctx.now, ctx.actor)
 
-    known = plan.new_ticket is None and session.scalar(
-        _KNOWN, {"ticket_id": ticket.id, "address": plan.sender})
-    if plan.sender and not known:
-        session.add(Participant(ticket_id=ticket.id, address=plan.sender,
-                                name=plan.message.from_.name if plan.message.from_ else "",
-                                role=plan.role))
 
-    m = plan.message
-    message = Message(
-        ticket_id=ticket.id, inbound_id=inbound.id, direction=Direction.IN, role=plan.role,
-        message_id=m.message_id, dedupe_key=dedupe_key(m), from_address=plan.sender,
-        from_name=m.from_.name if m.from_ else "", to=[a.address for a in m.to],
-        cc=[a.address for a in m.cc], subject=m.subject, sent_at=m.date, received_at=at,
-        body_text=m.text, has_html=m.has_html, thread_reason=plan.thread.reason,
-        internal=plan.internal, defects=list(m.defects))
-    session.add(message)
-    session.flush()
-    references = stored_references(m)
-    if references:
-        session.execute(insert(MessageReference), [
-            {"message_id": message.id, "ticket_id": ticket.id, "referenced_id": r}
-            for r in references])
-    session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
-                               content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
-                               part=a.part[:64]) for a in m.attachments)
-    session.add_all(TicketEvent(ticket_id=ticket.id, at=at, kind=kind, actor=plan.sender,
-                                data={**data, "message_id": message.id})
-                    for kind, data in plan.events)
-    if plan.autoreply is not None and settings is not None and composer is not None:
-        # A template or address that cannot be rendered must not cost the client a ticket:
-        # the acknowledgement is dropped, and the ticket says why. Composing touches no
-        # database, so nothing needs undoing.
-        try:
-            autoreply = compose_autoreply(plan, ticket, inbound, m, settings, composer, now=now)
-        except Exception as exc:
-            log.exception("autoreply for ticket %s could not be composed", ticket.number)
-            session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply_failed",
-                                    actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
-        else:
-            queue_autoreply(session, autoreply, ticket, settings, now=now)
-    if sla_changed and settings is not None:
-        rearm(session, ticket, settings, now)
-    inbound.status = InboundStatus.DONE
-    inbound.processed_at = now
-    inbound.reason = None
-    return ticket, message
+def _changed(ctx: Applying, kind: EventKind, attribute: str, value: str) -> None:
+    """Assignee, priority, category: set, with the event, when it differs."""
+    before = getattr(ctx.ticket, attribute)
+    if value != before:
+        ctx.event(kind, {"from": before, "to": value}, ctx.actor)
+        setattr(ctx.ticket, attribute, value)
+        ctx.sla_changed = True   # a priority moves the deadlines
+
+
+def _assign(ctx: Applying, e: Assign) -> None:
+    _changed(ctx, EventKind.ASSIGNED, "assignee", e.address)
+
+
+def _priority(ctx: Applying, e: SetPriority) -> None:
+    _changed(ctx, EventKind.PRIORITY, "priority", e.priority)
+
+
+def _category(ctx: Applying, e: SetCategory) -> None:
+    _changed(ctx, EventKind.CATEGORY, "category", e.category)
+
+
+def _tags(ctx: Applying, e: AddTags) -> None:
+    ctx.ticket.tags = [*(ctx.ticket.tags or []), *e.tags]
+    ctx.event(EventKind.TAGGED, {"tags": list(e.tags)}, ctx.actor)
+
+
+def _move(ctx: Applying, e: MoveToLine) -> None:
+    left = move_to_line(ctx.ticket, e.line, ctx.now)
+    ctx.event(EventKind.ESCALATED, {"from": left, "to": e.line,
+                                    **({"reason": e.reason} if e.reason is not None else {})},
+              ctx.actor)
+    ctx.sla_changed = True
+    _notify(ctx, NotifyLine("escalated", from_line=left or "-", reason=e.reason or "",
+                            by_actor=True))
+
+
+def _breached(ctx: Applying, e: MarkBreached) -> None:
+    ctx.ticket.breached_at = ctx.ticket.breached_at or ctx.now
+
+
+def _rate(ctx: Applying, e: Rate) -> None:
+    ctx.ticket.rating, ctx.ticket.rated_at = e.score, ctx.at
+
+
+def _follow_up(ctx: Applying, e: ClientFollowUp) -> None:
+    # The next-response clock starts (the first answer has its own deadline).
+    ticket = ctx.ticket
+    if ticket.first_responded_at is not None and ticket.next_response_since is None \
+            and ticket.status in (TicketStatus.NEW, TicketStatus.OPEN):
+        ticket.next_response_since = ctx.at
+        ctx.sla_changed = True
+
+
+def _responded(ctx: Applying, e: RecordResponse) -> None:
+    ticket = ctx.ticket
+    record_response(ticket, ctx.settings, ctx.now, ctx.actor)
+    if ticket.first_responded_at is None:
+        ticket.first_responded_at = ctx.now
+        ctx.event(EventKind.FIRST_RESPONSE, {}, ctx.actor)
+    ticket.next_response_since = None
+    ctx.sla_changed = True
+
+
+def _acknowledge(ctx: Applying, e: Acknowledge) -> None:
+    # A template or address that cannot be rendered must not cost the client a ticket: the
+    # acknowledgement is dropped, and the ticket says why. Composing touches no database,
+    # so nothing needs undoing.
+    assert ctx.message is not None and ctx.plan is not None
+    try:
+        autoreply = compose_autoreply(e, ctx.plan.deadlines, ctx.ticket, int(ctx.key),
+                                      ctx.message, ctx.settings, ctx.composer, now=ctx.now)
+    except Exception as exc:
+        log.exception("autoreply for ticket %s could not be composed", ctx.ticket.number)
+        ctx.event(EventKind.AUTOREPLY_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+        return
+    queue_autoreply(ctx.session, autoreply, ctx.ticket, ctx.settings, now=ctx.now)
+    ctx.queued_mail = True
+
+
+def _mail_client(ctx: Applying, e: MailClient) -> None:
+    files = forwardable(ctx.message, include_inline=False) \
+        if e.attachments and ctx.message is not None else ()
+    queue_to_client(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
+                    template=e.template, key=f"{ctx.key}.{e.key}", context={"text": e.text},
+                    agent_name=ctx.agent_name, attachments=files)
+    ctx.queued_mail = True
+
+
+def _tell_agent(ctx: Applying, e: TellAgent) -> None:
+    queue_command_error(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
+                        key=f"{ctx.key}.command_error", to_address=ctx.actor or "",
+                        errors=e.errors,
+                        in_reply_to=ctx.message.message_id if ctx.message else None)
+    ctx.queued_mail = True
+
+
+def _notify(ctx: Applying, e: NotifyLine) -> None:
+    def send() -> str | None:
+        return queue_line_notification(
+            ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now, event=e.event,
+            key=f"{ctx.key}.{e.key or e.event}",
+            message=ctx.message if e.with_message else None,
+            message_row=ctx.row if e.with_message else None, text=e.text,
+            actor=ctx.actor if e.by_actor else None, from_line=e.from_line, to=e.to,
+            reason=e.reason, deadline=dict(deadline) if deadline else None)
+
+    deadline = e.deadline or ctx.deadline
+
+    if not ctx.contain_notifications:
+        ctx.queued_mail |= send() is not None
+        return
+    try:
+        with ctx.session.begin_nested():
+            sent = send()
+    except Exception as exc:
+        log.exception("line notification for ticket %s failed", ctx.ticket.number)
+        ctx.event(EventKind.NOTIFICATION_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+        return
+    ctx.queued_mail |= sent is not None
+
+
+def _rearm(ctx: Applying, e: Rearm) -> None:
+    if e.always or ctx.sla_changed:
+        rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now)
+        ctx.sla_changed = False
+
+
+_HANDLERS: dict[type, Callable[[Applying, Any], None]] = {
+    Event: _event, SetStatus: _set_status, Assign: _assign, SetPriority: _priority,
+    SetCategory: _category, AddTags: _tags, MoveToLine: _move, MarkBreached: _breached,
+    Rate: _rate, ClientFollowUp: _follow_up, RecordResponse: _responded,
+    Acknowledge: _acknowledge, MailClient: _mail_client, TellAgent: _tell_agent,
+    NotifyLine: _notify, Rearm: _rearm,
+}
+
+
+def apply_effects(ctx: Applying, effects: Iterable[Effect]) -> None:
+    """Carry out `effects` in order."""
+    for effect in effects:
+        _HANDLERS[type(effect)](ctx, effect)
 
 
 @dataclass(frozen=True)
-class ComposedAutoreply:
-    message_id: str
-    subject: str
-    to_address: str
-    language: str
-    text: str
-    has_html: bool
-    data: bytes
+class Applied:
+    ticket: Ticket
+    message: Message
+    queued_mail: bool = False
+    notes: tuple[str, ...] = field(default=())
 
 
-def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
-                      client_address: str, instance: str, reply_address: str,
-                      deadlines: Deadlines | None, client: ParsedMessage) -> dict[str, object]:
-    """What an autoreply template sees (also for `rules test`)."""
-    zone = deadlines.timezone if deadlines else None
-
-    def shown(value: datetime | None) -> datetime | None:
-        return value.astimezone(zone) if value is not None else None
-
-    return {
-        "ticket": ticket, "tag": tag, "client_name": client_name,
-        "client_address": client_address, "instance": instance, "reply_address": reply_address,
-        "deadlines": {"first_response": shown(deadlines.first_response if deadlines else None),
-                      "resolution": shown(deadlines.resolution if deadlines else None)},
-        # Mail that came outside working hours: when work on it starts.
-        "resumes_at": shown(deadlines.resumes_at if deadlines else None),
-        "client_deadlines": _in_client_zone(client, deadlines),
-    }
-
-
-def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
-    """The deadlines at the UTC offset of the client's own Date header, when it differs from
-    the calendar's (a client in Novosibirsk reads 21:00 for Moscow's 17:00); None otherwise."""
-    if deadlines is None or deadlines.first_response is None:
-        return None
-    try:
-        sent = parsedate_to_datetime(client.header("date") or "")
-    except (TypeError, ValueError, IndexError):
-        return None
-    offset = sent.utcoffset() if sent is not None and sent.tzinfo else None
-    due = deadlines.first_response
-    if offset is None or offset == due.astimezone(deadlines.timezone).utcoffset() \
-            or abs(offset) > timedelta(hours=14):
-        return None
-    zone = dt_timezone(offset)
-    return {"first_response": due.astimezone(zone),
-            "resolution": deadlines.resolution.astimezone(zone) if deadlines.resolution else None,
-            "zone": format_offset(offset)}
-
-
-def format_offset(offset: timedelta) -> str:
-    minutes = int(offset.total_seconds() // 60)
-    sign = "+" if minutes >= 0 else "-"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def compose_autoreply(plan: Plan, ticket: Ticket, inbound: Inbound, client: ParsedMessage,
-                      settings: Settings, composer: Composer, *,
-                      now: datetime) -> ComposedAutoreply:
-    """Render the acknowledgement of a new ticket into the bytes to send (no database)."""
-    assert plan.autoreply is not None
-    tag = format_tag(settings.ticket_tag, ticket.number)
-    context = autoreply_context(
-        ticket={"number": ticket.number, "subject": ticket.subject, "priority": ticket.priority,
-                "line": ticket.line},
-        tag=tag, client_name=clean_header(plan.autoreply.to_name, 200),
-        client_address=plan.autoreply.to_address, instance=settings.instance_name,
-        reply_address=client_reply_address(ticket), deadlines=plan.deadlines, client=client)
-    rendered = composer.render(plan.autoreply.template, plan.autoreply.language, context)
-    subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
-    message_id = message_id_for(f"{inbound.id}.autoreply", settings.domain)
-    data = build_message(
-        from_name=settings.instance_name, from_address=ticket.mailbox,
-        to_name=plan.autoreply.to_name, to_address=plan.autoreply.to_address, subject=subject,
-        rendered=rendered, message_id=message_id, in_reply_to=client.message_id,
-        references=(*client.references, *([client.message_id] if client.message_id else [])),
-        reply_to=client_reply_address(ticket), date=now, auto=True)
-    return ComposedAutoreply(message_id=message_id, subject=subject,
-                             to_address=plan.autoreply.to_address,
-                             language=plan.autoreply.language, text=rendered.text,
-                             has_html=rendered.html is not None, data=data)
-
-
-def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
-                    settings: Settings, *, now: datetime) -> None:
-    """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction."""
-    message_id = autoreply.message_id
-    queue_outgoing(session, settings, ticket_id=ticket.id, kind="autoreply",
-                   message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
-                   data=autoreply.data, now=now)
-    session.add(Message(
-        ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
-        message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
-        from_name=settings.instance_name, to=[autoreply.to_address], cc=[],
-        subject=autoreply.subject, sent_at=now, received_at=now, body_text=autoreply.text,
-        has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
-    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="autoreply", actor=None,
-                            data={"language": autoreply.language, "message_id": message_id}))
-
-
-def mark_inbound(inbound: Inbound, status: InboundStatus, reason: str, *, now: datetime) -> None:
-    inbound.status = status
-    inbound.reason = reason
-    inbound.processed_at = now
-
-
-__all__ = ["apply_plan", "mark_inbound", "Role"]
-
-
-def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outbox: Outbox,
-                 report: DeliveryReport, *, now: datetime) -> int | None:
-    """A mail to the verified return path of our mail. A failure report marks the outgoing
-    mail failed (which mutes autoreplies to that address for a while); anything else there
-    (a delay warning, an out-of-office) changes nothing. Either way the ticket shows it as an
-    internal note, and nothing else happens (no reopening, no reply)."""
-    summary = report.summary
-    if report.failed:
-        outbox.status = OutboxStatus.FAILED
-        outbox.bounced_at = inbound.received_at
-        outbox.last_error = f"bounced: {summary}"
-    number = None
-    if outbox.ticket_id is not None:
-        ticket = session.get_one(Ticket, outbox.ticket_id)
-        number = ticket.number
-        message = Message(
-            ticket_id=ticket.id, inbound_id=inbound.id, direction=Direction.IN, role=Role.SYSTEM,
-            message_id=bounce.message_id, dedupe_key=dedupe_key(bounce),
-            from_address=bounce.from_.address if bounce.from_ else inbound.mail_from,
-            from_name=bounce.from_.name if bounce.from_ else "", to=[a.address for a in bounce.to],
-            cc=[], subject=bounce.subject, sent_at=bounce.date, received_at=inbound.received_at,
-            body_text=bounce.text, has_html=bounce.has_html, thread_reason="bounce",
-            internal=True, defects=list(bounce.defects))
-        session.add(message)
-        session.flush()
-        session.add(TicketEvent(ticket_id=ticket.id, at=inbound.received_at,
-                                kind="bounce" if report.failed else "delivery_notice",
-                                actor=None, data={"outbox_id": outbox.id, "summary": summary,
-                                                  "recipients": outbox.recipients,
-                                                  "failed": report.failed, "why": report.why,
-                                                  "message_id": message.id}))
+def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
+               first_number: int, settings: Settings, composer: Composer,
+               sender_name: str = "") -> Applied:
+    """Write what the plan says; the caller commits."""
+    at = inbound.received_at
+    opened = plan.new_ticket is not None
+    ticket = open_ticket(session, plan, at, first_number) if opened \
+        else join_ticket(session, plan, at, now)
+    row = record_message(session, plan, ticket, inbound)
+    ctx = Applying(session, settings, composer, now, ticket, key=str(inbound.id),
+                   cause={"message_id": row.id}, at=at, actor=plan.sender,
+                   actor_name=sender_name, message=plan.message, row=row, plan=plan,
+                   sla_changed=opened)
+    apply_effects(ctx, plan.effects)
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
-    inbound.reason = (f"bounce of outgoing mail {outbox.id}: {summary}" if report.failed else
-                      f"delivery notice about outgoing mail {outbox.id}, not a failure: "
-                      f"{report.why}")
-    return number
+    inbound.reason = None
+    return Applied(ticket, row, ctx.queued_mail)
+
+
+__all__ = ["Applied", "Applying", "MAX_STORED_REFERENCES", "apply_bounce", "apply_effects",
+           "apply_plan", "mark_inbound", "stored_references"]

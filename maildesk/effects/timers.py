@@ -13,7 +13,6 @@ fired at the next sweep, oldest first.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import bindparam, select, update
@@ -21,11 +20,14 @@ from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
 from maildesk.db.models import Ticket, TicketEvent, TicketStatus, TicketTimer, TimerState
-from maildesk.effects.lifecycle import change_status, move_to_line, rearm, sla_state
-from maildesk.effects.notify import queue_line_notification
+from maildesk.actions import (Effect, Event, MarkBreached, MoveToLine, NotifyLine, Rearm,
+                              SetStatus, deadline_info)
+from maildesk.domain import EventKind
+from maildesk.effects.apply import Applying, apply_effects
+from maildesk.effects.lifecycle import rearm, sla_state
 from maildesk.outbound.compose import Composer
 from maildesk.sla.schedule import RUNNING
-from maildesk.sla.timers import decide
+from maildesk.sla.timers import TimerAction, decide
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
                 _carry_out(session, timer, settings, composer, now)
         except Exception as exc:   # one bad timer must not hold up the others
             log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
-            session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind="timer_failed",
+            session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind=EventKind.TIMER_FAILED,
                                     actor=None, data={"timer": timer.id,
                                                       "error": f"{type(exc).__name__}: {exc}"}))
     return fired
@@ -98,40 +100,37 @@ def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:
     return len(tickets)
 
 
+def timer_effects(action: TimerAction, timer_kind: str, due: str | None,
+                  line: str | None) -> list[Effect]:
+    """What a fired timer does (sla/timers.py decided it), in the effect vocabulary."""
+    effects: list[Effect] = []
+    if action.warn:
+        effects += [Event(EventKind.SLA_WARNING, {"deadline": timer_kind, "due": due}),
+                    NotifyLine("warning")]
+    if action.breach:
+        effects += [MarkBreached(), Event(EventKind.SLA_BREACH, {"deadline": action.breach,
+                                                                 "due": due, "line": line})]
+    if action.escalate_to:
+        effects.append(MoveToLine(action.escalate_to, action.reason))
+    elif action.tell_lead or action.breach or timer_kind == "ola":
+        # Nowhere to move it: the lead is told, else the line itself (decide's `_move`).
+        effects.append(NotifyLine("breached", key="lead", to=action.tell_lead,
+                                  reason=action.reason))
+    if action.close:
+        effects.append(SetStatus(TicketStatus.CLOSED, reason=action.reason))
+    return [*effects, Rearm(always=True)]
+
+
 def _carry_out(session: Session, timer: TicketTimer, settings: Settings, composer: Composer,
                now: datetime) -> None:
     ticket = session.get_one(Ticket, timer.ticket_id)
     lines = {line.id: line for line in settings.lines}
     action = decide(timer.kind, timer.stage, timer.data, sla_state(ticket), lines, now)
-    key = f"timer.{timer.id}"
-
-    def event(name: str, **data: object) -> None:   # `kind` is a key of the data
-        session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=name, actor=None,
-                                data={**data, "timer": timer.id}))
-
+    ctx = Applying(session, settings, composer, now, ticket, key=f"timer.{timer.id}",
+                   cause={"timer": timer.id}, at=now, contain_notifications=False,
+                   deadline=deadline_info(timer.data))
     if action.stale:
-        event("timer_stale", kind=timer.kind, stage=timer.stage)
+        ctx.event(EventKind.TIMER_STALE, {"kind": timer.kind, "stage": timer.stage})
         return
-    due = timer.data.get("due")
-    deadline = ({"deadline": timer.data["deadline"], "due": datetime.fromisoformat(due),
-                 "share": timer.data.get("share")} if timer.data.get("deadline") and due else None)
-    notify: Callable[..., object] = lambda **kw: queue_line_notification(  # noqa: E731
-        session, ticket, settings, composer, now=now, deadline=deadline, **kw)
-    if action.warn:
-        event("sla_warning", deadline=timer.kind, due=due)
-        notify(event="warning", key=f"{key}.warning")
-    if action.breach:
-        ticket.breached_at = ticket.breached_at or now
-        event("sla_breach", deadline=action.breach, due=due, line=ticket.line)
-    if action.escalate_to:
-        left = move_to_line(ticket, action.escalate_to, now)
-        event("escalated", **{"from": left, "to": action.escalate_to, "reason": action.reason})
-        notify(event="escalated", key=f"{key}.escalated", from_line=left or "-",
-               reason=action.reason)
-    elif action.tell_lead or action.breach or timer.kind == "ola":
-        # Nowhere to move it: the lead is told, else the line itself (decide's `_move`).
-        notify(event="breached", key=f"{key}.lead", to=action.tell_lead, reason=action.reason)
-    if action.close and change_status(ticket, TicketStatus.CLOSED, now):
-        event("status", **{"from": "resolved", "to": "closed", "reason": action.reason})
     ticket.updated_at = now
-    rearm(session, ticket, settings, now)
+    apply_effects(ctx, timer_effects(action, timer.kind, timer.data.get("due"), ticket.line))

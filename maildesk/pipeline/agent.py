@@ -10,10 +10,16 @@ client, the agent is told what was wrong.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from maildesk.actions import (AddTags, Assign, Effect, Event, MailClient, MoveToLine, NotifyLine,
+                              Rearm, RecordResponse, SetCategory, SetPriority, SetStatus,
+                              TellAgent)
 
 from maildesk.config.model import Settings
-from maildesk.domain import TicketStatus
+from maildesk.domain import EventKind, TicketStatus
 from maildesk.pipeline.authenticity import authenticated_by
 from maildesk.pipeline.commands import parse_commands
 from maildesk.pipeline.reply import new_text
@@ -54,60 +60,127 @@ class AgentPlan:
         return not self.errors and not self.internal and bool(self.text.strip())
 
 
+class _Reading:
+    """The commands of one mail as they are read, one after another."""
+
+    def __init__(self, state: TicketState, sender: str, settings: Settings) -> None:
+        self.state, self.sender, self.settings = state, sender, settings
+        self.errors: list[str] = []
+        self.values: dict[str, Any] = {}
+        self.tags: list[str] = []
+
+    def status(self, name: str, arg: str | None) -> None:
+        self.values["status"] = STATUS_COMMANDS[name]
+
+    def escalate(self, name: str, arg: str | None) -> None:
+        target = arg
+        if target is None:
+            line = self.settings.line(self.state.line)
+            if line is None or not line.next:
+                self.errors.append(f"#escalate: line {self.state.line or '(none)'} has no next "
+                                   "line in lines.yaml; name one: #escalate LINE")
+                return
+            target = line.next
+        if self.settings.line(target) is None:
+            known = ", ".join(x.id for x in self.settings.lines)
+            self.errors.append(f"#escalate {target}: no such line (lines.yaml has: {known})")
+        elif target == self.state.line:
+            self.errors.append(f"#escalate {target}: the ticket is already on {target}")
+        else:
+            self.values["escalate_to"] = target
+
+    def assign(self, name: str, arg: str | None) -> None:
+        address = self.sender if (arg or "").lower() == "me" else (arg or "").lower()
+        if self.settings.agent(address) is None:
+            self.errors.append(f"#assign {arg}: {address} is not an agent in lines.yaml")
+        else:
+            self.values["assignee"] = address
+
+    def priority(self, name: str, arg: str | None) -> None:
+        self.values["priority"] = (arg or "").upper()
+
+    def category(self, name: str, arg: str | None) -> None:
+        self.values["category"] = arg
+
+    def tag(self, name: str, arg: str | None) -> None:
+        self.tags.extend(t for t in re.split(r"[\s,]+", arg or "") if t and t not in self.tags)
+
+    def ignore(self, name: str, arg: str | None) -> None:
+        """#note: handled by parse_commands (the mail is internal)."""
+
+
+_COMMANDS: dict[str, Callable[[_Reading, str, str | None], None]] = {
+    **{name: _Reading.status for name in STATUS_COMMANDS},
+    "escalate": _Reading.escalate, "assign": _Reading.assign, "priority": _Reading.priority,
+    "category": _Reading.category, "tag": _Reading.tag,
+}
+
+
 def plan_agent_reply(body: str, state: TicketState, *, sender: str,
                      settings: Settings) -> AgentPlan:
     """Decide what an agent's mail (its readable body) does to the ticket."""
-    reply = new_text(body)
-    block = parse_commands(reply.text)
-    errors = list(block.errors)
-    status = escalate_to = assignee = priority = category = None
-    tags: list[str] = []
+    block = parse_commands(new_text(body).text)
+    reading = _Reading(state, sender, settings)
+    reading.errors.extend(block.errors)
     written: list[str] = []
     for cmd in block.commands:
         written.append(f"#{cmd.name}{' ' + cmd.arg if cmd.arg else ''}")
-        if cmd.name in STATUS_COMMANDS:
-            status = STATUS_COMMANDS[cmd.name]
-        elif cmd.name == "escalate":
-            target = cmd.arg
-            line = settings.line(state.line)
-            if target is None:
-                if line is None or not line.next:
-                    errors.append(f"#escalate: line {state.line or '(none)'} has no next line in "
-                                  "lines.yaml; name one: #escalate LINE")
-                    continue
-                target = line.next
-            if settings.line(target) is None:
-                known = ", ".join(x.id for x in settings.lines)
-                errors.append(f"#escalate {target}: no such line (lines.yaml has: {known})")
-            elif target == state.line:
-                errors.append(f"#escalate {target}: the ticket is already on {target}")
-            else:
-                escalate_to = target
-        elif cmd.name == "assign":
-            address = sender if (cmd.arg or "").lower() == "me" else (cmd.arg or "").lower()
-            if settings.agent(address) is None:
-                errors.append(f"#assign {cmd.arg}: {address} is not an agent in lines.yaml")
-            else:
-                assignee = address
-        elif cmd.name == "priority":
-            priority = (cmd.arg or "").upper()
-        elif cmd.name == "category":
-            category = cmd.arg
-        elif cmd.name == "tag":
-            tags.extend(t for t in re.split(r"[\s,]+", cmd.arg or "") if t and t not in tags)
-    internal = block.internal or not block.text.strip()
+        _COMMANDS.get(cmd.name, _Reading.ignore)(reading, cmd.name, cmd.arg)
     if not block.commands and not block.errors and not block.text.strip():
         # Nothing above the quote: a reply sent by mistake, or written where we cannot tell
         # it from the quote. Say so rather than drop it in silence.
-        errors.append("no new text found above the quoted notification, and no command: "
-                      "write your answer above the quote (or below the marker line's quote)")
-    if errors:
-        return AgentPlan(errors=tuple(errors), text=block.text, internal=True,
+        reading.errors.append("no new text found above the quoted notification, and no "
+                              "command: write your answer above the quote (or below the "
+                              "marker line's quote)")
+    if reading.errors:
+        return AgentPlan(errors=tuple(reading.errors), text=block.text, internal=True,
                          commands=tuple(written))
-    return AgentPlan(text=block.text, internal=internal, status=status, escalate_to=escalate_to,
-                     assignee=assignee, priority=priority, category=category,
-                     add_tags=tuple(t for t in tags if t not in state.tags),
-                     commands=tuple(written))
+    return AgentPlan(text=block.text, internal=block.internal or not block.text.strip(),
+                     add_tags=tuple(t for t in reading.tags if t not in state.tags),
+                     commands=tuple(written), **reading.values)
+
+
+def agent_effects(agent: AgentPlan, state: TicketState) -> tuple[Effect, ...]:
+    """The AgentPlan in the effect vocabulary, in the order the applier carries it out."""
+    if agent.errors:
+        return (Event(EventKind.COMMAND_REJECTED, {"errors": list(agent.errors),
+                                                   "commands": list(agent.commands)}),
+                TellAgent(agent.errors))
+    effects: list[Effect] = []
+    if agent.commands:
+        effects.append(Event(EventKind.COMMANDS, {"commands": list(agent.commands)}))
+    if agent.assignee:
+        effects.append(Assign(agent.assignee))
+    if agent.priority:
+        effects.append(SetPriority(agent.priority))
+    if agent.category:
+        effects.append(SetCategory(agent.category))
+    if agent.add_tags:
+        effects.append(AddTags(agent.add_tags))
+    answered = agent.relay
+    status = agent.status
+    if status is None and answered and state.status is TicketStatus.NEW:
+        status = TicketStatus.OPEN
+    if status is not None:
+        effects.append(SetStatus(status))
+    effects += _to_client(agent, answered)
+    if agent.internal and agent.text.strip():
+        effects.append(NotifyLine("note", with_message=True, text=agent.text, by_actor=True))
+    if agent.escalate_to:
+        effects.append(MoveToLine(agent.escalate_to))
+    return (*effects, Rearm(always=True))
+
+
+def _to_client(agent: AgentPlan, answered: bool) -> list[Effect]:
+    """The client is told (with the agent's words when there are any); then the clocks that
+    wait for our answer stop."""
+    if agent.status is TicketStatus.RESOLVED:
+        return [MailClient("resolved", "resolved", agent.text if answered else "",
+                           attachments=answered), RecordResponse()]
+    if answered:
+        return [MailClient("agent_reply", "reply", agent.text, attachments=True),
+                RecordResponse()]
+    return []
 
 
 # -- who is an agent ---------------------------------------------------------------------------

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 from maildesk import addresses
 from maildesk.config.model import Settings
-from maildesk.domain import Role, TicketStatus
+from maildesk.domain import EventKind, Role, TicketStatus
 from maildesk.outbound.compose import ascii_address, choose_language
-from maildesk.pipeline.agent import AgentPlan, TicketState, authenticated_sender, plan_agent_reply
+from maildesk.actions import NotifyLine, Rate
+from maildesk.pipeline.agent import (AgentPlan, TicketState, agent_effects, authenticated_sender,
+                                     plan_agent_reply)
 from maildesk.pipeline.authenticity import autoreply_refusal, domain_of, judge_authenticity
 from maildesk.pipeline.bounces import DeliveryReport, judge_report
 from maildesk.pipeline.loops import LoopVerdict, classify_loop
@@ -101,6 +103,7 @@ class Decision:
     deadlines: Deadlines | None = None
     autoreply: str | None = None               # "yes", or why not
     notify: str | None = None                  # line notification: new | rated | update
+                                               # (a NotifyLine among the plan's effects)
     probe_failures: int = 0
     notes: tuple[str, ...] = field(default=())
 
@@ -247,7 +250,9 @@ def _ticket_decision(message: ParsedMessage, arrival: Arrival, who: _Sender,
     notify = None
     if not arrival.no_autoreply and (plan.new_ticket is not None
                                      or robot_check.autoreply_allowed):
-        notify = "new" if plan.new_ticket else "rated" if plan.rating else "update"
+        rated = any(isinstance(e, Rate) for e in plan.effects)
+        notify = "new" if plan.new_ticket else "rated" if rated else "update"
+        plan = replace(plan, effects=(*plan.effects, NotifyLine(notify, with_message=True)))
     return Decision("ticket", thread.reason, plan=plan, ticket=current,
                     routing=opening.routing, deadlines=opening.deadlines,
                     autoreply=_autoreply_said(plan), notify=notify, **common)
@@ -361,7 +366,8 @@ def _autoreply_said(plan: Plan) -> str | None:
         return "yes"
     if plan.new_ticket is None:
         return None
-    reasons = [str(d.get("reason")) for kind, d in plan.events if kind == "autoreply_suppressed"]
+    reasons = [str(e.data.get("reason")) for e in plan.events
+               if e.kind is EventKind.AUTOREPLY_SUPPRESSED]
     return reasons[0] if reasons else ("not for agents" if plan.role is not Role.CLIENT
                                        else "autoreplies are off")
 
@@ -378,7 +384,8 @@ def _agent_reply(message: ParsedMessage, arrival: Arrival, who: _Sender, subject
                         sender_name=who.name, role=Role.AGENT, subject=subject,
                         decision=thread, mailbox=who.mailbox, routing=NO_ROUTING,
                         current_status=ticket.status, loop=loop)
-    plan = replace(plan, internal=agent.internal)
+    plan = replace(plan, internal=agent.internal,
+                   effects=(*plan.effects, *agent_effects(agent, ticket)))
     return Decision("agent", thread.reason, plan=plan, agent=agent, ticket=ticket, **common)
 
 

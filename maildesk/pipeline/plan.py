@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from maildesk.domain import Role, TicketStatus
+from maildesk.actions import (Acknowledge, ClientFollowUp, Effect, Event, Rate, Rearm,
+                              SetStatus)
+from maildesk.domain import EventKind, Role, TicketStatus
 from maildesk.sla.policy import Deadlines
 from maildesk.pipeline.headers import one_line
 from maildesk.pipeline.loops import LoopVerdict
@@ -34,18 +36,9 @@ class NewTicket:
 
 
 @dataclass(frozen=True)
-class AutoreplyPlan:
-    """Acknowledge a new ticket: to whom, in which language."""
-
-    language: str
-    to_address: str
-    to_name: str
-    template: str = "autoreply"
-
-
-@dataclass(frozen=True)
 class Plan:
-    """Everything that one message changes, decided before anything is written."""
+    """Everything that one message changes, decided before anything is written: the ticket it
+    opens or joins, the mail as recorded, and the effects (maildesk/actions.py) in order."""
 
     inbound_id: int
     message: ParsedMessage
@@ -53,13 +46,21 @@ class Plan:
     role: Role
     thread: ThreadDecision
     new_ticket: NewTicket | None = None
-    set_status: TicketStatus | None = None
-    events: tuple[tuple[str, dict[str, object]], ...] = field(default=())
     deadlines: Deadlines | None = None
-    autoreply: AutoreplyPlan | None = None
     internal: bool = False       # an agent's note or command-only mail: never shown to a client
-    client_follow_up: bool = False   # the client wrote again (not a robot): awaits an answer
-    rating: Rating | None = None     # the client rated a resolved ticket (stays resolved)
+    effects: tuple[Effect, ...] = field(default=())
+
+    @property
+    def autoreply(self) -> Acknowledge | None:
+        return next((e for e in self.effects if isinstance(e, Acknowledge)), None)
+
+    @property
+    def set_status(self) -> TicketStatus | None:
+        return next((e.status for e in self.effects if isinstance(e, SetStatus)), None)
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(e for e in self.effects if isinstance(e, Event))
 
 
 def dedupe_key(message: ParsedMessage) -> str:
@@ -120,43 +121,66 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
             assignee=routing.assignee,
             sla_policy=routing.sla_policy,
         )
-        events: list[tuple[str, dict[str, object]]] = [("created", {"reason": decision.reason})]
-        if routing.matched:
-            events.append(("routed", {"rules": list(routing.matched), "line": routing.line,
-                                      "priority": routing.priority}))
-        if decision.linked_ticket_id is not None:
-            events.append(("linked", {"ticket_id": decision.linked_ticket_id,
-                                      "reason": decision.reason}))
-        autoreply = None
-        if role is not Role.CLIENT:
-            pass  # agents opening tickets are not acknowledged
-        elif not loop.autoreply_allowed:
-            events.append(("autoreply_suppressed", {"reason": loop.reason}))
-        elif autoreply_limited:
-            events.append(("autoreply_suppressed", {"reason": "too many autoreplies to this "
-                                                              "sender in the last hour"}))
-        elif autoreply_language is not None:
-            autoreply = AutoreplyPlan(autoreply_language, sender, sender_name,
-                                      routing.template or "autoreply")
+        effects = (*_opening_events(decision, routing),
+                   *_acknowledgement(role, loop, autoreply_limited, autoreply_language, sender,
+                                     sender_name, routing), Rearm())
         return Plan(inbound_id, message, sender, role, decision, new_ticket=new,
-                    events=tuple(events), deadlines=deadlines, autoreply=autoreply)
-    status = None
-    events = [("message", {"role": role.value, "reason": decision.reason})]
+                    deadlines=deadlines, effects=effects)
+    return Plan(inbound_id, message, sender, role, decision,
+                effects=_follow_up(decision, role, loop, current_status, rating))
+
+
+def _arrived(kind: EventKind, data: dict[str, object]) -> Event:
+    """An event of the mail itself: dated when it arrived."""
+    return Event(kind, data, at_arrival=True)
+
+
+def _opening_events(decision: ThreadDecision, routing: Routing) -> list[Effect]:
+    events: list[Effect] = [_arrived(EventKind.CREATED, {"reason": decision.reason})]
+    if routing.matched:
+        events.append(_arrived(EventKind.ROUTED, {"rules": list(routing.matched),
+                                               "line": routing.line,
+                                               "priority": routing.priority}))
+    if decision.linked_ticket_id is not None:
+        events.append(_arrived(EventKind.LINKED, {"ticket_id": decision.linked_ticket_id,
+                                               "reason": decision.reason}))
+    return events
+
+
+def _acknowledgement(role: Role, loop: LoopVerdict, limited: bool, language: str | None,
+                     sender: str, sender_name: str, routing: Routing) -> list[Effect]:
+    """The autoreply of a new ticket, or the event that says why there is none."""
+    if role is not Role.CLIENT:
+        return []  # agents opening tickets are not acknowledged
+    if not loop.autoreply_allowed:
+        return [_arrived(EventKind.AUTOREPLY_SUPPRESSED, {"reason": loop.reason})]
+    if limited:
+        return [_arrived(EventKind.AUTOREPLY_SUPPRESSED,
+                      {"reason": "too many autoreplies to this sender in the last hour"})]
+    if language is None:
+        return []
+    return [Acknowledge(language, sender, sender_name, routing.template or "autoreply")]
+
+
+def _follow_up(decision: ThreadDecision, role: Role, loop: LoopVerdict,
+               current_status: TicketStatus | None, rating: Rating | None) -> tuple[Effect, ...]:
+    """A mail on a known ticket: recorded; a client's reopens, resumes or rates it."""
+    effects: list[Effect] = [_arrived(EventKind.MESSAGE, {"role": role.value,
+                                                       "reason": decision.reason})]
     if not loop.autoreply_allowed:
         # A bounce, out-of-office or list copy is recorded but never moves the ticket.
-        events.append(("robot_mail", {"reason": loop.reason}))
-    elif role is Role.CLIENT:
-        if rating is not None and current_status is TicketStatus.RESOLVED:
-            events.append(("rated", {"rating": rating.score, "comment": rating.comment}))
-            return Plan(inbound_id, message, sender, role, decision, events=tuple(events),
-                        rating=rating)
-        if decision.reopen or current_status is TicketStatus.RESOLVED:
-            status = TicketStatus.OPEN
-            events.append(("reopened", {}))
-        elif current_status is TicketStatus.PENDING:
-            # The client answered: the SLA clock resumes.
-            status = TicketStatus.OPEN
-            events.append(("status", {"from": "pending", "to": "open"}))
-    return Plan(inbound_id, message, sender, role, decision, set_status=status,
-                events=tuple(events),
-                client_follow_up=role is Role.CLIENT and loop.autoreply_allowed)
+        return (*effects, _arrived(EventKind.ROBOT_MAIL, {"reason": loop.reason}))
+    if role is not Role.CLIENT:
+        return tuple(effects)
+    if rating is not None and current_status is TicketStatus.RESOLVED:
+        return (*effects, _arrived(EventKind.RATED, {"rating": rating.score,
+                                                  "comment": rating.comment}),
+                Rate(rating.score))
+    if decision.reopen or current_status is TicketStatus.RESOLVED:
+        effects += [_arrived(EventKind.REOPENED, {}),
+                    SetStatus(TicketStatus.OPEN, announce=False, reopen=True, at_arrival=True)]
+    elif current_status is TicketStatus.PENDING:
+        # The client answered: the SLA clock resumes.
+        effects += [_arrived(EventKind.STATUS, {"from": "pending", "to": "open"}),
+                    SetStatus(TicketStatus.OPEN, announce=False, at_arrival=True)]
+    return (*effects, ClientFollowUp(), Rearm())

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
-from maildesk.effects.apply import autoreply_context
+from maildesk.effects.autoreply import autoreply_context
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.decide import Arrival, Decision, decide
 from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message

@@ -14,18 +14,14 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.clock import Clock
 from maildesk.config.model import Settings
-from maildesk.db.models import Inbound, InboundStatus, Outbox, RawMessage, Ticket, TicketEvent
-from maildesk.effects.agent import apply_agent_plan
+from maildesk.db.models import Inbound, InboundStatus, Outbox, RawMessage
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
-from maildesk.effects.notify import queue_line_notification
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.decide import Arrival as DecideArrival, Decision, decide
 from maildesk.pipeline.isolate import ParseSandbox
@@ -204,18 +200,13 @@ class Processor:
             number = apply_bounce(session, inbound, result, session.get_one(Outbox, outgoing.id),
                                   report, now=now)
             return Outcome(inbound.id, "done", number)
-        if d.outcome == "agent":
-            return self._apply_agent(session, inbound, result, d, now)
-        assert d.plan is not None
+        assert d.plan is not None   # a ticket or an agent's reply: one plan, one applier
         s = self.settings
-        ticket, row = apply_plan(session, d.plan, inbound, now=now,
-                                 first_number=s.first_ticket_number, settings=s,
-                                 composer=self.composer)
-        if d.plan.autoreply is not None:
-            self._queued_mail = True
-        if d.notify is not None:
-            self._notify(session, ticket, inbound, now, d.notify, message=result, message_row=row)
-        return Outcome(inbound.id, "done", ticket.number)
+        applied = apply_plan(session, d.plan, inbound, now=now,
+                             first_number=s.first_ticket_number, settings=s,
+                             composer=self.composer, sender_name=_sender_name(result, inbound))
+        self._queued_mail |= applied.queued_mail
+        return Outcome(inbound.id, "done", applied.ticket.number)
 
     def _log_and_count(self, inbound: Inbound, d: Decision) -> None:
         """The decision's notes go to the log; failed token lookups count against the IP."""
@@ -227,36 +218,3 @@ class Processor:
                 self.probes.record_failure(ip, d.probe_failures)
             if d.outcome == "quarantine":  # token probing
                 log.warning("inbound %s from %s: %s", inbound.id, ip or inbound.source, d.reason)
-
-    def _apply_agent(self, session: Session, inbound: Inbound, message: ParsedMessage,
-                     d: Decision, now: datetime) -> Outcome:
-        """An agent's reply: the whole mail on the ticket, its commands, the relay."""
-        assert d.plan is not None and d.agent is not None
-        s = self.settings
-        ticket, row = apply_plan(session, d.plan, inbound, now=now,
-                                 first_number=s.first_ticket_number)
-        apply_agent_plan(session, ticket, d.agent, inbound=inbound, row=row, message=message,
-                         sender=d.plan.sender, sender_name=_sender_name(message, inbound),
-                         settings=s, composer=self.composer, now=now, notify=self._notify)
-        agent = d.agent
-        if agent.errors or agent.relay or agent.status is not None or agent.escalate_to \
-                or agent.internal:
-            self._queued_mail = True
-        return Outcome(inbound.id, "done", ticket.number)
-
-    def _notify(self, session: Session, ticket: Ticket, inbound: Inbound, now: datetime,
-                event: str, **kwargs: Any) -> None:
-        """A line notification; one that cannot be composed costs the ticket nothing else."""
-        try:
-            with session.begin_nested():
-                sent = queue_line_notification(session, ticket, self.settings, self.composer,
-                                               now=now, event=event,
-                                               key=f"{inbound.id}.{event}", **kwargs)
-        except Exception as exc:
-            log.exception("line notification for ticket %s failed", ticket.number)
-            session.add(TicketEvent(ticket_id=ticket.id, at=now, kind="notification_failed",
-                                    actor=None, data={"error": f"{type(exc).__name__}: {exc}"}))
-            return
-        if sent:
-            self._queued_mail = True
-

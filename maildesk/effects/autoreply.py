@@ -1,0 +1,119 @@
+"""The acknowledgement of a new ticket: its template's context, the mail, its outbox row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
+from email.utils import parsedate_to_datetime
+
+from sqlalchemy.orm import Session
+
+from maildesk.actions import Acknowledge
+from maildesk.config.model import Settings
+from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
+from maildesk.domain import EventKind
+from maildesk.effects.outgoing import client_reply_address, queue_outgoing
+from maildesk.outbound.compose import Composer, build_message, clean_header, message_id_for
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.subject import format_tag
+from maildesk.sla.policy import Deadlines
+
+
+@dataclass(frozen=True)
+class ComposedAutoreply:
+    message_id: str
+    subject: str
+    to_address: str
+    language: str
+    text: str
+    has_html: bool
+    data: bytes
+
+
+def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
+                      client_address: str, instance: str, reply_address: str,
+                      deadlines: Deadlines | None, client: ParsedMessage) -> dict[str, object]:
+    """What an autoreply template sees (also for `rules test`)."""
+    zone = deadlines.timezone if deadlines else None
+
+    def shown(value: datetime | None) -> datetime | None:
+        return value.astimezone(zone) if value is not None else None
+
+    return {
+        "ticket": ticket, "tag": tag, "client_name": client_name,
+        "client_address": client_address, "instance": instance, "reply_address": reply_address,
+        "deadlines": {"first_response": shown(deadlines.first_response if deadlines else None),
+                      "resolution": shown(deadlines.resolution if deadlines else None)},
+        # Mail that came outside working hours: when work on it starts.
+        "resumes_at": shown(deadlines.resumes_at if deadlines else None),
+        "client_deadlines": _in_client_zone(client, deadlines),
+    }
+
+
+def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
+    """The deadlines at the UTC offset of the client's own Date header, when it differs from
+    the calendar's (a client in Novosibirsk reads 21:00 for Moscow's 17:00); None otherwise."""
+    if deadlines is None or deadlines.first_response is None:
+        return None
+    try:
+        sent = parsedate_to_datetime(client.header("date") or "")
+    except (TypeError, ValueError, IndexError):
+        return None
+    offset = sent.utcoffset() if sent is not None and sent.tzinfo else None
+    due = deadlines.first_response
+    if offset is None or offset == due.astimezone(deadlines.timezone).utcoffset() \
+            or abs(offset) > timedelta(hours=14):
+        return None
+    zone = dt_timezone(offset)
+    return {"first_response": due.astimezone(zone),
+            "resolution": deadlines.resolution.astimezone(zone) if deadlines.resolution else None,
+            "zone": format_offset(offset)}
+
+
+def format_offset(offset: timedelta) -> str:
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Ticket,
+                      inbound_id: int, client: ParsedMessage, settings: Settings,
+                      composer: Composer, *, now: datetime) -> ComposedAutoreply:
+    """Render the acknowledgement of a new ticket into the bytes to send (no database)."""
+    tag = format_tag(settings.ticket_tag, ticket.number)
+    context = autoreply_context(
+        ticket={"number": ticket.number, "subject": ticket.subject, "priority": ticket.priority,
+                "line": ticket.line},
+        tag=tag, client_name=clean_header(ack.to_name, 200),
+        client_address=ack.to_address, instance=settings.instance_name,
+        reply_address=client_reply_address(ticket), deadlines=deadlines, client=client)
+    rendered = composer.render(ack.template, ack.language, context)
+    subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
+    message_id = message_id_for(f"{inbound_id}.autoreply", settings.domain)
+    data = build_message(
+        from_name=settings.instance_name, from_address=ticket.mailbox,
+        to_name=ack.to_name, to_address=ack.to_address, subject=subject,
+        rendered=rendered, message_id=message_id, in_reply_to=client.message_id,
+        references=(*client.references, *([client.message_id] if client.message_id else [])),
+        reply_to=client_reply_address(ticket), date=now, auto=True)
+    return ComposedAutoreply(message_id=message_id, subject=subject,
+                             to_address=ack.to_address,
+                             language=ack.language, text=rendered.text,
+                             has_html=rendered.html is not None, data=data)
+
+
+def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
+                    settings: Settings, *, now: datetime) -> None:
+    """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction."""
+    message_id = autoreply.message_id
+    queue_outgoing(session, settings, ticket_id=ticket.id, kind=EventKind.AUTOREPLY,
+                   message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
+                   data=autoreply.data, now=now)
+    session.add(Message(
+        ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
+        message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
+        from_name=settings.instance_name, to=[autoreply.to_address], cc=[],
+        subject=autoreply.subject, sent_at=now, received_at=now, body_text=autoreply.text,
+        has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
+    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=EventKind.AUTOREPLY, actor=None,
+                            data={"language": autoreply.language, "message_id": message_id}))
