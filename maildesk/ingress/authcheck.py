@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Callable
 from email.utils import getaddresses
+from typing import Any
 
 import dkim
 import dns.exception
@@ -88,31 +89,49 @@ class _SpfQuery(spf.query):
 
     def dns(self, name, qtype, cnames=None, ignore_void=False):  # type: ignore[no-untyped-def]
         name = str(name).rstrip(".").lower()
-        if not name or not all(0 < len(label) < 64 for label in name.split(".")):
+        if not _askable(name):
             return []
         key = (name, qtype)
         if key in self.cache:
             result = self.cache[key]
         else:
-            try:
-                rdata = self._lookups.records(name, qtype)
-            except DnsTempError as exc:
-                raise spf.TempError(str(exc)) from exc
-            if qtype in ("A", "AAAA"):
-                result = [r.address for r in rdata]
-            elif qtype == "MX":
-                result = [(r.preference, r.exchange.to_text(True)) for r in rdata]
-            elif qtype == "PTR":
-                result = [r.target.to_text(True) for r in rdata]
-            else:  # TXT, SPF
-                result = [tuple(r.strings) for r in rdata]
-            self.cache[key] = result
+            result = self.cache[key] = self._ask(name, qtype)
         if not result and not ignore_void:
-            # RFC 7208 §4.6.4: more than two lookups that find nothing is an error.
-            self.void_lookups += 1
-            if self.void_lookups > spf.MAX_VOID_LOOKUPS:
-                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
+            self._count_void_lookup()
         return result
+
+    def _ask(self, name: str, qtype: str) -> list:  # type: ignore[type-arg]
+        """The answer in the shape pyspf's own lookup gives it."""
+        try:
+            rdata = self._lookups.records(name, qtype)
+        except DnsTempError as exc:
+            raise spf.TempError(str(exc)) from exc
+        shape = _SPF_ANSWER_SHAPES.get(qtype, _strings)
+        return [shape(r) for r in rdata]
+
+    def _count_void_lookup(self) -> None:
+        # RFC 7208 §4.6.4: more than two lookups that find nothing is an error.
+        self.void_lookups += 1
+        if self.void_lookups > spf.MAX_VOID_LOOKUPS:
+            raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
+
+
+def _askable(name: str) -> bool:
+    """A name DNS can be asked about: not empty, every label 1 to 63 characters."""
+    return bool(name) and all(0 < len(label) < 64 for label in name.split("."))
+
+
+def _strings(r: Any) -> tuple[bytes, ...]:
+    return tuple(r.strings)
+
+
+# How pyspf expects each record type (TXT and SPF: the record's strings).
+_SPF_ANSWER_SHAPES: dict[str, Callable[[Any], Any]] = {
+    "A": lambda r: r.address,
+    "AAAA": lambda r: r.address,
+    "MX": lambda r: (r.preference, r.exchange.to_text(True)),
+    "PTR": lambda r: r.target.to_text(True),
+}
 
 
 def check_spf(lookups: Lookups, ip: str | None, helo: str | None,

@@ -172,6 +172,7 @@ def message_id_for(key: str, domain: str) -> str:
 
 
 _CRLF = compat32.clone(linesep="\r\n")
+_HeaderList = list[tuple[str, str | Header]]
 
 
 def build_message(*, from_name: str, from_address: str, to_name: str, to_address: str,
@@ -187,14 +188,32 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
 
     `auto`: False for mail a person wrote (an agent's relayed answer), True or "auto-replied"
     for an autoreply, "auto-generated" for notifications (RFC 3834)."""
-    headers: list[tuple[str, str | Header]] = [
-        ("From", format_address(from_address, from_name)),
-        ("To", format_address(to_address, to_name)),
-        *([("Cc", ", ".join(format_address(a) for a in cc))] if cc else []),
+    headers: _HeaderList = [
+        *_address_headers(from_name, from_address, to_name, to_address, cc),
         ("Subject", encode_header(subject, "Subject")),
         ("Date", format_datetime(date)),
         ("Message-ID", f"<{clean_header(message_id)}>"),
+        *_reply_headers(in_reply_to, references, reply_to, from_name),
+        *_auto_headers(auto),
     ]
+    out = [_CRLF.fold(name, value) for name, value in headers]
+    out.append("MIME-Version: 1.0\r\n")
+    return ("".join(out) + _mime_body(rendered, attachments)).encode("ascii")
+
+
+def _address_headers(from_name: str, from_address: str, to_name: str, to_address: str,
+                     cc: Sequence[str]) -> _HeaderList:
+    headers: _HeaderList = [("From", format_address(from_address, from_name)),
+                            ("To", format_address(to_address, to_name))]
+    if cc:
+        headers.append(("Cc", ", ".join(format_address(a) for a in cc)))
+    return headers
+
+
+def _reply_headers(in_reply_to: str | None, references: tuple[str, ...], reply_to: str | None,
+                   from_name: str) -> _HeaderList:
+    """Threading (the last 20 references) and where answers should go."""
+    headers: _HeaderList = []
     if in_reply_to:
         headers.append(("In-Reply-To", f"<{clean_header(in_reply_to)}>"))
     refs = [clean_header(r) for r in references if r][-20:]
@@ -202,12 +221,20 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
         headers.append(("References", " ".join(f"<{r}>" for r in refs)))
     if reply_to:
         headers.append(("Reply-To", format_address(reply_to, from_name)))
-    if auto:
-        kind = auto if isinstance(auto, str) else "auto-replied"
-        headers.append(("Auto-Submitted", kind))                    # RFC 3834
-        headers.append(("X-Auto-Response-Suppress", "All"))         # keeps Exchange OOF quiet
-    out = [_CRLF.fold(name, value) for name, value in headers]
-    out.append("MIME-Version: 1.0\r\n")
+    return headers
+
+
+def _auto_headers(auto: bool | str) -> _HeaderList:
+    if not auto:
+        return []
+    kind = auto if isinstance(auto, str) else "auto-replied"
+    return [("Auto-Submitted", kind),                    # RFC 3834
+            ("X-Auto-Response-Suppress", "All")]         # keeps Exchange OOF quiet
+
+
+def _mime_body(rendered: Rendered, attachments: Sequence[OutgoingAttachment]) -> str:
+    """Content headers and body: the text (or text and HTML as multipart/alternative), inside
+    a multipart/mixed with the attachments when there are any."""
     if rendered.html is None:
         body = _text_part(rendered.text, "plain")
     else:
@@ -221,7 +248,7 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
         body = (f'Content-Type: multipart/mixed; boundary="{mixed}"\r\n\r\n--{mixed}\r\n{body}'
                 + "".join(f"--{mixed}\r\n{_attachment_part(a)}" for a in attachments)
                 + f"--{mixed}--\r\n")
-    return ("".join(out) + body).encode("ascii")
+    return body
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,18 @@ def _headers_are_ascii(message: bytes) -> bool:
     return (message if end < 0 else message[:end]).isascii()
 
 
+def _outcome(recipients: tuple[str, ...],
+             refused: dict[str, tuple[int, bytes]]) -> DeliveryResult:
+    """sendmail's answer when some recipient was accepted: the refused ones, for good (5xx)
+    or for now."""
+    permanent: dict[str, str] = {}
+    deferred: dict[str, str] = {}
+    for rcpt, (code, text) in refused.items():
+        (permanent if _is_permanent(code) else deferred)[rcpt] = f"{code} {_text(text)}"
+    accepted = tuple(r for r in recipients if r not in refused)
+    return DeliveryResult(accepted=accepted, refused=permanent, deferred=deferred)
+
+
 class SmtpTransport:
     """smtplib to `settings.host`; see the module docstring. Safe to share between threads."""
 
@@ -110,43 +122,50 @@ class SmtpTransport:
             refused = conn.sendmail(envelope_from, list(recipients), message, mail_options=options)
         except smtplib.SMTPServerDisconnected as exc:
             raise _Disconnected(str(exc) or "connection closed") from exc
-        except smtplib.SMTPRecipientsRefused as exc:
-            replies = {rcpt: f"{code} {_text(text)}"
-                       for rcpt, (code, text) in exc.recipients.items()}
-            listing = "; ".join(f"{rcpt}: {reply}" for rcpt, reply in replies.items())
-            if all(_is_permanent(code) for code, _ in exc.recipients.values()):
-                raise PermanentDeliveryError(f"{self._where} refused every recipient: {listing}",
-                                             refused=replies) from None
-            raise TemporaryDeliveryError(f"{self._where} refused every recipient, some for now: "
-                                         f"{listing}", refused=replies) from None
-        except smtplib.SMTPSenderRefused as exc:
-            reason = (f"{self._where} refused MAIL FROM:<{envelope_from}>: "
-                      f"{exc.smtp_code} {_text(exc.smtp_error)}")
-            if exc.smtp_code == 530:
-                reason += (" (the smarthost wants STARTTLS or AUTH first: "
-                           "check outbound.smtp security/username)")
-            raise _error_for(exc.smtp_code, reason) from None
-        except smtplib.SMTPDataError as exc:
-            raise _error_for(exc.smtp_code, f"{self._where} refused the message at DATA: "
-                                            f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise _error_for(exc.smtp_code, f"{self._where} answered {exc.smtp_code} "
-                                            f"{_text(exc.smtp_error)}") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise PermanentDeliveryError(f"{self._where}: {exc}") from None
-        except smtplib.SMTPException as exc:
-            self._drop()
-            raise TemporaryDeliveryError(f"{self._where}: {exc}") from None
-        except OSError as exc:
-            self._drop()
-            raise TemporaryDeliveryError(f"connection to {self._where} failed while sending: "
-                                         f"{exc.strerror or exc}") from None
-        permanent: dict[str, str] = {}
-        deferred: dict[str, str] = {}
-        for rcpt, (code, text) in refused.items():
-            (permanent if _is_permanent(code) else deferred)[rcpt] = f"{code} {_text(text)}"
-        accepted = tuple(r for r in recipients if r not in refused)
-        return DeliveryResult(accepted=accepted, refused=permanent, deferred=deferred)
+        except OSError as exc:  # smtplib's own exceptions are OSErrors too
+            raise self._sending_error(exc, envelope_from) from None
+        return _outcome(recipients, refused)
+
+    def _sending_error(self, exc: OSError, envelope_from: str) -> DeliveryError:
+        """What a failed MAIL/RCPT/DATA exchange means for the outbox (most specific first:
+        the smtplib exceptions are subclasses of one another)."""
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            return self._every_recipient_refused(exc)
+        if isinstance(exc, smtplib.SMTPSenderRefused):
+            return self._sender_refused(exc, envelope_from)
+        if isinstance(exc, smtplib.SMTPDataError):
+            return _error_for(exc.smtp_code, f"{self._where} refused the message at DATA: "
+                                             f"{exc.smtp_code} {_text(exc.smtp_error)}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            return _error_for(exc.smtp_code, f"{self._where} answered {exc.smtp_code} "
+                                             f"{_text(exc.smtp_error)}")
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return PermanentDeliveryError(f"{self._where}: {exc}")
+        # No SMTP reply to go by: the connection's state is unknown, do not reuse it.
+        self._drop()
+        if isinstance(exc, smtplib.SMTPException):
+            return TemporaryDeliveryError(f"{self._where}: {exc}")
+        return TemporaryDeliveryError(f"connection to {self._where} failed while sending: "
+                                      f"{exc.strerror or exc}")
+
+    def _every_recipient_refused(self, exc: smtplib.SMTPRecipientsRefused) -> DeliveryError:
+        """Final when every refusal is (5xx); else the whole message is retried later."""
+        replies = {rcpt: f"{code} {_text(text)}" for rcpt, (code, text) in exc.recipients.items()}
+        listing = "; ".join(f"{rcpt}: {reply}" for rcpt, reply in replies.items())
+        if all(_is_permanent(code) for code, _ in exc.recipients.values()):
+            return PermanentDeliveryError(f"{self._where} refused every recipient: {listing}",
+                                          refused=replies)
+        return TemporaryDeliveryError(f"{self._where} refused every recipient, some for now: "
+                                      f"{listing}", refused=replies)
+
+    def _sender_refused(self, exc: smtplib.SMTPSenderRefused,
+                        envelope_from: str) -> DeliveryError:
+        reason = (f"{self._where} refused MAIL FROM:<{envelope_from}>: "
+                  f"{exc.smtp_code} {_text(exc.smtp_error)}")
+        if exc.smtp_code == 530:
+            reason += (" (the smarthost wants STARTTLS or AUTH first: "
+                       "check outbound.smtp security/username)")
+        return _error_for(exc.smtp_code, reason)
 
     def _mail_options(self, conn: smtplib.SMTP, envelope_from: str, recipients: tuple[str, ...],
                       message: bytes) -> list[str]:
@@ -215,18 +234,16 @@ class SmtpTransport:
 
     def _handshake(self, conn: smtplib.SMTP) -> None:
         """EHLO, STARTTLS when asked for (never falling back to clear text), then AUTH."""
-        s = self.settings
+        self._greet(conn)
+        if self.settings.username:
+            self._login(conn, self.settings.username)
+
+    def _greet(self, conn: smtplib.SMTP) -> None:
+        """EHLO, and STARTTLS with a second EHLO when the settings ask for it."""
         try:
             conn.ehlo_or_helo_if_needed()
-            if s.security == "starttls":
-                if not conn.has_extn("starttls"):
-                    raise TemporaryDeliveryError(
-                        f"{self._where} does not offer STARTTLS (security: starttls); "
-                        f"not sending in clear text")
-                conn.starttls(context=self.ssl_context)
-                conn.ehlo()
-        except DeliveryError:
-            raise
+            if self.settings.security == "starttls":
+                self._starttls(conn)
         except smtplib.SMTPHeloError as exc:
             raise TemporaryDeliveryError(f"{self._where} refused EHLO/HELO: {exc.smtp_code} "
                                          f"{_text(exc.smtp_error)}", code=exc.smtp_code) from None
@@ -237,17 +254,28 @@ class SmtpTransport:
             raise TemporaryDeliveryError(f"{self._where}: {exc}") from None
         except OSError as exc:
             raise self._network_error(exc, f"connection to {self._where} failed") from None
-        if not s.username:
-            return
+
+    def _starttls(self, conn: smtplib.SMTP) -> None:
+        if not conn.has_extn("starttls"):
+            raise TemporaryDeliveryError(
+                f"{self._where} does not offer STARTTLS (security: starttls); "
+                f"not sending in clear text")
+        conn.starttls(context=self.ssl_context)
+        conn.ehlo()
+
+    def _login(self, conn: smtplib.SMTP, username: str) -> None:
+        """AUTH: a 5xx refusal or a server without AUTH is final; 4xx or a lost connection
+        is worth a retry."""
+        s = self.settings
         try:
-            conn.login(s.username, s.password or "")
+            conn.login(username, s.password or "")
         except smtplib.SMTPAuthenticationError as exc:
-            raise _error_for(exc.smtp_code, f"{self._where} rejected the login of {s.username!r}: "
+            raise _error_for(exc.smtp_code, f"{self._where} rejected the login of {username!r}: "
                                             f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPNotSupportedError:
             raise PermanentDeliveryError(
                 f"{self._where} does not offer AUTH on this connection (security: {s.security}); "
-                f"cannot log in as {s.username!r}") from None
+                f"cannot log in as {username!r}") from None
         except smtplib.SMTPServerDisconnected as exc:
             raise TemporaryDeliveryError(f"{self._where} closed the connection during AUTH: "
                                          f"{exc}") from None

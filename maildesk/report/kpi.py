@@ -72,41 +72,90 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
     scan = _scan_hint(session, since, until)
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql:
-        # For this transaction only: hash the groups in memory instead of sorting them on disk
-        # (the default 4 MB is too small for a year of tickets), and no JIT compilation
-        # (a few hundred milliseconds per query here, more than it wins).
-        session.execute(text("SET LOCAL work_mem = '64MB'"))
-        session.execute(text("SET LOCAL jit = off"))
+        _tune_postgresql(session)
 
     # 1. Every sum and the first responses per bucket, per group: one pass.
     step("tickets")
+    total, groups = _fold_tickets(session, scan(_sums_query(key, by, cohort, postgresql)))
+    # 2. The exact medians: each read in the one bucket its middle rank falls in.
+    step("medians")
+    medians = _medians(session, key, cohort, total, groups if by else {})
+    # 3. Tickets per local day, from the index alone.
+    step("days")
+    daily = _days(session, since, until, zone)
+    # 4. What is open now.
+    step("backlog")
+    backlog_ages = _fold_backlog(session, key, now, total, groups)
+
+    def kpi(sums: _Sums, group: str | None) -> dict[str, Any]:
+        return sums.kpi((medians["bs"].get(group), medians["s"].get(group)))
+
+    def stamp(when: datetime) -> str:
+        return when.astimezone(zone).isoformat(timespec="seconds")
+
+    return {
+        "format": "maildesk-report", "version": FORMAT_VERSION,
+        "generated_at": stamp(now),
+        "period": {"since": stamp(since), "until": stamp(until)},
+        "timezone": zone.key,
+        "by": by,
+        "totals": kpi(total, None),
+        "groups": [{"key": k, "label": _label(settings, by, k), "kpi": kpi(sums, k)}
+                   for k, sums in _ordered(settings, by, groups)] if by else [],
+        "daily": daily,
+        "first_response_distribution": _distribution(total),
+        "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
+                           for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
+    }
+
+
+def _tune_postgresql(session: Session) -> None:
+    """For this transaction only: hash the groups in memory instead of sorting them on disk
+    (the default 4 MB is too small for a year of tickets), and no JIT compilation (a few
+    hundred milliseconds per query here, more than it wins)."""
+    session.execute(text("SET LOCAL work_mem = '64MB'"))
+    session.execute(text("SET LOCAL jit = off"))
+
+
+def _sums_query(key: ColumnElement[Any], by: str | None, cohort: ColumnElement[bool],
+                postgresql: bool) -> Select[Any]:
+    """The one pass over the period's tickets: grouped by the report's grouping (and, on
+    PostgreSQL, by resolved-or-not: see _ticket_sums)."""
     cols = [key.label("k")]
     group = [_K] if by is not None else []
     if postgresql:
         cols.append(Ticket.status.in_(DONE).label("done"))
         group.append(literal_column("done"))
     q = select(*cols, *_ticket_sums(done_is_key=postgresql)).where(cohort)
-    if group:
-        q = q.group_by(*group)
+    return q.group_by(*group) if group else q
+
+
+def _fold_tickets(session: Session, query: Select[Any]) -> tuple[_Sums, dict[str, _Sums]]:
+    """The pass's rows added up: over all tickets, and per group."""
     groups: dict[str, _Sums] = {}
     total = _Sums()
-    for row in session.execute(scan(q)):
+    for row in session.execute(query):
         sums = dict(row._mapping)
         if sums.pop("done", True) is False:
             sums.update(dict.fromkeys(DONE_ONLY, 0))
         total.add(sums)
         groups.setdefault(_k(row.k), _Sums()).add(sums)
-    # 2. The exact medians: each read in the one bucket its middle rank falls in.
-    step("medians")
-    medians = {name: {g: _median(session, name, key if g is not None else None, g,
-                                 sums.buckets(name), cohort)
-                      for g, sums in [(None, total), *(groups.items() if by else [])]}
-               for name in MEASURES}
-    # 3. Tickets per local day, from the index alone.
-    step("days")
-    daily = _days(session, since, until, zone)
-    # 4. What is open now.
-    step("backlog")
+    return total, groups
+
+
+def _medians(session: Session, key: ColumnElement[Any], cohort: ColumnElement[bool],
+             total: _Sums, groups: dict[str, _Sums]) -> dict[str, dict[str | None, float | None]]:
+    """Per measure: the median of all tickets (under None) and of each of `groups`."""
+    return {name: {g: _median(session, name, key if g is not None else None, g,
+                              sums.buckets(name), cohort)
+                   for g, sums in [(None, total), *groups.items()]}
+            for name in MEASURES}
+
+
+def _fold_backlog(session: Session, key: ColumnElement[Any], now: datetime, total: _Sums,
+                  groups: dict[str, _Sums]) -> list[int]:
+    """Adds the tickets open now (and overdue of them) to the totals and groups; returns
+    their count per AGE_BUCKETS bucket."""
     snapshot = session.execute(
         select(key.label("k"), _age_bucket(now).label("b"),
                func.count().label("backlog"),
@@ -118,28 +167,13 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
             sums.backlog += row.backlog
             sums.overdue += row.overdue or 0
         backlog_ages[int(row.b)] += row.backlog
+    return backlog_ages
 
-    def kpi(sums: _Sums, group: str | None) -> dict[str, Any]:
-        return sums.kpi((medians["bs"].get(group), medians["s"].get(group)))
 
-    return {
-        "format": "maildesk-report", "version": FORMAT_VERSION,
-        "generated_at": now.astimezone(zone).isoformat(timespec="seconds"),
-        "period": {"since": since.astimezone(zone).isoformat(timespec="seconds"),
-                   "until": until.astimezone(zone).isoformat(timespec="seconds")},
-        "timezone": zone.key,
-        "by": by,
-        "totals": kpi(total, None),
-        "groups": ([{"key": k, "label": _label(settings, by, k), "kpi": kpi(sums, k)}
-                    for k, sums in _ordered(settings, by, groups)] if by else []),
-        "daily": daily,
-        "first_response_distribution": [
-            {"label": label, "upper_s": upper, "business": b, "calendar": c}
+def _distribution(total: _Sums) -> list[dict[str, Any]]:
+    return [{"label": label, "upper_s": upper, "business": b, "calendar": c}
             for (upper, label), b, c in zip(RESPONSE_BUCKETS, total.buckets("bs"),
-                                            total.buckets("s"))],
-        "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
-                           for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
-    }
+                                            total.buckets("s"))]
 
 
 def report_zone(settings: Settings) -> ZoneInfo:
