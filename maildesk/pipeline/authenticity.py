@@ -22,6 +22,7 @@ organisation (relaxed alignment, RFC 7489 §3.1, by the Public Suffix List).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -71,42 +72,52 @@ class AuthenticityVerdict:
 
 # -- parsing ----------------------------------------------------------------------------------
 
+class _CommentStripper:
+    """Reads a header value one character at a time, keeping what is outside comments."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.depth = 0             # nesting of comments
+        self.quoted = False        # in a quoted string (never inside a comment)
+        self.escaped = False       # the last character was a backslash that quotes this one
+
+    def feed(self, ch: str) -> None:
+        if self.escaped or (ch == "\\" and (self.quoted or self.depth)):
+            # A quoted pair: kept in a quoted string, dropped with its comment.
+            self.escaped = not self.escaped
+            if self.depth == 0:
+                self.out.append(ch)
+        elif self.depth:
+            self._in_comment(ch)
+        elif self.quoted:
+            self.out.append(ch)
+            self.quoted = ch != '"'
+        else:
+            self._outside(ch)
+
+    def _in_comment(self, ch: str) -> None:
+        if ch == "(":
+            self.depth += 1
+        elif ch == ")":
+            self.depth -= 1
+            if self.depth == 0:
+                self.out.append(" ")
+
+    def _outside(self, ch: str) -> None:
+        if ch == "(":
+            self.depth = 1
+            return
+        # A stray ")" is kept as it stands.
+        self.quoted = ch == '"'
+        self.out.append(ch)
+
+
 def _strip_comments(text: str) -> str:
     """Remove (nested) comments outside quoted strings; a comment becomes one space."""
-    out: list[str] = []
-    depth = 0
-    quoted = False
-    escaped = False
+    stripper = _CommentStripper()
     for ch in text:
-        if escaped:
-            escaped = False
-            if depth == 0:
-                out.append(ch)
-            continue
-        if ch == "\\" and (quoted or depth):
-            escaped = True
-            if depth == 0:
-                out.append(ch)
-            continue
-        if quoted:
-            out.append(ch)
-            if ch == '"':
-                quoted = False
-            continue
-        if ch == "(":
-            depth += 1
-            continue
-        if ch == ")" and depth:
-            depth -= 1
-            if depth == 0:
-                out.append(" ")
-            continue
-        if depth:
-            continue
-        if ch == '"':
-            quoted = True
-        out.append(ch)
-    return "".join(out)
+        stripper.feed(ch)
+    return "".join(stripper.out)
 
 
 def _split_semicolons(text: str) -> list[str]:
@@ -253,33 +264,58 @@ def _describe(r: MethodResult) -> str:
     return f"{r.method}={r.result}{' ' + props if props else ''}"
 
 
-def evaluate_results(results: AuthResults, from_domain: str) -> tuple[str, str]:
-    """("pass" | "fail" | "none", what decided it) for the address a reply would go to."""
-    dmarc = results.of("dmarc")
-    spf = results.of("spf")
-    dkim = results.of("dkim")
-    for r in dmarc:
+# A check returns (result, why) when it decides and None when it has nothing to say;
+# evaluate_results asks them in order.
+_Check = Callable[[AuthResults, str], tuple[str, str] | None]
+
+
+def _dmarc_fail(results: AuthResults, from_domain: str) -> tuple[str, str] | None:
+    """DMARC failed for the From we would answer (a result about another From is ignored)."""
+    for r in results.of("dmarc"):
         header_from = r.prop("header.from")
         if header_from is not None and domain_of(header_from) != from_domain:
-            continue  # about another From than the one we would answer
+            continue
         if r.result == "fail":
             return "fail", _describe(r)
-    passes = [r for r in dmarc if r.result == "pass"
+    return None
+
+
+def _aligned_pass(results: AuthResults, from_domain: str) -> tuple[str, str] | None:
+    """DMARC passed for the From, or SPF or DKIM passed for a domain aligned with it."""
+    passes = [r for r in results.of("dmarc") if r.result == "pass"
               and domain_of(r.prop("header.from") or from_domain) == from_domain]
-    passes += [r for r in spf if r.result == "pass" and aligned(
+    passes += [r for r in results.of("spf") if r.result == "pass" and aligned(
         r.prop("smtp.mailfrom") or r.prop("smtp.helo"), from_domain)]
-    passes += [r for r in dkim if r.result == "pass" and aligned(
+    passes += [r for r in results.of("dkim") if r.result == "pass" and aligned(
         r.prop("header.d") or r.prop("header.i"), from_domain)]
-    if passes:
-        return "pass", _describe(passes[0])
-    # An explicit fail, with nothing aligned passing: the From is very likely forged.
-    fails = [r for r in spf if r.result == "fail"]
+    return ("pass", _describe(passes[0])) if passes else None
+
+
+def _explicit_fail(results: AuthResults, from_domain: str) -> tuple[str, str] | None:
+    """An explicit fail, with nothing aligned passing: the From is very likely forged.
+    A DKIM fail counts only when no DKIM signature passed at all."""
+    dkim = results.of("dkim")
+    fails = [r for r in results.of("spf") if r.result == "fail"]
     if not any(r.result == "pass" for r in dkim):
         fails += [r for r in dkim if r.result == "fail"]
-    if fails:
-        return "fail", _describe(fails[0])
+    return ("fail", _describe(fails[0])) if fails else None
+
+
+_CHECKS: tuple[_Check, ...] = (_dmarc_fail, _aligned_pass, _explicit_fail)
+
+
+def _nothing_decided(results: AuthResults) -> tuple[str, str]:
     found = "; ".join(_describe(r) for r in results.results if r.method in ("spf", "dkim", "dmarc"))
     return "none", f"no aligned pass ({found})" if found else "no SPF, DKIM or DMARC result"
+
+
+def evaluate_results(results: AuthResults, from_domain: str) -> tuple[str, str]:
+    """("pass" | "fail" | "none", what decided it) for the address a reply would go to."""
+    for check in _CHECKS:
+        decided = check(results, from_domain)
+        if decided is not None:
+            return decided
+    return _nothing_decided(results)
 
 
 def _topmost(headers: tuple[tuple[str, str], ...], name: str) -> str | None:

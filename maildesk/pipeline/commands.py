@@ -48,36 +48,58 @@ class CommandBlock:
 def parse_commands(text: str) -> CommandBlock:
     """Split the leading command lines off a reply's new text."""
     lines = text.split("\n")
+    found, end = _leading_commands(lines)
     commands: list[Command] = []
     errors: list[str] = []
     note_lines: list[str] = []
-    i = 0
-    while i < len(lines):
-        line = lines[i].strip().strip("\xa0*")   # Outlook's HTML-to-text may bold a line
+    for match in found:
+        read = _read_command(match)
+        if isinstance(read, str):
+            errors.append(read)
+        elif read.name == "note" and read.arg:
+            note_lines.append(read.arg)     # the note's first line: text for the team
+            commands.append(Command("note", None))
+        else:
+            commands.append(read)
+    errors += _conflicts(commands)
+    return CommandBlock(tuple(commands), tuple(errors), _following_text(lines[end:], note_lines),
+                        internal=any(c.name == "note" for c in commands))
+
+
+def _leading_commands(lines: list[str]) -> tuple[list[re.Match[str]], int]:
+    """The command lines at the top (blank lines skipped), and where the text begins."""
+    found: list[re.Match[str]] = []
+    for i, raw in enumerate(lines):
+        line = raw.strip().strip("\xa0*")   # Outlook's HTML-to-text may bold a line
         if not line:
-            i += 1
             continue
         m = _LINE.match(line)
         if m is None:
-            break
-        i += 1
-        name, rest = m.group(1).lower(), m.group(2)
-        r = _REST.match(rest)
-        if r is None:
-            errors.append(f"#{m.group(1)}{rest}: not a command line; write #{m.group(1)} and "
-                          "its argument after a space, or start the line with another character")
-            continue
-        arg = ((r.group(1) or r.group(2) or "").strip(" \t\xa0*")) or None
-        error = _check(name, arg)
-        if error:
-            errors.append(error)
-            continue
-        if name == "note" and arg:
-            note_lines.append(arg)
-            arg = None
-        if name == "priority" and arg:
-            arg = arg.upper()
-        commands.append(Command(name, arg))
+            return found, i
+        found.append(m)
+    return found, len(lines)
+
+
+def _read_command(m: re.Match[str]) -> Command | str:
+    """One command line -> its command, or the error to tell the agent."""
+    word, rest = m.group(1), m.group(2)
+    name = word.lower()
+    r = _REST.match(rest)
+    if r is None:
+        return (f"#{word}{rest}: not a command line; write #{word} and its argument after a "
+                "space, or start the line with another character")
+    arg = ((r.group(1) or r.group(2) or "").strip(" \t\xa0*")) or None
+    error = _check(name, arg)
+    if error:
+        return error
+    if name == "priority" and arg:
+        arg = arg.upper()
+    return Command(name, arg)
+
+
+def _conflicts(commands: list[Command]) -> list[str]:
+    """Two different values for what a ticket has one of."""
+    errors = []
     statuses = [c.name for c in commands if c.name in STATUS]
     if len(set(statuses)) > 1:
         errors.append("conflicting commands: " + ", ".join(f"#{s}" for s in dict.fromkeys(statuses))
@@ -87,17 +109,28 @@ def parse_commands(text: str) -> CommandBlock:
         if len(values) > 1:
             errors.append("conflicting commands: " + ", ".join(
                 f"#{single}{' ' + v if v else ''}" for v in values) + f" (give one #{single})")
-    rest = "\n".join(lines[i:]).strip("\n")
+    return errors
+
+
+def _following_text(lines: list[str], note_lines: list[str]) -> str:
+    """The text after the commands, led by the first lines of the notes."""
+    rest = "\n".join(lines).strip("\n")
     if note_lines:
         rest = "\n".join([*note_lines, rest] if rest else note_lines)
-    return CommandBlock(tuple(commands), tuple(errors), rest,
-                        internal=any(c.name == "note" for c in commands))
+    return rest
 
 
 def _value(command: Command) -> str:
     """A command's argument as compared for conflicts (`#assign Carol@x` is `#assign carol@x`)."""
     return (command.arg or "").lower() if command.name in ("assign", "category") else \
         command.arg or ""
+
+
+_USAGE = {"assign": "#assign ADDRESS or #assign me", "priority": "#priority P1..P4",
+          "category": "#category NAME", "tag": "#tag NAME"}
+# Commands whose argument is one word, and what to say when it is more.
+_ONE_WORD = {"escalate": "takes one line id (or none for the next line)",
+             "assign": "takes one address (or me)"}
 
 
 def _check(name: str, arg: str | None) -> str | None:
@@ -107,13 +140,9 @@ def _check(name: str, arg: str | None) -> str | None:
     if name in NO_ARGUMENT and arg and name != "note":
         return f"#{name} takes no argument (got {arg!r}); write your text on the next lines"
     if name in REQUIRED_ARGUMENT and not arg:
-        return f"#{name} needs an argument: " + {
-            "assign": "#assign ADDRESS or #assign me", "priority": "#priority P1..P4",
-            "category": "#category NAME", "tag": "#tag NAME"}[name]
+        return f"#{name} needs an argument: " + _USAGE[name]
     if name == "priority" and (arg or "").upper() not in PRIORITIES:
         return f"#priority {arg}: expected one of {', '.join(PRIORITIES)}"
-    if name == "escalate" and arg and len(arg.split()) > 1:
-        return f"#escalate {arg}: takes one line id (or none for the next line)"
-    if name == "assign" and arg and len(arg.split()) > 1:
-        return f"#assign {arg}: takes one address (or me)"
+    if name in _ONE_WORD and arg and len(arg.split()) > 1:
+        return f"#{name} {arg}: {_ONE_WORD[name]}"
     return None

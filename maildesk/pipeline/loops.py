@@ -8,6 +8,7 @@ autoreply, so two robots can never talk to each other for ever.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from maildesk.pipeline.parse import ParsedMessage
@@ -55,44 +56,115 @@ def _robot_local(local: str) -> bool:
                 or _NOREPLY_WORD.search(local))
 
 
-def classify_loop(message: ParsedMessage, mail_from: str | None,
-                  own_addresses: frozenset[str]) -> LoopVerdict:
-    """RFC 3834 §2 plus the de-facto signs of robots (Outlook, Exchange, list servers)."""
-    ctype = message.header("Content-Type") or ""
-    if _REPORT.search(ctype) or any(a.content_type.lower() in ("message/delivery-status",
-                                                               "message/global-delivery-status")
-                                    for a in message.attachments):
+@dataclass(frozen=True)
+class _Mail:
+    """What the rules look at: the message and its envelope."""
+
+    message: ParsedMessage
+    mail_from: str | None
+    own_addresses: frozenset[str]
+
+    @property
+    def sender(self) -> str:
+        return self.message.from_.address if self.message.from_ else ""
+
+
+# Each rule returns a verdict when it fires (autoreply refused, with the reason) and None
+# otherwise; classify_loop asks them in order and the first that fires decides.
+_Rule = Callable[[_Mail], LoopVerdict | None]
+
+_STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_LIST_HEADERS = ("List-Id", "List-Unsubscribe", "List-Post")
+_AUTOREPLY_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponder",
+                      "X-Auto-Response-Suppress")
+
+
+def _delivery_report(mail: _Mail) -> LoopVerdict | None:
+    message = mail.message
+    if _REPORT.search(message.header("Content-Type") or "") or any(
+            a.content_type.lower() in _STATUS_TYPES for a in message.attachments):
         return LoopVerdict(False, "delivery status report", is_bounce=True)
-    auto = (message.header("Auto-Submitted") or "").strip().lower()
+    return None
+
+
+def _auto_submitted(mail: _Mail) -> LoopVerdict | None:
+    auto = (mail.message.header("Auto-Submitted") or "").strip().lower()
     if auto and not auto.startswith("no"):
         return LoopVerdict(False, f"Auto-Submitted: {auto}")
-    precedence = (message.header("Precedence") or "").strip().lower()
+    return None
+
+
+def _precedence(mail: _Mail) -> LoopVerdict | None:
+    precedence = (mail.message.header("Precedence") or "").strip().lower()
     if precedence in ("bulk", "junk", "list"):
         return LoopVerdict(False, f"Precedence: {precedence}")
-    for name in ("List-Id", "List-Unsubscribe", "List-Post"):
-        if message.header(name) is not None:
+    return None
+
+
+def _mailing_list(mail: _Mail) -> LoopVerdict | None:
+    for name in _LIST_HEADERS:
+        if mail.message.header(name) is not None:
             return LoopVerdict(False, f"mailing list ({name})")
-    for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder", "X-Auto-Response-Suppress"):
-        value = message.header(name)
+    return None
+
+
+def _autoreply_header(mail: _Mail) -> LoopVerdict | None:
+    for name in _AUTOREPLY_HEADERS:
+        value = mail.message.header(name)
+        # X-Auto-Response-Suppress is a sign of a robot only when it says something.
         if value is not None and not (name == "X-Auto-Response-Suppress" and value.strip() == ""):
             return LoopVerdict(False, f"automatic mail ({name})")
-    if mail_from == "":
+    return None
+
+
+def _empty_return_path(mail: _Mail) -> LoopVerdict | None:
+    if mail.mail_from == "" or (mail.message.header("Return-Path") or "x").strip() in ("<>", ""):
         return LoopVerdict(False, "empty return path")
-    if (message.header("Return-Path") or "x").strip() in ("<>", ""):
-        return LoopVerdict(False, "empty return path")
-    sender = message.from_.address if message.from_ else ""
-    if message.from_ and _ROBOT_NAME.search(message.from_.name):
-        return LoopVerdict(False, f"robot sender {message.from_.name}", is_bounce=True)
-    return_path = (message.header("Return-Path") or "").strip("<> ").lower()
-    for address in filter(None, (sender, (mail_from or "").lower(), return_path)):
+    return None
+
+
+def _robot_name(mail: _Mail) -> LoopVerdict | None:
+    from_ = mail.message.from_
+    if from_ and _ROBOT_NAME.search(from_.name):
+        return LoopVerdict(False, f"robot sender {from_.name}", is_bounce=True)
+    return None
+
+
+def _robot_address(mail: _Mail) -> LoopVerdict | None:
+    """Our own mailboxes, and robots' ones, in From, the envelope sender or Return-Path."""
+    return_path = (mail.message.header("Return-Path") or "").strip("<> ").lower()
+    for address in filter(None, (mail.sender, (mail.mail_from or "").lower(), return_path)):
         local, _, domain = address.rpartition("@")
-        if f"{local.partition('+')[0]}@{domain}" in own_addresses:
+        if f"{local.partition('+')[0]}@{domain}" in mail.own_addresses:
             return LoopVerdict(False, "sent by maildesk itself or a line mailbox")
         if _robot_local(_local(address)):
             bounce = _local(address).lower().startswith(("mailer", "postmaster"))
             return LoopVerdict(False, f"robot sender {address}", is_bounce=bounce)
-    if not sender:
-        return LoopVerdict(False, "no sender address to answer")
-    if _AUTO_SUBJECT.match(strip_prefixes(message.subject)[0]):
+    return None
+
+
+def _no_sender(mail: _Mail) -> LoopVerdict | None:
+    return None if mail.sender else LoopVerdict(False, "no sender address to answer")
+
+
+def _auto_subject(mail: _Mail) -> LoopVerdict | None:
+    if _AUTO_SUBJECT.match(strip_prefixes(mail.message.subject)[0]):
         return LoopVerdict(False, "automatic reply (subject)")
+    return None
+
+
+# The order matters: the first rule that fires gives the reason kept on the ticket.
+_RULES: tuple[_Rule, ...] = (
+    _delivery_report, _auto_submitted, _precedence, _mailing_list, _autoreply_header,
+    _empty_return_path, _robot_name, _robot_address, _no_sender, _auto_subject)
+
+
+def classify_loop(message: ParsedMessage, mail_from: str | None,
+                  own_addresses: frozenset[str]) -> LoopVerdict:
+    """RFC 3834 §2 plus the de-facto signs of robots (Outlook, Exchange, list servers)."""
+    mail = _Mail(message, mail_from, own_addresses)
+    for rule in _RULES:
+        verdict = rule(mail)
+        if verdict is not None:
+            return verdict
     return LoopVerdict(True)

@@ -17,7 +17,6 @@ from maildesk.domain import TicketFacts
 from maildesk.pipeline.subject import SubjectInfo
 
 
-
 @dataclass(frozen=True)
 class ThreadFacts:
     """What the database knows that bears on this message."""
@@ -46,25 +45,52 @@ def _join(ticket: TicketFacts, reason: str) -> ThreadDecision:
     return ThreadDecision(ticket.id, reason, reopen=ticket.status == "resolved")
 
 
-def decide_thread(sender: str, subject: SubjectInfo, facts: ThreadFacts, *, now: datetime,
-                  reply_window: timedelta) -> ThreadDecision:
-    """Decide the ticket of a message from `sender` given what the database knows."""
+def _by_headers(facts: ThreadFacts) -> ThreadDecision | None:
+    """A reply token, then In-Reply-To/References, then a recorded mail that names this one."""
     if facts.token_ticket is not None:
         return _join(facts.token_ticket, "token")
     if facts.referenced:
         return _join(facts.referenced[0], "references")
     if facts.referenced_by:
         return _join(facts.referenced_by[0], "referenced-by")
-    if subject.is_forward:
-        # A forward starts a new matter even when it quotes a ticket's tag; link what it quotes.
-        known = [t for t in (*facts.tagged, *facts.same_subject) if sender in t.participants]
-        return ThreadDecision(None, "forward", linked_ticket_id=known[0].id if known else None)
+    return None
+
+
+def _forward(sender: str, subject: SubjectInfo, facts: ThreadFacts) -> ThreadDecision | None:
+    """A forward starts a new matter even when it quotes a ticket's tag; link what it quotes."""
+    if not subject.is_forward:
+        return None
+    known = [t for t in (*facts.tagged, *facts.same_subject) if sender in t.participants]
+    return ThreadDecision(None, "forward", linked_ticket_id=known[0].id if known else None)
+
+
+def _by_tag(sender: str, facts: ThreadFacts) -> ThreadDecision | None:
+    """The subject's tag, from a sender who takes part (a stranger may quote any tag)."""
     for ticket in facts.tagged:
         if sender and sender in ticket.participants:
             return _join(ticket, "tag")
-    if subject.is_reply and subject.key and sender:
-        for ticket in facts.same_subject:
-            if (ticket.status != "closed" and sender in ticket.participants
-                    and now - ticket.last_activity_at <= reply_window):
-                return _join(ticket, "subject")
-    return ThreadDecision(None, "new")
+    return None
+
+
+def _by_subject(sender: str, subject: SubjectInfo, facts: ThreadFacts, now: datetime,
+                reply_window: timedelta) -> ThreadDecision | None:
+    """A reply-prefixed subject from a participant of a recent ticket that is not closed."""
+    if not (subject.is_reply and subject.key and sender):
+        return None
+    for ticket in facts.same_subject:
+        if (ticket.status != "closed" and sender in ticket.participants
+                and now - ticket.last_activity_at <= reply_window):
+            return _join(ticket, "subject")
+    return None
+
+
+def decide_thread(sender: str, subject: SubjectInfo, facts: ThreadFacts, *, now: datetime,
+                  reply_window: timedelta) -> ThreadDecision:
+    """Decide the ticket of a message from `sender` given what the database knows."""
+    # In the order of the module docstring; the first that decides wins (a decision is
+    # never false, so `or` moves on only when a step had nothing to say).
+    return (_by_headers(facts)
+            or _forward(sender, subject, facts)
+            or _by_tag(sender, facts)
+            or _by_subject(sender, subject, facts, now, reply_window)
+            or ThreadDecision(None, "new"))

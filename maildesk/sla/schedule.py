@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from maildesk.domain import TicketStatus
 from maildesk.sla.calendar import WorkCalendar
-from maildesk.sla.policy import DEFAULT_PRIORITY, SlaPolicies, Target, business_duration
+from maildesk.sla.policy import DEFAULT_PRIORITY, Policy, SlaPolicies, Target, business_duration
 
 if TYPE_CHECKING:  # a type only: config builds on sla, not the other way round
     from maildesk.config.model import Line
@@ -116,43 +116,74 @@ def schedule(state: SlaState, *, policies: SlaPolicies, lines: Mapping[str, Line
     timers: list[TimerSpec] = []
     dues: dict[str, datetime | None] = {}
     if policy is not None:
-        calendar = policy.calendar
-        targets = policy.targets.get(state.priority or DEFAULT_PRIORITY, {})
-        starts: dict[str, tuple[datetime | None, str]] = {
-            "first_response": (state.created_at, ""),
-            "resolution": (state.created_at, ""),
-            "next_response": (state.next_response_since,
-                              state.next_response_since.isoformat()
-                              if state.next_response_since else ""),
-        }
-        for kind, (start, key) in starts.items():
-            target = targets.get(kind)
-            if target is None or start is None:
-                continue
-            due = due_after(target.duration, target.business, calendar, start, state.pauses)
-            dues[kind] = due
-            if not running or due is None:
-                continue
-            if kind == "first_response" and state.first_responded_at is not None:
-                continue
-            timers.extend(_deadline_timers(kind, key, target, due, policy.warn_at, calendar,
-                                           start, state.pauses, fired))
+        dues, timers = _deadlines(state, policy, running, fired)
         line = lines.get(state.line or "")
-        if running and line is not None and line.ola and state.line_entered_at:
-            key = f"{line.id}@{state.line_entered_at.isoformat()}"
-            business = not calendar.always
-            ola = business_duration(line.ola_text or "0s", calendar) if business else line.ola
-            due = due_after(ola, business, calendar, state.line_entered_at, state.pauses)
-            if due is not None and ("ola", "due", key) not in fired:
-                timers.append(TimerSpec("ola", "due", due, key, {"line": line.id}))
-    if state.status is TicketStatus.RESOLVED and state.resolved_at and close_after:
-        key = state.resolved_at.isoformat()
-        if ("auto_close", "due", key) not in fired:
-            timers.append(TimerSpec("auto_close", "due", state.resolved_at + close_after, key))
+        if running and line is not None:
+            timers += _ola_timer(state, line, policy.calendar, fired)
+    timers += _auto_close_timer(state, close_after, fired)
     paused = bool(state.pauses) and state.pauses[-1][1] is None
     return Schedule(first_response=dues.get("first_response"), resolution=dues.get("resolution"),
                     next_response=dues.get("next_response"), paused=paused,
                     timers=tuple(timers))
+
+
+def _starts(state: SlaState) -> dict[str, tuple[datetime | None, str]]:
+    """Where each deadline's clock starts, and the key that tells one of its kind from another
+    (each follow-up of the client has its own next_response deadline)."""
+    since = state.next_response_since
+    return {
+        "first_response": (state.created_at, ""),
+        "resolution": (state.created_at, ""),
+        "next_response": (since, since.isoformat() if since else ""),
+    }
+
+
+def _deadlines(state: SlaState, policy: Policy, running: bool, fired: frozenset[FiredKey],
+               ) -> tuple[dict[str, datetime | None], list[TimerSpec]]:
+    """The policy's deadlines for the ticket's priority, and their warning and breach timers
+    while the clock runs (none for a first response that has gone out)."""
+    calendar = policy.calendar
+    targets = policy.targets.get(state.priority or DEFAULT_PRIORITY, {})
+    dues: dict[str, datetime | None] = {}
+    timers: list[TimerSpec] = []
+    for kind, (start, key) in _starts(state).items():
+        target = targets.get(kind)
+        if target is None or start is None:
+            continue
+        due = due_after(target.duration, target.business, calendar, start, state.pauses)
+        dues[kind] = due
+        if not running or due is None:
+            continue
+        if kind == "first_response" and state.first_responded_at is not None:
+            continue
+        timers.extend(_deadline_timers(kind, key, target, due, policy.warn_at, calendar,
+                                       start, state.pauses, fired))
+    return dues, timers
+
+
+def _ola_timer(state: SlaState, line: Line, calendar: WorkCalendar,
+               fired: frozenset[FiredKey]) -> list[TimerSpec]:
+    """The line's OLA, counted from the ticket's arrival on it (each arrival its own key)."""
+    if not line.ola or not state.line_entered_at:
+        return []
+    key = f"{line.id}@{state.line_entered_at.isoformat()}"
+    business = not calendar.always
+    ola = business_duration(line.ola_text or "0s", calendar) if business else line.ola
+    due = due_after(ola, business, calendar, state.line_entered_at, state.pauses)
+    if due is None or ("ola", "due", key) in fired:
+        return []
+    return [TimerSpec("ola", "due", due, key, {"line": line.id})]
+
+
+def _auto_close_timer(state: SlaState, close_after: timedelta | None,
+                      fired: frozenset[FiredKey]) -> list[TimerSpec]:
+    """A resolved ticket closes `close_after` its resolution (each resolution its own key)."""
+    if not (state.status is TicketStatus.RESOLVED and state.resolved_at and close_after):
+        return []
+    key = state.resolved_at.isoformat()
+    if ("auto_close", "due", key) in fired:
+        return []
+    return [TimerSpec("auto_close", "due", state.resolved_at + close_after, key)]
 
 
 def _deadline_timers(kind: str, key: str, target: Target, due: datetime, warn_at: float | None,

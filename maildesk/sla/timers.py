@@ -36,26 +36,55 @@ STALE = TimerAction(stale=True)
 def decide(kind: str, stage: str, data: Mapping[str, Any], state: SlaState,
            lines: Mapping[str, Line], now: datetime) -> TimerAction:
     if kind == "auto_close":
-        return TimerAction(close=True, reason="resolved, no reply since") \
-            if state.status is TicketStatus.RESOLVED else STALE
+        return _auto_close(state)
     if state.status not in RUNNING:
         return STALE
     line = lines.get(state.line or "")
     if kind == "ola":
-        if data.get("line") != state.line:
-            return STALE
-        return _move(line, f"longer than the OLA of {state.line}", prefer_next=True)
-    if kind == "first_response" and state.first_responded_at is not None:
-        return STALE
-    if kind == "next_response" and (state.next_response_since is None or data.get("key") !=
-                                    state.next_response_since.isoformat()):
+        return _ola(data, state, line)
+    if _answered(kind, data, state):
         return STALE
     if stage == "warning":
-        # Caught up after a stop: the deadline itself has passed, its breach says more.
-        due = data.get("due")
-        if due and datetime.fromisoformat(due) <= now:
-            return STALE
-        return TimerAction(warn=True)
+        return _warning(data, now)
+    return _breach(kind, line)
+
+
+def _auto_close(state: SlaState) -> TimerAction:
+    """Close a ticket that is still resolved; one reopened or closed since is left alone."""
+    if state.status is TicketStatus.RESOLVED:
+        return TimerAction(close=True, reason="resolved, no reply since")
+    return STALE
+
+
+def _ola(data: Mapping[str, Any], state: SlaState, line: Line | None) -> TimerAction:
+    """Too long on a line: move on, unless the ticket has left the line since."""
+    if data.get("line") != state.line:
+        return STALE
+    return _move(line, f"longer than the OLA of {state.line}", prefer_next=True)
+
+
+def _answered(kind: str, data: Mapping[str, Any], state: SlaState) -> bool:
+    """The response the deadline waited for has gone out (for next_response: the follow-up
+    it was set for has been answered, or a newer one has its own deadline)."""
+    if kind == "first_response":
+        return state.first_responded_at is not None
+    if kind == "next_response":
+        return (state.next_response_since is None
+                or data.get("key") != state.next_response_since.isoformat())
+    return False
+
+
+def _warning(data: Mapping[str, Any], now: datetime) -> TimerAction:
+    # Caught up after a stop: the deadline itself has passed, its breach says more.
+    due = data.get("due")
+    if due and datetime.fromisoformat(due) <= now:
+        return STALE
+    return TimerAction(warn=True)
+
+
+def _breach(kind: str, line: Line | None) -> TimerAction:
+    """A missed deadline: escalate when the line says so (and has a next line), else tell
+    its lead."""
     missed = kind.replace("_", " ")
     action = _move(line, f"the {missed} deadline passed",
                    prefer_next=line is not None and line.on_breach == "escalate")
