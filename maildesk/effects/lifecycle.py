@@ -8,6 +8,7 @@ the ticket and replaces its pending timers with those sla/schedule.py says it ne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
 from maildesk.db.models import Ticket, TicketStatus, TicketTimer, TimerState
-from maildesk.sla.schedule import RUNNING, SlaState, TimerSpec, schedule
+from maildesk.sla.schedule import RUNNING, Schedule, SlaState, TimerSpec, schedule
 
 _TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
                                     TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
@@ -72,25 +73,35 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime) -
                       if t.state is TimerState.FIRED)
     state = sla_state(ticket)
     lines = {line.id: line for line in settings.lines}
-    plan = schedule(state, policies=settings.sla_policies, lines=lines,
-                    close_after=settings.close_after, fired=fired)
+
+    def plan_for(s: SlaState) -> Schedule:
+        return schedule(s, policies=settings.sla_policies, lines=lines,
+                        close_after=settings.close_after, fired=fired)
+
+    plan = plan_for(state)
     if not plan.paused:
-        ticket.first_response_due_at = plan.first_response or ticket.first_response_due_at
-        ticket.resolution_due_at = plan.resolution or ticket.resolution_due_at
+        _show_deadlines(ticket, plan)
         ticket.next_response_due_at = plan.next_response
     else:
         # While the clock stands still the deadlines shown are those of the moment it stopped
         # (they move on resume), counted with the ticket's priority and policy as they are now:
         # a `#priority P2` in the mail that says `#resolve` or `#pending` (or while the ticket
         # waits) moves them as it would on a running clock.
-        stopped = schedule(replace(state, pauses=state.pauses[:-1]),
-                           policies=settings.sla_policies, lines=lines,
-                           close_after=settings.close_after, fired=fired)
-        ticket.first_response_due_at = stopped.first_response or ticket.first_response_due_at
-        ticket.resolution_due_at = stopped.resolution or ticket.resolution_due_at
+        _show_deadlines(ticket, plan_for(replace(state, pauses=state.pauses[:-1])))
+    _replace_timers(session, ticket, rows, plan.timers, now)
+
+
+def _show_deadlines(ticket: Ticket, plan: Schedule) -> None:
+    ticket.first_response_due_at = plan.first_response or ticket.first_response_due_at
+    ticket.resolution_due_at = plan.resolution or ticket.resolution_due_at
+
+
+def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
+                    timers: Sequence[TimerSpec], now: datetime) -> None:
+    """Cancel the pending timers the plan no longer has; add those it has that are missing."""
     pending = {_identity(t.kind, t.stage, t.due_at, t.data.get("key", "")): t for t in rows
                if t.state is TimerState.PENDING}
-    wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in plan.timers}
+    wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in timers}
     stale = [t.id for key, t in pending.items() if key not in wanted]
     if stale:
         session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))

@@ -22,6 +22,7 @@ from maildesk import addresses
 from maildesk.addresses import new_token
 from maildesk.config.model import Line, Settings
 from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
+from maildesk.domain import EventKind
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
                                        message_id_for)
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
@@ -87,7 +88,7 @@ def ticket_context(settings: Settings, ticket: Ticket) -> dict[str, Any]:
 class Mail:
     """One mail to queue: who it goes to and what it says."""
 
-    kind: str
+    kind: EventKind             # the outbox row's kind and the ticket event's
     key: str                    # what caused it, unique per kind: "<inbound id>.<kind>"
     to_address: str
     to_name: str
@@ -164,43 +165,61 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
     zone = ticket_zone(settings, ticket)
     context = ticket_context(settings, ticket)
     attachments = forwardable(message, include_inline=True) if message is not None else []
-    current = None
-    if message_row is not None:
-        sent = {a.filename for a in attachments}
-        current = {"from": f"{message_row.from_name} <{message_row.from_address}>".strip(),
-                   "date": _local(message_row.received_at, zone),
-                   "text": text if text is not None else message_row.body_text,
-                   "attachments": [{"filename": a.filename, "size": a.size,
-                                    "forwarded": a.filename in sent}
-                                   for a in (message.attachments if message else ())]}
-    history = []
-    for m in session.scalars(_HISTORY, {"ticket_id": ticket.id}):
-        if message_row is not None and m.id == message_row.id:
-            continue
-        if m.internal and line.external:
-            continue
-        history.append({"at": _local(m.received_at, zone), "internal": m.internal,
-                        "who": f"{m.from_name} <{m.from_address}> ({m.role.value})"
-                        if m.from_name else f"{m.from_address} ({m.role.value})",
-                        "text": _shorten(m.body_text)})
-    earlier = [] if line.external else [
-        {"tag": format_tag(settings.ticket_tag, number), "subject": subject,
-         "status": status.value, "created_at": _local(created, zone)}
-        for number, subject, status, created in session.execute(
-            _EARLIER, {"requester": ticket.requester, "ticket_id": ticket.id})]
     context.update(event=event, actor=actor or "", from_line=from_line or "",
-                   message=current, history=history[:HISTORY_ITEMS], earlier_tickets=earlier,
+                   message=_current(message_row, message, attachments, text, zone),
+                   history=_history(session, ticket, line, message_row, zone),
+                   earlier_tickets=_earlier(session, ticket, line, settings, zone),
                    marker=MARKER, reason=reason,
                    deadline={**deadline, "due": _local(deadline["due"], zone)}
                    if deadline else None)
     lang = _language(composer, settings.language)
     rendered = composer.render("line_notification", lang, context)
-    mail = Mail(kind="notification", key=key, to_address=to or line.mailbox,
+    mail = Mail(kind=EventKind.NOTIFICATION, key=key, to_address=to or line.mailbox,
                 to_name="" if to else line.name,
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-generated",
                 attachments=attachments)
     return queue(session, ticket, mail, settings, now=now,
                  event={"event": event, "line": line.id})
+
+
+def _current(row: Message | None, message: ParsedMessage | None,
+             attachments: Sequence[OutgoingAttachment], text: str | None,
+             zone: ZoneInfo) -> dict[str, Any] | None:
+    """The mail the notification is about (None: it is about the ticket, not a mail)."""
+    if row is None:
+        return None
+    sent = {a.filename for a in attachments}
+    return {"from": f"{row.from_name} <{row.from_address}>".strip(),
+            "date": _local(row.received_at, zone),
+            "text": text if text is not None else row.body_text,
+            "attachments": [{"filename": a.filename, "size": a.size,
+                             "forwarded": a.filename in sent}
+                            for a in (message.attachments if message else ())]}
+
+
+def _history(session: Session, ticket: Ticket, line: Line, row: Message | None,
+             zone: ZoneInfo) -> list[dict[str, Any]]:
+    """The ticket's latest mails, newest first; an external line sees no internal ones."""
+    history = []
+    for m in session.scalars(_HISTORY, {"ticket_id": ticket.id}):
+        if (row is not None and m.id == row.id) or (m.internal and line.external):
+            continue
+        history.append({"at": _local(m.received_at, zone), "internal": m.internal,
+                        "who": f"{m.from_name} <{m.from_address}> ({m.role.value})"
+                        if m.from_name else f"{m.from_address} ({m.role.value})",
+                        "text": _shorten(m.body_text)})
+    return history[:HISTORY_ITEMS]
+
+
+def _earlier(session: Session, ticket: Ticket, line: Line, settings: Settings,
+             zone: ZoneInfo) -> list[dict[str, Any]]:
+    """The requester's other tickets (not shown to an external line)."""
+    if line.external:
+        return []
+    return [{"tag": format_tag(settings.ticket_tag, number), "subject": subject,
+             "status": status.value, "created_at": _local(created, zone)}
+            for number, subject, status, created in session.execute(
+                _EARLIER, {"requester": ticket.requester, "ticket_id": ticket.id})]
 
 
 def _shorten(text: str) -> str:
@@ -228,7 +247,7 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
     lang = _language(composer, ticket.language, language, settings.language)
     rendered = composer.render(template, lang, ctx)
     in_reply_to, references = thread_ids(session, ticket)
-    mail = Mail(kind=template, key=key, to_address=ticket.requester,
+    mail = Mail(kind=EventKind(template), key=key, to_address=ticket.requester,
                 to_name=ticket.requester_name, rendered=rendered,
                 reply_to=client_reply_address(ticket), auto=False,
                 in_reply_to=in_reply_to, references=references,
@@ -244,7 +263,7 @@ def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
     """Tell an agent why their mail was not carried out (only them)."""
     ctx = {**ticket_context(settings, ticket), "errors": list(errors)}
     rendered = composer.render("command_error", _language(composer, settings.language), ctx)
-    mail = Mail(kind="command_error", key=key, to_address=to_address, to_name="",
+    mail = Mail(kind=EventKind.COMMAND_ERROR, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
     return queue(session, ticket, mail, settings, now=now, event={"errors": list(errors)})

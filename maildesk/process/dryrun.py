@@ -21,6 +21,7 @@ from maildesk.pipeline.subject import analyse_subject, format_tag
 from maildesk.process.lookups import DbLookups, EmptyLookups
 from maildesk.pipeline.routing import mail_facts
 from maildesk.sla.calendar import default_calendar_name
+from maildesk.sla.policy import Deadlines
 
 
 def parse_when(text: str | None, settings: Settings, now: datetime) -> datetime:
@@ -53,12 +54,7 @@ def dry_run(raw: bytes, settings: Settings, at: datetime, rcpt: tuple[str, ...] 
     sender, sender_name = sender_of(message, mail_from)
     facts = mail_facts(message, sender, sender_name, envelope_to=envelope, at=at)
     routing = d.routing
-    if d.outcome in ("ticket", "agent") and d.ticket is not None:
-        joined = {"line": d.ticket.line, "priority": d.ticket.priority,
-                  "category": d.ticket.category, "tags": list(d.ticket.tags),
-                  "assignee": d.ticket.assignee}
-    else:
-        joined = None
+    joined = _joined(d)
     line = settings.line(joined["line"] if joined else routing.line)
     calendar = settings.calendars.get(default_calendar_name(settings.sla) or "")
     shown = at.astimezone(calendar.zone) if calendar else at
@@ -78,21 +74,30 @@ def dry_run(raw: bytes, settings: Settings, at: datetime, rcpt: tuple[str, ...] 
     if d.outcome != "ticket" or d.plan is None or d.plan.new_ticket is None:
         out["autoreply"] = None
         return out
-    due = d.deadlines
-    assert due is not None
-    out["sla_policy"] = due.policy
-    out["deadlines"] = {
-        "timezone": due.timezone.key,
-        "resumes_at": due.resumes_at.astimezone(due.timezone).isoformat("T", "seconds")
-        if due.resumes_at else None,
-        "first_response": due.first_response.astimezone(due.timezone).isoformat("T", "seconds")
-        if due.first_response else None,
-        "resolution": due.resolution.astimezone(due.timezone).isoformat("T", "seconds")
-        if due.resolution else None}
-    reply = d.plan.autoreply
+    assert d.deadlines is not None
+    out["sla_policy"] = d.deadlines.policy
+    out["deadlines"] = _deadlines(d.deadlines)
+    out["autoreply"] = _autoreply(d, message, lookups, settings, composer, sender, sender_name)
+    return out
+
+
+def _iso(value: datetime | None, due: Deadlines) -> str | None:
+    return value.astimezone(due.timezone).isoformat("T", "seconds") if value else None
+
+
+def _deadlines(due: Deadlines) -> dict[str, Any]:
+    return {"timezone": due.timezone.key, "resumes_at": _iso(due.resumes_at, due),
+            "first_response": _iso(due.first_response, due),
+            "resolution": _iso(due.resolution, due)}
+
+
+def _autoreply(d: Decision, message: ParsedMessage, lookups: DbLookups | EmptyLookups, settings: Settings,
+               composer: Composer, sender: str, sender_name: str) -> dict[str, Any] | None:
+    """The acknowledgement the new ticket would get, rendered (None: no autoreply)."""
+    reply = d.plan.autoreply if d.plan is not None else None
     if reply is None:
-        out["autoreply"] = None
-        return out
+        return None
+    routing = d.routing
     number = lookups.next_ticket_number(settings.first_ticket_number)
     tag = format_tag(settings.ticket_tag, number)
     subject = analyse_subject(message.subject, settings.ticket_tag).clean or "(no subject)"
@@ -101,11 +106,19 @@ def dry_run(raw: bytes, settings: Settings, at: datetime, rcpt: tuple[str, ...] 
                 "line": routing.line},
         tag=tag, client_name=sender_name, client_address=sender,
         instance=settings.instance_name, reply_address=settings.support_addresses[0],
-        deadlines=due, client=message))
-    out["autoreply"] = {"template": reply.template, "language": reply.language,
-                        "subject": rendered.subject if tag in rendered.subject
-                        else f"{tag} {rendered.subject}", "text": rendered.text}
-    return out
+        deadlines=d.deadlines, client=message))
+    return {"template": reply.template, "language": reply.language,
+            "subject": rendered.subject if tag in rendered.subject
+            else f"{tag} {rendered.subject}", "text": rendered.text}
+
+
+def _joined(d: Decision) -> dict[str, Any] | None:
+    """The ticket a reply joins, as it is: rules apply to new tickets only."""
+    if d.outcome not in ("ticket", "agent") or d.ticket is None:
+        return None
+    return {"line": d.ticket.line, "priority": d.ticket.priority,
+            "category": d.ticket.category, "tags": list(d.ticket.tags),
+            "assignee": d.ticket.assignee}
 
 
 def dry_run_with_database(raw: bytes, settings: Settings, at: datetime) -> dict[str, Any]:
@@ -145,25 +158,15 @@ def describe(result: dict[str, Any]) -> str:
     """The dry run as a person reads it."""
     if "unparseable" in result:
         return f"unparseable: {result['unparseable']}"
+    hours = "" if "business_hours" not in result else \
+        " (within business hours)" if result["business_hours"] else " (outside business hours)"
     lines = [f"mail:       {result['from']}: {result['subject']}",
-             f"arrives:    {result['at']}"
-             + ("" if "business_hours" not in result else
-                " (within business hours)" if result["business_hours"]
-                else " (outside business hours)"),
+             f"arrives:    {result['at']}{hours}",
              f"language:   {result['language']}"]
     decision = result.get("decision") or {}
-    outcome = decision.get("outcome")
-    if outcome in ("joins ticket", "agent reply"):
-        lines.append(f"decision:   {outcome} {decision.get('ticket')} ({decision.get('reason')})"
-                     + (f", status -> {decision['status']}" if decision.get("status") else "")
-                     + "; rules apply to new tickets only")
-    elif outcome in ("quarantine", "duplicate", "bounce") or (
-            outcome == "ignore" and not result.get("action")):
-        lines.append(f"decision:   {outcome}: {decision.get('reason')}")
-    elif outcome == "new ticket":
-        lines.append(f"decision:   new ticket ({decision.get('reason')})"
-                     + (f", linked to {decision['linked_ticket']}"
-                        if decision.get("linked_ticket") else ""))
+    said = _decision_line(decision, result)
+    if said:
+        lines.append(said)
     if result["matched"]:
         lines.append("matched:    " + "\n            ".join(
             f"{i}. {name}" for i, name in enumerate(result["matched"], 1)))
@@ -174,26 +177,46 @@ def describe(result: dict[str, Any]) -> str:
             else "quarantined: held for an admin, no ticket"
         lines.append(f"result:     {verb} (rule {result['action_rule']!r})")
         return "\n".join(lines)
-    lines += [f"line:       {result['line'] or '-'}"
-              + (f" -> notification to {result['line_mailbox']}" if result["line_mailbox"] else ""),
-              f"priority:   {result['priority'] or '-'}",
-              f"category:   {result['category'] or '-'}",
-              f"tags:       {', '.join(result['tags']) or '-'}",
-              f"assignee:   {result['assignee'] or '-'}",
-              f"SLA policy: {result['sla_policy'] or '-'}"]
+    return "\n".join([*lines, *_routing_lines(result), *_autoreply_lines(result, decision)])
+
+
+def _decision_line(decision: dict[str, Any], result: dict[str, Any]) -> str | None:
+    outcome = decision.get("outcome")
+    if outcome in ("joins ticket", "agent reply"):
+        return (f"decision:   {outcome} {decision.get('ticket')} ({decision.get('reason')})"
+                + (f", status -> {decision['status']}" if decision.get("status") else "")
+                + "; rules apply to new tickets only")
+    if outcome in ("quarantine", "duplicate", "bounce") or (
+            outcome == "ignore" and not result.get("action")):
+        return f"decision:   {outcome}: {decision.get('reason')}"
+    if outcome == "new ticket":
+        return (f"decision:   new ticket ({decision.get('reason')})"
+                + (f", linked to {decision['linked_ticket']}"
+                   if decision.get("linked_ticket") else ""))
+    return None
+
+
+def _routing_lines(result: dict[str, Any]) -> list[str]:
+    lines = [f"line:       {result['line'] or '-'}"
+             + (f" -> notification to {result['line_mailbox']}" if result["line_mailbox"] else ""),
+             f"priority:   {result['priority'] or '-'}",
+             f"category:   {result['category'] or '-'}",
+             f"tags:       {', '.join(result['tags']) or '-'}",
+             f"assignee:   {result['assignee'] or '-'}",
+             f"SLA policy: {result['sla_policy'] or '-'}"]
     d = result.get("deadlines") or {}
     if d.get("resumes_at"):
         lines.append(f"outside working hours; work resumes {d['resumes_at']}")
     lines.append(f"first response by: {d.get('first_response') or '-'}")
     lines.append(f"resolution by:     {d.get('resolution') or '-'}")
+    return lines
+
+
+def _autoreply_lines(result: dict[str, Any], decision: dict[str, Any]) -> list[str]:
     reply = result.get("autoreply")
     if reply is None:
         why = decision.get("autoreply")
-        lines.append(f"autoreply:  none ({why})" if why else "autoreply:  none")
-    else:
-        lines.append(f"autoreply:  template {reply['template']} ({reply['language']}); "
-                     "the ticket number is given on arrival")
-        lines.append(f"Subject: {reply['subject']}")
-        lines.append("")
-        lines.append(reply["text"].rstrip("\n"))
-    return "\n".join(lines)
+        return [f"autoreply:  none ({why})" if why else "autoreply:  none"]
+    return [f"autoreply:  template {reply['template']} ({reply['language']}); "
+            "the ticket number is given on arrival",
+            f"Subject: {reply['subject']}", "", reply["text"].rstrip("\n")]
