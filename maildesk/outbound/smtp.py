@@ -92,25 +92,19 @@ class SmtpTransport:
             raise PermanentDeliveryError("no recipients")
         with self._lock:
             reused = self._reusable()
-            if not reused:
-                self._conn = self._open()
-            try:
-                result = self._send(self._conn, envelope_from, recipients, message)
-                self._last_used = time.monotonic()
-                return result
-            except _Disconnected as exc:
-                self._drop()
+            while True:
                 if not reused:
-                    raise self._closed_under_us(exc) from None
-            # The kept-open connection had gone stale: one fresh attempt.
-            self._conn = self._open()
-            try:
-                result = self._send(self._conn, envelope_from, recipients, message)
-                self._last_used = time.monotonic()
-                return result
-            except _Disconnected as exc:
-                self._drop()
-                raise self._closed_under_us(exc) from None
+                    self._conn = self._open()
+                try:
+                    result = self._send(self._conn, envelope_from, recipients, message)
+                    self._last_used = time.monotonic()
+                    return result
+                except _Disconnected as exc:
+                    self._drop()
+                    if not reused:
+                        raise self._closed_under_us(exc) from None
+                # The kept-open connection had gone stale: one fresh attempt.
+                reused = False
 
     def _closed_under_us(self, exc: _Disconnected) -> TemporaryDeliveryError:
         return TemporaryDeliveryError(f"{self._where} closed the connection: {exc}")
