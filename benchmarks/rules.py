@@ -576,10 +576,14 @@ def main() -> int:
     import maildesk.config  # noqa: F401
     import maildesk.rules.engine
 
-    # Which engine the figures are of (the file may be edited between runs).
-    engine_file = Path(maildesk.rules.engine.__file__)
-    engine_sha = hashlib.sha256(engine_file.read_bytes()).hexdigest()[:16]
-    print(f"engine: {engine_file} (sha256 {engine_sha})")
+    # Which engine the figures are of (its files may be edited between runs): one hash over
+    # every module of the rules package, in name order.
+    engine_file = Path(maildesk.rules.engine.__file__).parent
+    digest = hashlib.sha256()
+    for module in sorted(engine_file.glob("*.py")):
+        digest.update(module.name.encode() + b"\0" + module.read_bytes())
+    engine_sha = digest.hexdigest()[:16]
+    print(f"engine: {engine_file}/*.py (sha256 {engine_sha})")
 
     n = args.messages or (300 if args.quick else 2000)
     repeat = args.repeat or (3 if args.quick else 5)
