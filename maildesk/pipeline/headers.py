@@ -278,10 +278,34 @@ def parse_addresses(text: str, fallback_codec: str | None = None,
     # opaque atom instead, so each word is swapped for a placeholder and swapped back after.
     words: list[str] = []
     if "=?" in text:
-        def stash(m: re.Match[str]) -> str:
-            words.append(m.group(0))
-            return f"\ue000{len(words) - 1}\ue001"
-        text = _ENCODED_WORD.sub(stash, text)
+        text = _hide_encoded_words(text, words)
+    result: list[tuple[str, str]] = []
+    for name, address in _mailbox_pairs(text, notes):
+        if words:
+            name = _restore_words(name, words)
+            address = _restore_words(address, words)
+        name = one_line(decode_words(name, notes)).strip("\"' ")
+        address = one_line(address).strip("<> ").lower()
+        if name or address:
+            result.append((cap(name, 256)[0], cap(address, 320)[0]))
+    return result
+
+
+def _hide_encoded_words(text: str, words: list[str]) -> str:
+    """Each encoded word swapped for a placeholder holding its index in `words`."""
+    def stash(m: re.Match[str]) -> str:
+        words.append(m.group(0))
+        return f"\ue000{len(words) - 1}\ue001"
+    return _ENCODED_WORD.sub(stash, text)
+
+
+def _restore_words(value: str, words: list[str]) -> str:
+    return _PLACEHOLDER.sub(lambda m: words[int(m.group(1))], value)
+
+
+def _mailbox_pairs(text: str, notes: list[str] | None) -> list[tuple[str, str]]:
+    """(name, address) pairs as written: one plain mailbox by a quick pattern, else by
+    getaddresses, else by a scan when broken quoting made getaddresses lose addresses."""
     simple = _SIMPLE_MAILBOX.fullmatch(text)
     if simple is not None:
         pairs = [(simple.group(1) or simple.group(2) or "", simple.group(3) or simple.group(4))]
@@ -295,16 +319,7 @@ def parse_addresses(text: str, fallback_codec: str | None = None,
         pairs = scanned
         if notes is not None:
             notes.append("address: broken quoting, addresses found by scanning")
-    result: list[tuple[str, str]] = []
-    for name, address in pairs:
-        if words:
-            name = _PLACEHOLDER.sub(lambda m: words[int(m.group(1))], name)
-            address = _PLACEHOLDER.sub(lambda m: words[int(m.group(1))], address)
-        name = one_line(decode_words(name, notes)).strip("\"' ")
-        address = one_line(address).strip("<> ").lower()
-        if name or address:
-            result.append((cap(name, 256)[0], cap(address, 320)[0]))
-    return result
+    return pairs
 
 
 def _scan_addresses(text: str) -> list[tuple[str, str]]:

@@ -57,13 +57,8 @@ def split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> list[
                 return regions
             pos = line_end
             continue
-        cut = at
-        if cut - 2 >= start and data[cut - 2:cut] == b"\r\n":
-            cut -= 2
-        elif cut - 1 >= start and data[cut - 1:cut] in (b"\n", b"\r"):
-            cut -= 1
         if opened is not None:
-            regions.append((opened, max(opened, cut)))
+            regions.append((opened, max(opened, _before_line_break(data, start, at))))
         if tail.group(1):  # the close delimiter: the rest is epilogue
             return regions
         opened = line_end
@@ -71,6 +66,16 @@ def split_multipart(data: bytes, start: int, end: int, boundary: bytes) -> list[
     if opened is not None:  # no close delimiter: the last part runs to the end
         regions.append((opened, end))
     return regions
+
+
+def _before_line_break(data: bytes, start: int, at: int) -> int:
+    """Where the part before the delimiter at `at` ends: the line break before a delimiter
+    belongs to the delimiter."""
+    if at - 2 >= start and data[at - 2:at] == b"\r\n":
+        return at - 2
+    if at - 1 >= start and data[at - 1:at] in (b"\n", b"\r"):
+        return at - 1
+    return at
 
 
 def locate_body(data: bytes, root: Message, path: tuple[int, ...]) -> tuple[int, int] | None:

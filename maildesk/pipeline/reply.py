@@ -222,14 +222,30 @@ def _attribution(lines: list[str], start: int, end: int) -> int | None:
     text, offsets, rows, _complete = _shadow_text(lines[first:above + 1])
     if not rows:
         return None
+    begin = _header_begin(text, offsets)
+    if begin is not None:
+        return first + rows[bisect_right(offsets, begin) - 1]
+    return _attribution_line(lines, above, any(_has_marker(q) for q in lines[start:end]),
+                             start)
+
+
+def _header_begin(text: str, offsets: list[int]) -> int | None:
+    """Where in `text` a reply header that reaches its last line begins (blank lines before
+    it skipped)."""
     for m in _HEADER.finditer(text):
         if m.end() >= offsets[-1]:
             begin = m.start()
             while begin < len(text) and text[begin] == "\n":
                 begin += 1
-            return first + rows[bisect_right(offsets, begin) - 1]
+            return begin
+    return None
+
+
+def _attribution_line(lines: list[str], above: int, marked: bool, start: int) -> int | None:
+    """The line `above` a quote block (or the one before it, when wrapped) as an attribution
+    the regexes do not know: it ends in ":" and names a time or an address, or the block holds
+    our marker; else the block itself when marked."""
     line = lines[above].rstrip()
-    marked = any(_has_marker(q) for q in lines[start:end])
     if line.endswith(":") and (_ATTRIBUTION.search(line) or marked):
         # Gmail wraps a long one: "пн, 23 нояб. 2026 г. в 13:05, Example Support\n<…>:"
         if above > 0 and not _TIME.search(line) and _TIME.search(lines[above - 1]):
