@@ -28,8 +28,10 @@ _OWNERS = select(Message.message_id, Message.ticket_id).where(
 _TICKETS_BY_ID = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=True)))
 # Read from the index (referenced_id, ticket_id) alone; a handful of tickets at most.
 _REFERENCING = (select(MessageReference.ticket_id).distinct()
-                .where(MessageReference.referenced_id == bindparam("message_id"))
+                .where(MessageReference.referenced_id.in_(bindparam("ids", expanding=True)))
                 .order_by(MessageReference.ticket_id).limit(10))
+# As many of a mail's own references as are recorded per mail (effects/record.py).
+MAX_LOOKED_UP_REFERENCES = 50
 _HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
                                        Outbox.created_at >= bindparam("sent_since")),
                    func.count().filter(Outbox.bounced_at >= bindparam("bounced_since")))
@@ -101,9 +103,21 @@ def tickets_referencing(session: Session, message_id: str | None,
                         sender: str) -> list[TicketFacts]:
     """Tickets with a recorded mail whose In-Reply-To/References name `message_id`, oldest
     ticket first: where a mail belongs whose reply arrived before it."""
-    if not message_id:
+    return _naming(session, [message_id] if message_id else [], sender)
+
+
+def tickets_sharing_references(session: Session, ids: Sequence[str],
+                               sender: str) -> list[TicketFacts]:
+    """Tickets with a recorded mail that names any of `ids` too, oldest ticket first: where a
+    reply belongs whose sibling (a reply to the same, absent mail) arrived before it."""
+    return _naming(session, list(dict.fromkeys(i for i in ids if i))[:MAX_LOOKED_UP_REFERENCES],
+                   sender)
+
+
+def _naming(session: Session, ids: list[str], sender: str) -> list[TicketFacts]:
+    if not ids:
         return []
-    order = list(session.scalars(_REFERENCING, {"message_id": message_id}))
+    order = list(session.scalars(_REFERENCING, {"ids": ids}))
     if not order:
         return []
     tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}

@@ -28,13 +28,16 @@ class ThreadFacts:
     # Tickets with a recorded mail whose In-Reply-To/References name this message's own
     # Message-ID: the reply came first (parallel SMTP clients, SMTP and IMAP at their speeds).
     referenced_by: tuple[TicketFacts, ...] = ()
+    # Tickets with a recorded mail that names a mail this one names too: two replies to a mail
+    # that has not arrived (yet, or at all: it went to a colleague, not to us).
+    sharing_references: tuple[TicketFacts, ...] = ()
 
 
 @dataclass(frozen=True)
 class ThreadDecision:
     ticket_id: int | None        # None: open a new ticket
-    reason: str                  # token | references | referenced-by | tag | subject | new |
-                                 # forward | after-closed
+    reason: str                  # token | references | referenced-by | shared-references |
+                                 # tag | subject | new | forward | after-closed
     linked_ticket_id: int | None = None
     reopen: bool = False         # the message reopens a resolved ticket
 
@@ -46,13 +49,16 @@ def _join(ticket: TicketFacts, reason: str) -> ThreadDecision:
 
 
 def _by_headers(facts: ThreadFacts) -> ThreadDecision | None:
-    """A reply token, then In-Reply-To/References, then a recorded mail that names this one."""
+    """A reply token, then In-Reply-To/References, then a recorded mail that names this one,
+    then one that names a mail this one names."""
     if facts.token_ticket is not None:
         return _join(facts.token_ticket, "token")
     if facts.referenced:
         return _join(facts.referenced[0], "references")
     if facts.referenced_by:
         return _join(facts.referenced_by[0], "referenced-by")
+    if facts.sharing_references:
+        return _join(facts.sharing_references[0], "shared-references")
     return None
 
 

@@ -68,12 +68,17 @@ class DbLookups:
                      message_id: str | None) -> ThreadFacts:
         s = self.session
         referenced = tuple(queries.tickets_by_message_ids(s, ref_ids, sender))
+        # Asked only when they can decide: the mail's own references come first, then the
+        # mails that name it, then the mails that name what it names.
+        referenced_by = () if referenced or not message_id else tuple(
+            queries.tickets_referencing(s, message_id, sender))
+        siblings = () if referenced or referenced_by or not ref_ids else tuple(
+            queries.tickets_sharing_references(s, ref_ids, sender))
         return ThreadFacts(
             token_ticket=None,
             referenced=referenced,
-            # Asked only when it can decide: the mail's own references come first.
-            referenced_by=() if referenced else tuple(
-                queries.tickets_referencing(s, message_id, sender)),
+            referenced_by=referenced_by,
+            sharing_references=siblings,
             tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender)),
             same_subject=tuple(queries.tickets_by_subject(s, subject.key, sender))
             if (subject.is_reply or subject.is_forward) else ())

@@ -72,6 +72,31 @@ def test_a_thread_of_three_delivered_backwards_ends_on_one_ticket(ctx, processor
     assert a.id == b.id == c.id and ticket_count(ctx) == 1
 
 
+def test_two_replies_to_a_mail_not_yet_arrived_share_one_ticket_with_it(ctx, processor):
+    # Boris and Anna both answer <a>; both answers come before <a> itself.
+    b = deliver(ctx, processor, reply())
+    c = deliver(ctx, processor, mail(sender=CLIENT, subject=f"Re: {SUBJECT}",
+                                     message_id="<c@customer.example>",
+                                     in_reply_to="<a@customer.example>",
+                                     references=["<a@customer.example>"]))
+    a = deliver(ctx, processor, original())
+    assert a.id == b.id == c.id and ticket_count(ctx) == 1
+    assert [m.thread_reason for m in a.messages if m.direction.value == "in"] \
+        == ["new", "shared-references", "referenced-by"]
+
+
+def test_a_reply_naming_a_mail_only_an_unrelated_ticket_names_stays_apart_when_closed(
+        ctx, processor):
+    # Shared references join like references do: a closed ticket gets a linked new one.
+    b = deliver(ctx, processor, reply())
+    with ctx.make_session.begin() as s:
+        s.execute(update(Ticket).where(Ticket.id == b.id).values(status=TicketStatus.CLOSED))
+    c = deliver(ctx, processor, mail(sender=CLIENT, subject=f"Re: {SUBJECT}",
+                                     message_id="<c@customer.example>",
+                                     in_reply_to="<a@customer.example>"))
+    assert c.id != b.id and c.linked_ticket_id == b.id
+
+
 def test_the_original_of_a_reply_on_a_closed_ticket_opens_a_linked_one(ctx, processor):
     # Needs the thread facts to carry `referenced_by`, as above.
     b = deliver(ctx, processor, reply())

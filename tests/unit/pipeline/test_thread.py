@@ -16,9 +16,11 @@ def ticket(id=1, status="open", participants=(CLIENT,), active=NOW - timedelta(d
                        participants=frozenset(participants), last_activity_at=active)
 
 
-def facts(token=None, referenced=(), tagged=(), same_subject=(), referenced_by=()):
+def facts(token=None, referenced=(), tagged=(), same_subject=(), referenced_by=(),
+          sharing_references=()):
     return ThreadFacts(token, tuple(referenced), tuple(tagged), tuple(same_subject),
-                       referenced_by=tuple(referenced_by))
+                       referenced_by=tuple(referenced_by),
+                       sharing_references=tuple(sharing_references))
 
 
 def decide(subject, f, sender=CLIENT):
@@ -130,3 +132,17 @@ def test_referenced_by_a_resolved_ticket_reopens_it():
 def test_threadfacts_without_referenced_by_still_build():
     f = ThreadFacts(token_ticket=None, referenced=(), tagged=(), same_subject=())
     assert f.referenced_by == () and decide("Printer", f).reason == "new"
+
+
+# -- shared references: a sibling reply arrived first, the mail both answer has not ----------
+def test_a_reply_joins_the_ticket_of_a_sibling_that_names_the_same_mail():
+    d = decide("Re: Printer", facts(sharing_references=[ticket(8, participants=())]),
+               sender="colleague@customer.example")
+    assert (d.ticket_id, d.reason) == (8, "shared-references")
+
+
+def test_own_headers_and_referenced_by_rank_before_shared_references():
+    d = decide("Printer", facts(referenced_by=[ticket(8)], sharing_references=[ticket(9)]))
+    assert (d.ticket_id, d.reason) == (8, "referenced-by")
+    d = decide("Printer", facts(referenced=[ticket(2)], sharing_references=[ticket(9)]))
+    assert (d.ticket_id, d.reason) == (2, "references")
