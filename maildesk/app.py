@@ -1,4 +1,8 @@
-"""The Context (settings, database, clock) and `serve`: listener, processor, signals."""
+"""The daemon (`maildesk serve`): worker threads, the SMTP listener and the signals, put
+together by `serve` in small named steps.
+
+The Context, the migrations and the timer sweep are services (maildesk/services/); they are
+imported here under their old names for the callers that import them from app."""
 
 from __future__ import annotations
 
@@ -8,62 +12,27 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
-
-from maildesk.clock import Clock, SystemClock, default_clock
 from maildesk.config import ConfigError, Settings, load_settings
-from maildesk.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
+from maildesk.services.context import Context
+from maildesk.services.database import alembic_config, upgrade_database
+from maildesk.services.timers import TIMER_BATCH, run_timers
+
+if TYPE_CHECKING:
+    from maildesk.ingress.imap_service import ImapService
+    from maildesk.ingress.smtp import SupportHandler
+    from maildesk.probes import TokenProbeGuard
+    from maildesk.store.raw import GroupCommitWriter
+
+__all__ = ["COMPONENTS", "TIMER_BATCH", "Context", "IntakeGate", "OutboundThread",
+           "ProcessorThread", "TimersThread", "Worker", "alembic_config", "run_timers", "serve",
+           "upgrade_database"]
 
 log = logging.getLogger("maildesk")
 
 COMPONENTS = ("smtp", "imap", "process", "outbound", "timers")
-
-
-@dataclass
-class Context:
-    settings: Settings
-    engine: Engine
-    make_session: sessionmaker[Session]
-    clock: Clock = field(default_factory=SystemClock)
-
-    @classmethod
-    def load(cls, config_path: str | Path | None = None, clock: Clock | None = None) -> Context:
-        settings = load_settings(config_path)
-        engine = make_engine(settings.database)
-        return cls(settings, engine, make_sessionmaker(engine), clock or default_clock())
-
-    def read_session(self) -> Session:
-        """A session for reading only (no write lock on SQLite: the daemon keeps writing)."""
-        return make_read_sessionmaker(self.engine)()
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
-    # Imported here: alembic costs a few hundred ms, and only `db upgrade` needs it.
-    from alembic.config import Config as AlembicConfig
-
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location",
-                        str(resources.files("maildesk") / "skeleton" / "migrations"))
-    cfg.attributes["url"] = url
-    return cfg
-
-
-def upgrade_database(settings: Settings) -> None:
-    """Apply every migration (idempotent); creates the SQLite file's folder if needed."""
-    url = settings.database.url
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    from alembic import command
-
-    command.upgrade(alembic_config(url), "head")
 
 
 class Worker:
@@ -205,118 +174,151 @@ class TimersThread(Worker):
         return fired >= TIMER_BATCH
 
 
-# Timers per transaction: on SQLite a sweep holds the write lock, which intake needs too.
-TIMER_BATCH = 50
+@dataclass
+class Daemon:
+    """The parts `serve` runs, as the steps below build, start and stop them."""
+
+    ctx: Context
+    settings: Settings  # in force now: SIGHUP replaces them
+    probes: TokenProbeGuard
+    writer: GroupCommitWriter
+    outbound: OutboundThread | None = None
+    processor: ProcessorThread | None = None
+    timers: TimersThread | None = None
+    imap: ImapService | None = None
+    handler: SupportHandler | None = None
+    server: asyncio.Server | None = None
+
+    def current_settings(self) -> Settings:
+        return self.settings
 
 
-def run_timers(ctx: Context, settings: Settings, composer, *, arm: bool = False,  # type: ignore[no-untyped-def]
-               limit: int = TIMER_BATCH) -> int:
-    """One sweep in one transaction: (first) arm tickets without timers, fire what is due."""
-    from maildesk.effects.timers import arm_unarmed, fire_due
+def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
+    """The worker threads of `components`, wired to wake each other; nothing started yet."""
+    from maildesk.ingress.limits import RelayNetworks
+    from maildesk.probes import TokenProbeGuard
+    from maildesk.store.raw import GroupCommitWriter
 
-    now = ctx.clock.now()
-    with ctx.make_session() as session, session.begin():
-        if arm:
-            armed = arm_unarmed(session, settings, now)
-            if armed:
-                log.info("armed the SLA timers of %d open tickets", armed)
-        fired = fire_due(session, settings, composer, now, limit=limit)
-    if fired:
-        log.info("%d timers fired", fired)
-    return fired
+    # One guard: the processor counts failed token lookups per IP, the listener refuses past it.
+    probes = TokenProbeGuard(ctx.settings.security.token_failures_per_hour,
+                             exempt=RelayNetworks(ctx.settings.smtp.relays).contains)
+    outbound = OutboundThread(ctx) if "outbound" in components else None
+    wake_outbound = outbound.wake if outbound else None
+    processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes)
+                 if "process" in components else None)
+    timers = TimersThread(ctx, on_outbox=wake_outbound) if "timers" in components else None
+    writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None)
+    daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers)
+    if "imap" in components:
+        daemon.imap = _imap_service(ctx, processor)
+    return daemon
+
+
+def _imap_service(ctx: Context, processor: ProcessorThread | None) -> ImapService | None:
+    """The IMAP poller, when an account is enabled: it wakes the processor with new mail, and
+    the processor wakes it to copy quarantined mail to the quarantine folder."""
+    if not any(a.enabled for a in ctx.settings.imap_accounts):
+        return None
+    from maildesk.ingress.imap_service import ImapService
+
+    imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
+                       max_size=ctx.settings.smtp.max_message_size,
+                       on_stored=processor.wake if processor else None,
+                       intake=processor.intake if processor else None)
+    if processor:
+        processor.on_quarantine = imap.wake
+    return imap
+
+
+async def _listen(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
+    """Open the SMTP listener; its handler reads the settings in force per mail."""
+    from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
+
+    settings = daemon.ctx.settings
+    authenticate = None
+    if settings.authenticity.own_check.enabled:
+        # Reads the current settings per mail: a reload may change or switch it off
+        # (switching it on takes a restart, like the listener's address).
+        from maildesk.ingress.authcheck import make_authenticator
+        authenticate = make_authenticator(daemon.current_settings)
+    daemon.handler = SupportHandler(daemon.current_settings, daemon.writer, daemon.ctx.clock,
+                                    authenticate=authenticate, probes=daemon.probes)
+    s = settings.smtp
+    daemon.server = await loop.create_server(make_smtp_factory(daemon.handler, settings),
+                                             s.host, s.port)
+    log.info("SMTP listener on %s:%s for %s", s.host, s.port,
+             ", ".join(settings.support_addresses))
+
+
+def _workers(daemon: Daemon) -> list[Worker]:
+    return [w for w in (daemon.processor, daemon.outbound, daemon.timers) if w]
+
+
+def _start(daemon: Daemon) -> None:
+    for worker in _workers(daemon):
+        worker.start()
+        worker.wake()
+    if daemon.imap is not None:
+        daemon.imap.start()
+        log.info("IMAP poller: %s", ", ".join(w.poller.label for w in daemon.imap.watchers))
+
+
+def _reload(daemon: Daemon, config_path: str | None) -> None:
+    """SIGHUP: load the config again; a broken one leaves the running one in force."""
+    try:
+        new = load_settings(config_path or daemon.ctx.settings.config_path)
+    except ConfigError as exc:
+        log.error("reload refused, the running configuration stays in force:\n%s", exc)
+        return
+    daemon.settings = new
+    if daemon.processor:
+        daemon.processor.processor.settings = new
+    if daemon.timers:
+        daemon.timers.reload(new)
+    log.info("configuration reloaded from %s", new.config_path)
+
+
+async def _close_listener(daemon: Daemon) -> None:
+    """No new connections; up to 30 s for DATA commands already under way."""
+    if daemon.server is not None:
+        daemon.server.close()
+    if daemon.handler is not None:
+        for _ in range(300):
+            if daemon.handler.in_flight == 0:
+                break
+            await asyncio.sleep(0.1)
+        daemon.handler.closing = True
+
+
+async def _shut_down(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
+    """Intake first, then the threads that work on what it stored; each finishes its step."""
+    await _close_listener(daemon)
+    if daemon.imap is not None:
+        await loop.run_in_executor(None, daemon.imap.stop)
+    await loop.run_in_executor(None, daemon.writer.close)
+    for worker in (daemon.timers, daemon.processor, daemon.outbound):
+        if worker:
+            await loop.run_in_executor(None, worker.stop)
 
 
 async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
-    from maildesk.ingress.limits import AcceptErrorHandler, RelayNetworks
-    from maildesk.ingress.smtp import SupportHandler, make_smtp_factory
-    from maildesk.probes import TokenProbeGuard
-    from maildesk.store.raw import GroupCommitWriter
+    from maildesk.ingress.limits import AcceptErrorHandler
 
     loop = asyncio.get_running_loop()
     # Out of file descriptors, accept() fails per connection: one log line per 10 s, no traceback.
     AcceptErrorHandler(log).install(loop)
     stop = asyncio.Event()
-    current = {"settings": ctx.settings}
-    # One guard: the processor counts failed token lookups per IP, the listener refuses past it.
-    probes = TokenProbeGuard(ctx.settings.security.token_failures_per_hour,
-                             exempt=RelayNetworks(ctx.settings.smtp.relays).contains)
-    outbound = OutboundThread(ctx) if "outbound" in components else None
-    processor = (ProcessorThread(ctx, on_outbox=outbound.wake if outbound else None,
-                                 probes=probes)
-                 if "process" in components else None)
-    timers = (TimersThread(ctx, on_outbox=outbound.wake if outbound else None)
-              if "timers" in components else None)
-    writer = GroupCommitWriter(ctx.engine,
-                               on_stored=processor.wake if processor else None)
-    imap = None
-    if "imap" in components and any(a.enabled for a in ctx.settings.imap_accounts):
-        from maildesk.ingress.imap_service import ImapService
-
-        imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
-                           max_size=ctx.settings.smtp.max_message_size,
-                           on_stored=processor.wake if processor else None,
-                           intake=processor.intake if processor else None)
-        if processor:
-            processor.on_quarantine = imap.wake
-    server = None
-    handler = None
+    daemon = _assemble(ctx, components)
     if "smtp" in components and ctx.settings.smtp.enabled:
-        authenticate = None
-        if ctx.settings.authenticity.own_check.enabled:
-            # Reads the current settings per mail: a reload may change or switch it off
-            # (switching it on takes a restart, like the listener's address).
-            from maildesk.ingress.authcheck import make_authenticator
-            authenticate = make_authenticator(lambda: current["settings"])
-        handler = SupportHandler(lambda: current["settings"], writer, ctx.clock,
-                                 authenticate=authenticate, probes=probes)
-        s = ctx.settings.smtp
-        server = await loop.create_server(make_smtp_factory(handler, ctx.settings), s.host, s.port)
-        log.info("SMTP listener on %s:%s for %s", s.host, s.port,
-                 ", ".join(ctx.settings.support_addresses))
-    for worker in (processor, outbound, timers):
-        if worker:
-            worker.start()
-            worker.wake()
-    if imap is not None:
-        imap.start()
-        log.info("IMAP poller: %s", ", ".join(w.poller.label for w in imap.watchers))
-
-    def reload() -> None:
-        try:
-            new = load_settings(config_path or ctx.settings.config_path)
-        except ConfigError as exc:
-            log.error("reload refused, the running configuration stays in force:\n%s", exc)
-            return
-        current["settings"] = new
-        if processor:
-            processor.processor.settings = new
-        if timers:
-            timers.reload(new)
-        log.info("configuration reloaded from %s", new.config_path)
-
+        await _listen(daemon, loop)
+    _start(daemon)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload)
+    loop.add_signal_handler(signal.SIGHUP, _reload, daemon, config_path)
     print(f"maildesk serving ({', '.join(components)}); SIGTERM stops, SIGHUP reloads", flush=True)
     await stop.wait()
     log.info("stopping: no new connections; finishing what is in flight")
-    if server is not None:
-        server.close()
-    if handler is not None:
-        for _ in range(300):  # up to 30 s for DATA commands already under way
-            if handler.in_flight == 0:
-                break
-            await asyncio.sleep(0.1)
-        handler.closing = True
-    if imap is not None:
-        await loop.run_in_executor(None, imap.stop)
-    await loop.run_in_executor(None, writer.close)
-    if timers:
-        await loop.run_in_executor(None, timers.stop)
-    if processor:
-        await loop.run_in_executor(None, processor.stop)
-    if outbound:
-        await loop.run_in_executor(None, outbound.stop)
+    await _shut_down(daemon, loop)
     log.info("stopped")
     return 0
 

@@ -1,0 +1,47 @@
+"""SLA timers: warnings, breaches, OLA moves and auto-closes, fired in batches."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from maildesk.config import Settings
+from maildesk.services.context import Context
+
+if TYPE_CHECKING:
+    from maildesk.outbound.compose import Composer
+
+log = logging.getLogger("maildesk")
+
+# Timers per transaction: on SQLite a sweep holds the write lock, which intake needs too.
+TIMER_BATCH = 50
+
+
+def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: bool = False,
+               limit: int = TIMER_BATCH) -> int:
+    """One sweep in one transaction: (first) arm tickets without timers, fire what is due."""
+    from maildesk.effects.timers import arm_unarmed, fire_due
+
+    now = ctx.clock.now()
+    with ctx.make_session() as session, session.begin():
+        if arm:
+            armed = arm_unarmed(session, settings, now)
+            if armed:
+                log.info("armed the SLA timers of %d open tickets", armed)
+        fired = fire_due(session, settings, composer, now, limit=limit)
+    if fired:
+        log.info("%d timers fired", fired)
+    return fired
+
+
+def fire_all_due(ctx: Context) -> int:
+    """`timers run`: arm, then sweep batch after batch until less than a batch was due."""
+    from maildesk.outbound.compose import Composer
+
+    composer = Composer(ctx.settings.templates_dir)
+    total, arm = 0, True
+    while True:
+        fired = run_timers(ctx, ctx.settings, composer, arm=arm)
+        total, arm = total + fired, False
+        if fired < TIMER_BATCH:
+            return total
