@@ -17,8 +17,10 @@ from maildesk.app import COMPONENTS, serve
 from maildesk.config import ConfigError
 from maildesk.db.models import OutboxStatus, TicketStatus
 from maildesk.services import database, dryrun, intake, processing, reports, setup, text
+from maildesk.services import kb as kb_service
 from maildesk.services import outbox as outbox_service
 from maildesk.services import quarantine as quarantine_service
+from maildesk.services import search as search_service
 from maildesk.services import tickets as ticket_service
 from maildesk.services import timers as timer_service
 from maildesk.services.context import Context
@@ -306,6 +308,28 @@ def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
     click.echo(text.ticket_text(data, ctx.settings.ticket_tag))
 
 
+@tickets.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--status", type=click.Choice([s.value for s in TicketStatus]))
+@click.option("--requester", metavar="ADDR", help="Only tickets of this requester.")
+@click.option("--limit", default=20, show_default=True, help="At most N tickets.")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.pass_obj
+def tickets_search(obj: dict[str, Any], query: tuple[str, ...], status: str | None,
+                   requester: str | None, limit: int, as_json: bool) -> None:
+    """Full-text search: tickets whose subject or a mail holds every word of QUERY (in any
+    form: printers finds printer, принтер finds принтера), best first, with a snippet."""
+    with _refusals():
+        rows = search_service.search_tickets(_ctx(obj), " ".join(query), status=status,
+                                             requester=requester, limit=limit)
+    if as_json or not rows:
+        _print_rows(rows, as_json, "no match", str)
+        return
+    marks = search_service.BOLD if sys.stdout.isatty() else search_service.MARKS
+    for line in search_service.hit_lines(rows, marks):
+        click.echo(line)
+
+
 # -- report -----------------------------------------------------------------------------------
 @main.command("report")
 @click.option("--since", help="Start of the period: a date (midnight in the report's time "
@@ -379,6 +403,91 @@ def outbox_deliver(obj: dict[str, Any]) -> None:
     """Deliver everything that is due now, then exit (for cron, without the daemon)."""
     outcomes = outbox_service.deliver_due(_ctx(obj))
     click.echo(text.tally(o.status for o in outcomes) or "nothing due")
+
+
+# -- knowledge base ---------------------------------------------------------------------------
+def _settings(obj: dict[str, Any]) -> Any:
+    """The settings alone (the kb commands need no database)."""
+    if "context" in obj:
+        return obj["context"].settings
+    if "settings" not in obj:
+        from maildesk.config import load_settings
+        try:
+            obj["settings"] = load_settings(obj["config"])
+        except ConfigError as exc:
+            _fail(f"configuration errors:\n{exc}")
+    return obj["settings"]
+
+
+@main.group()
+def kb() -> None:
+    """The knowledge base: articles and canned answers (paths.kb, kb/<lang>/<slug>.md)."""
+
+
+@kb.command("list")
+@click.option("--lang", "language", help="Only this language's articles (en, ru ...).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def kb_list(obj: dict[str, Any], language: str | None, as_json: bool) -> None:
+    """Every article: language, slug, audience, macro, title."""
+    with _refusals():
+        rows = kb_service.list_articles(_settings(obj), language)
+    _print_rows(rows, as_json, "the knowledge base is empty", lambda r: (
+        f"{r['language']:<5} {r['slug']:<32} {r['audience']:<8} "
+        f"{'macro' if r['macro'] else '':<5}  {r['title']}"))
+
+
+@kb.command("show")
+@click.argument("slug")
+@click.option("--lang", "language", help="This language's version (default: maildesk.yaml's "
+                                         "language, else any).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def kb_show(obj: dict[str, Any], slug: str, language: str | None, as_json: bool) -> None:
+    """One article with its front matter, text and macro."""
+    with _refusals():
+        row = kb_service.show_article(_settings(obj), slug, language)
+    if as_json:
+        _dump(row)
+        return
+    click.echo(f"{row['title']}\n{row['language']}/{row['slug']}  ({row['audience']}; "
+               f"languages: {', '.join(row['languages'])})  {row['path']}")
+    for label in ("tags", "keywords", "related", "commands"):
+        if row[label]:
+            click.echo(f"{label}: {', '.join(row[label])}")
+    click.echo("\n" + row["body"].strip())
+    if row["macro_text"] is not None:
+        click.echo("\n--- macro ---\n" + row["macro_text"].rstrip())
+
+
+@kb.command("search")
+@click.argument("query", nargs=-1, required=True)
+@click.option("--lang", "language", help="Only this language's articles.")
+@click.option("--limit", default=10, show_default=True)
+@click.option("--public", "public_only", is_flag=True, help="Only public articles.")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.pass_obj
+def kb_search(obj: dict[str, Any], query: tuple[str, ...], language: str | None, limit: int,
+              public_only: bool, as_json: bool) -> None:
+    """The articles that best match QUERY (Russian and English word forms), best first."""
+    with _refusals():
+        rows = kb_service.search(_settings(obj), " ".join(query), language, limit, public_only)
+    _print_rows(rows, as_json, "no article matches", lambda r: (
+        f"{r['score']:.2f}  {r['language']}/{r['slug']}  {r['title']}"
+        + (" (internal)" if r["audience"] != "public" else "")
+        + (f"\n      {r['snippet']}" if r["snippet"] else "")))
+
+
+@kb.command("build")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False),
+              help="Directory to write the site into (made if missing).")
+@click.pass_obj
+def kb_build(obj: dict[str, Any], output: str) -> None:
+    """Write a static HTML site of the public articles (no external resources)."""
+    with _refusals():
+        site = kb_service.build(_settings(obj), Path(output))
+    click.echo(f"wrote {site.pages} pages for {site.articles} public articles "
+               f"({', '.join(site.languages) or 'none'}); open {site.index}")
 
 
 # -- quarantine -------------------------------------------------------------------------------

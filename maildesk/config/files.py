@@ -19,13 +19,15 @@ from maildesk.config.load import LoadedYaml, load_yaml, validate
 from maildesk.config.settings import Agent, Line
 from maildesk.config.values import resolve_path
 from maildesk.durations import parse_duration
+from maildesk.kb.load import load_kb
+from maildesk.kb.model import KnowledgeBase
 from maildesk.rules.engine import Known, RuleSet, compile_rules
 from maildesk.sla.calendar import WorkCalendar, calendars_from_sla, default_calendar_name
 from maildesk.sla.policy import SlaPolicies, policies_from_sla
 
 # `paths:` in maildesk.yaml and the defaults, relative to the directory of maildesk.yaml.
 _PATH_DEFAULTS = {"lines": "lines.yaml", "rules": "rules.yaml", "sla": "sla.yaml",
-                  "templates": "../templates", "var": "../var"}
+                  "templates": "../templates", "var": "../var", "kb": "kb"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class ConfigPaths:
     sla: Path
     templates: Path
     var: Path
+    kb: Path
 
     @classmethod
     def of(cls, main: LoadedYaml) -> ConfigPaths:
@@ -214,3 +217,16 @@ def rules_file(parts: dict[str, LoadedYaml], lines: tuple[Line, ...],
                 ("lines", i, "sla_policy"), f"unknown SLA policy {line.sla_policy!r} "
                 f"(sla.yaml has: {', '.join(sorted(known.policies)) or 'none'})"))
     return ruleset
+
+
+# kb/<lang>/<slug>.md
+
+
+def kb_folder(directory: Path, default_language: str, problems: list[ConfigProblem]
+              ) -> KnowledgeBase:
+    """The knowledge base under `paths.kb` (missing: empty); its problems as ConfigProblems."""
+    kb, kb_problems = load_kb(directory, default_language)
+    for p in kb_problems:
+        column = f" (column {p.column})" if p.column else ""
+        problems.append(ConfigProblem(str(p.path), p.line, p.key, p.message + column))
+    return kb

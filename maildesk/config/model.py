@@ -12,8 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from maildesk.config.errors import ConfigError, ConfigProblem
-from maildesk.config.files import (ConfigPaths, lines_file, load_files, load_part, rules_file,
-                                   sla_file)
+from maildesk.config.files import (ConfigPaths, kb_folder, lines_file, load_files, load_part,
+                                   rules_file, sla_file)
 from maildesk.config.imap_accounts import imap_accounts
 from maildesk.config.sections import (MIN_LEASE, authenticity_section, autoreply_section,
                                       database_section, outbound_section, postmaster_line,
@@ -57,6 +57,7 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
     smtp = smtp_section(main, problems)
     authenticity = authenticity_section(main, smtp.relays, problems)
     keys = signing_keys(security, problems)
+    kb = kb_folder(paths.kb, d.get("language", "en"), problems)
     if problems:
         raise ConfigError(problems)
 
@@ -95,4 +96,5 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         signing_keys=keys,
         postmaster_line=postmaster,
         authenticity=authenticity,
+        kb=kb,
     )

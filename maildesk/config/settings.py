@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from maildesk.addresses import SigningKeys
+from maildesk.kb.model import KnowledgeBase
 from maildesk.netaddr import IpNetwork
 from maildesk.rules.engine import RuleSet
 from maildesk.sla.calendar import WorkCalendar
@@ -108,6 +109,11 @@ class Autoreply:
     # of many domains, cannot make maildesk mail more than this.
     max_per_domain_per_hour: int = 20
     max_per_hour: int = 100
+    # Self-service: public knowledge-base articles that match the client's mail well enough
+    # are named in the acknowledgement (none when nothing matches that well).
+    suggest_articles: int = 3
+    suggest_threshold: float = 0.31
+    faq_url: str | None = None   # the published FAQ (`kb build`); None: the articles inline
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,7 @@ class Settings:
     signing_keys: SigningKeys = field(default=SigningKeys((b"unset",)), repr=False)
     postmaster_line: str | None = None    # mail to postmaster@: this line (None: the rules')
     authenticity: Authenticity = field(default_factory=Authenticity)
+    kb: KnowledgeBase = field(default_factory=KnowledgeBase)   # kb/<lang>/<slug>.md
 
     def line(self, line_id: str | None) -> Line | None:
         return next((line for line in self.lines if line.id == line_id), None)

@@ -244,6 +244,26 @@ class MessageReference(Base):
     __table_args__ = (Index("ix_message_reference_referenced_id", "referenced_id", "ticket_id"),)
 
 
+class SearchEntry(Base):
+    """What full-text search reads (maildesk/search): one row per ticket subject (`kind`
+    "subject", no message) and per mail recorded on a ticket ("message": its subject and
+    text), the analyzer's stems space-joined, written in the transaction that writes the
+    ticket or the mail. Internal notes are flagged so a client-facing search can leave them
+    out. The engines index `stems` only, with objects migration 0010 makes in raw SQL and
+    autogenerate does not compare (migrations/env.py): on SQLite the FTS5 table `search_fts`
+    (external content over this table, kept in sync by the trigger `search_entry_ai`), on
+    PostgreSQL the stored generated column `tsv` (to_tsvector('simple', stems)) and its GIN
+    index `ix_search_entry_tsv`."""
+
+    __tablename__ = "search_entry"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("message.id"))
+    internal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    stems: Mapped[str] = mapped_column(Text)
+
+
 class Attachment(Base):
     """A part of a message that is not its readable text; the bytes stay in the raw message."""
 

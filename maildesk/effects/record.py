@@ -17,6 +17,7 @@ from maildesk.domain import EventKind
 from maildesk.pipeline.bounces import DeliveryReport
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import Plan, dedupe_key
+from maildesk.search.index import index_message
 
 _KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
                                      Participant.address == bindparam("address"))
@@ -62,7 +63,8 @@ def join_ticket(session: Session, plan: Plan, at: datetime, now: datetime) -> Ti
 
 
 def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound) -> Message:
-    """The mail on its ticket (its sender a participant), with attachments and references."""
+    """The mail on its ticket (its sender a participant), with attachments and references;
+    indexed for search (with the ticket's subject when it opens the ticket)."""
     m, at = plan.message, inbound.received_at
     known = plan.new_ticket is None and session.scalar(
         _KNOWN, {"ticket_id": ticket.id, "address": plan.sender})
@@ -86,6 +88,7 @@ def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inboun
     session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
                                content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
                                part=a.part[:64]) for a in m.attachments)
+    index_message(session, message, ticket=ticket if plan.new_ticket is not None else None)
     return message
 
 

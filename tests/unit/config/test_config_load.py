@@ -137,7 +137,8 @@ def test_shipped_schemas_are_the_ones_in_config_schema():
     from maildesk.config.load import schema_dir
     assert schema_dir().resolve() == (ROOT / "config" / "schema").resolve()
     assert {p.name for p in (ROOT / "config" / "schema").glob("*.json")} == {
-        "maildesk.schema.json", "lines.schema.json", "rules.schema.json", "sla.schema.json"}
+        "maildesk.schema.json", "lines.schema.json", "rules.schema.json", "sla.schema.json",
+        "kb-article.schema.json"}
 
 
 IMAP_ACCOUNT = """imap:

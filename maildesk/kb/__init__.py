@@ -1,0 +1,1 @@
+"""The knowledge base: articles and canned answers (macros) as Markdown files under kb/."""

@@ -1,0 +1,48 @@
+"""Writing the search index: what a ticket's subject and a recorded mail leave in
+`search_entry`, in the caller's transaction (the one that writes the ticket and the mail).
+
+What is indexed: every mail processing records on a ticket (clients' mail, agents' replies and
+internal notes, flagged), with the subject of the ticket it opens; not the mail maildesk sends
+(acknowledgements, notifications) nor bounce reports. A message row holds the stems of the
+mail's subject and of its text, so a query whose words are spread over the two ("Принтер HP" /
+"не печатает с утра") still finds the mail; only the first MAX_TEXT characters of a text are
+analysed (a pasted log or a base64 blob says nothing more). On SQLite the insert also fills the
+FTS5 table `search_fts` (a trigger, migration 0010); on PostgreSQL the row's generated tsvector
+`tsv` (to_tsvector('simple', stems)) and its GIN index follow.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from maildesk.analyzer import analyze
+from maildesk.db.models import Message, SearchEntry, Ticket
+
+SUBJECT = "subject"
+MESSAGE = "message"
+# Characters of one text that are analysed (migration 0010 back-fills with the same bound).
+MAX_TEXT = 100_000
+
+
+def stems(*texts: str | None) -> str:
+    """The stems of `texts`, in order, space-joined: what the engines index."""
+    return " ".join(s for t in texts if t for s in analyze(t[:MAX_TEXT]))
+
+
+def subject_entry(ticket: Ticket) -> dict:
+    return {"kind": SUBJECT, "ticket_id": ticket.id, "message_id": None, "internal": False,
+            "stems": stems(ticket.subject)}
+
+
+def message_entry(message: Message) -> dict:
+    return {"kind": MESSAGE, "ticket_id": message.ticket_id, "message_id": message.id,
+            "internal": bool(message.internal), "stems": stems(message.subject, message.body_text)}
+
+
+def index_message(session: Session, message: Message, *, ticket: Ticket | None = None) -> None:
+    """Index a mail just recorded (flushed: it has its id), and the subject of `ticket` when
+    the mail opened it. One INSERT statement."""
+    rows = [subject_entry(ticket)] if ticket is not None else []
+    rows.append(message_entry(message))
+    session.execute(insert(SearchEntry), rows)
