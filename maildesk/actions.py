@@ -96,6 +96,8 @@ class Acknowledge:
     to_address: str
     to_name: str
     template: str = "autoreply"
+    # Public articles that may already answer the mail: {slug, language, title, score}.
+    suggestions: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,15 @@ class TellAgent:
     """Why an agent's mail was not carried out: to the agent only."""
 
     errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnswerSearch:
+    """An agent's `#search` questions with what was found, to that agent alone. Each search:
+    {"query", "tickets": [{tag, status, subject, snippet}], "articles": [{slug, language,
+    title, snippet}]}."""
+
+    searches: tuple[Mapping[str, Any], ...]
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ class Rearm:
 
 Effect = Union[Event, SetStatus, Assign, SetPriority, SetCategory, AddTags, MoveToLine,
                MarkBreached, Rate, ClientFollowUp, RecordResponse, Acknowledge, MailClient,
-               TellAgent, NotifyLine, Rearm]
+               TellAgent, AnswerSearch, NotifyLine, Rearm]
 
 
 def deadline_info(data: Mapping[str, Any]) -> Mapping[str, Any] | None:

@@ -96,6 +96,10 @@ class EventKind(enum.StrEnum):
     AGENT_REPLY = "agent_reply"
     RESOLVED = "resolved"
     COMMAND_ERROR = "command_error"
+    SEARCH_RESULTS = "search_results"
+    # the knowledge base
+    KB_INSERTED = "kb_inserted"      # an agent put a canned answer or article in a reply
+    KB_SUGGESTED = "kb_suggested"    # the acknowledgement named articles to the client
     # the SLA clock
     SLA_WARNING = "sla_warning"
     SLA_BREACH = "sla_breach"

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from maildesk.actions import (Acknowledge, AddTags, Assign, ClientFollowUp, Effect, Event,
+from maildesk.actions import (Acknowledge, AddTags, AnswerSearch, Assign, ClientFollowUp, Effect, Event,
                               MailClient, MarkBreached, MoveToLine, NotifyLine, Rate, Rearm,
                               RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
@@ -26,7 +26,7 @@ from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.metrics import record_resolution, record_response
 from maildesk.effects.notify import (forwardable, queue_command_error, queue_line_notification,
-                                     queue_to_client)
+                                     queue_search_results, queue_to_client)
 from maildesk.effects.record import (MAX_STORED_REFERENCES, apply_bounce, join_ticket,
                                      mark_inbound, open_ticket, record_message,
                                      stored_references)
@@ -188,6 +188,14 @@ def _tell_agent(ctx: Applying, e: TellAgent) -> None:
     ctx.queued_mail = True
 
 
+def _answer_search(ctx: Applying, e: AnswerSearch) -> None:
+    queue_search_results(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
+                         key=f"{ctx.key}.search", to_address=ctx.actor or "",
+                         searches=e.searches,
+                         in_reply_to=ctx.message.message_id if ctx.message else None)
+    ctx.queued_mail = True
+
+
 def _notify(ctx: Applying, e: NotifyLine) -> None:
     def send() -> str | None:
         return queue_line_notification(
@@ -224,7 +232,7 @@ _HANDLERS: dict[type, Callable[[Applying, Any], None]] = {
     SetCategory: _category, AddTags: _tags, MoveToLine: _move, MarkBreached: _breached,
     Rate: _rate, ClientFollowUp: _follow_up, RecordResponse: _responded,
     Acknowledge: _acknowledge, MailClient: _mail_client, TellAgent: _tell_agent,
-    NotifyLine: _notify, Rearm: _rearm,
+    AnswerSearch: _answer_search, NotifyLine: _notify, Rearm: _rearm,
 }
 
 

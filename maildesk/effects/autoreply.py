@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +14,7 @@ from maildesk.actions import Acknowledge
 from maildesk.config.model import Settings
 from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
 from maildesk.domain import EventKind
+from maildesk.kb.model import KnowledgeBase
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.outbound.compose import Composer, build_message, clean_header, message_id_for
 from maildesk.pipeline.parse import ParsedMessage
@@ -28,11 +31,13 @@ class ComposedAutoreply:
     text: str
     has_html: bool
     data: bytes
+    suggested: tuple[str, ...] = ()     # slugs of the articles it names
 
 
 def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
                       client_address: str, instance: str, reply_address: str,
-                      deadlines: Deadlines | None, client: ParsedMessage) -> dict[str, object]:
+                      deadlines: Deadlines | None, client: ParsedMessage,
+                      suggestions: list[dict[str, object]] | None = None) -> dict[str, object]:
     """What an autoreply template sees (also for `rules test`)."""
     zone = deadlines.timezone if deadlines else None
 
@@ -47,7 +52,27 @@ def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
         # Mail that came outside working hours: when work on it starts.
         "resumes_at": shown(deadlines.resumes_at if deadlines else None),
         "client_deadlines": _in_client_zone(client, deadlines),
+        # Articles that may already answer the mail: {title, url} or {title, text}.
+        "suggestions": suggestions or [],
     }
+
+
+def suggested_articles(suggestions: Sequence[Mapping[str, Any]], kb: KnowledgeBase,
+                       faq_url: str | None) -> list[dict[str, object]]:
+    """What the acknowledgement shows of each suggested article: a link into the published
+    FAQ (`kb build`'s <lang>/<slug>.html) or, with no FAQ published, the article's text."""
+    shown: list[dict[str, object]] = []
+    for s in suggestions:
+        article = kb.get(str(s["slug"]), str(s["language"]))
+        if article is None:   # gone in a reload since the decision
+            continue
+        if faq_url:
+            shown.append({"title": article.title, "slug": article.slug, "text": None, "url":
+                          f"{faq_url.rstrip('/')}/{article.language}/{article.slug}.html"})
+        else:
+            shown.append({"title": article.title, "slug": article.slug, "url": None,
+                          "text": article.body.strip()})
+    return shown
 
 
 def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
@@ -86,7 +111,9 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
                 "line": ticket.line},
         tag=tag, client_name=clean_header(ack.to_name, 200),
         client_address=ack.to_address, instance=settings.instance_name,
-        reply_address=client_reply_address(ticket), deadlines=deadlines, client=client)
+        reply_address=client_reply_address(ticket), deadlines=deadlines, client=client,
+        suggestions=suggested_articles(ack.suggestions, settings.kb,
+                                       settings.autoreply.faq_url))
     rendered = composer.render(ack.template, ack.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
     message_id = message_id_for(f"{inbound_id}.autoreply", settings.domain)
@@ -99,7 +126,8 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
     return ComposedAutoreply(message_id=message_id, subject=subject,
                              to_address=ack.to_address,
                              language=ack.language, text=rendered.text,
-                             has_html=rendered.html is not None, data=data)
+                             has_html=rendered.html is not None, data=data,
+                             suggested=tuple(str(s["slug"]) for s in ack.suggestions))
 
 
 def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
@@ -117,3 +145,8 @@ def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Tick
         has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
     session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=EventKind.AUTOREPLY, actor=None,
                             data={"language": autoreply.language, "message_id": message_id}))
+    if autoreply.suggested:
+        # Counted per article in the KPI report: suggested, then solved by the client or not.
+        session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=EventKind.KB_SUGGESTED,
+                                actor=None, data={"language": autoreply.language,
+                                                  "articles": list(autoreply.suggested)}))

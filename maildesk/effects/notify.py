@@ -9,7 +9,7 @@ recorded on the ticket as an outgoing message; notifications to a line are recor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -267,3 +267,17 @@ def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
     return queue(session, ticket, mail, settings, now=now, event={"errors": list(errors)})
+
+
+def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
+                         composer: Composer, *, now: datetime, key: str, to_address: str,
+                         searches: Sequence[Mapping[str, Any]],
+                         in_reply_to: str | None) -> str:
+    """An agent's #search answered: to the agent only, replies go to the agents' address."""
+    ctx = {**ticket_context(settings, ticket), "searches": [dict(s) for s in searches]}
+    rendered = composer.render("search_results", _language(composer, settings.language), ctx)
+    mail = Mail(kind=EventKind.SEARCH_RESULTS, key=key, to_address=to_address, to_name="",
+                rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
+                in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
+    return queue(session, ticket, mail, settings, now=now,
+                 event={"queries": [s["query"] for s in searches]})

@@ -163,7 +163,8 @@ class Composer:
 
 
 # Every mail maildesk writes; each is `<name>.subject.txt` + `<name>.txt` (+ optional .html).
-TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "command_error")
+TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "command_error",
+             "search_results")
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -311,6 +312,13 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "text": "Перезагрузите кассу, пожалуйста.",
         "agent_name": "Carol",
         "errors": ["unknown command #resolv"],
+        "searches": [{"query": "касса чек",
+                      "tickets": [{"tag": f"[{settings.ticket_tag}-1001]", "status": "closed",
+                                   "subject": "Касса не печатает чеки",
+                                   "snippet": "...не печатает [чеки] после обновления..."}],
+                      "articles": [{"slug": "cash-register", "language": "ru",
+                                    "title": "Касса не печатает чек",
+                                    "snippet": "Проверьте бумагу..."}]}],
         "tag": f"[{settings.ticket_tag}-1042]",
         "client_name": "Иван Петров",
         "client_address": "ivan@customer.example",
@@ -319,4 +327,9 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "deadlines": {"first_response": when, "resolution": when},
         "resumes_at": when,
         "client_deadlines": {"first_response": when, "resolution": when, "zone": "UTC+07:00"},
+        "suggestions": [{"title": "Касса не печатает чек", "slug": "cash-register",
+                         "url": "https://support.example.com/faq/ru/cash-register.html",
+                         "text": None},
+                        {"title": "Сброс пароля", "slug": "password-reset", "url": None,
+                         "text": "Откройте страницу входа."}],
     }

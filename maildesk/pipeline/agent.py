@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from maildesk.actions import (AddTags, Assign, Effect, Event, MailClient, MoveToLine, NotifyLine,
@@ -21,8 +22,10 @@ from maildesk.actions import (AddTags, Assign, Effect, Event, MailClient, MoveTo
 from maildesk.config.model import Settings
 from maildesk.domain import EventKind, TicketStatus
 from maildesk.pipeline.authenticity import authenticated_by
+from maildesk.pipeline.canned import Inserted, expand
 from maildesk.pipeline.commands import parse_commands
 from maildesk.pipeline.reply import new_text
+from maildesk.pipeline.subject import format_tag
 
 STATUS_COMMANDS = {"resolve": TicketStatus.RESOLVED, "close": TicketStatus.CLOSED,
                    "pending": TicketStatus.PENDING, "open": TicketStatus.OPEN}
@@ -40,6 +43,14 @@ class TicketState:
     assignee: str | None
     category: str | None
     tags: tuple[str, ...]
+    # What a canned answer may name (pipeline/canned.py): the ticket as the client knows it.
+    subject: str = ""
+    requester: str = ""
+    requester_name: str = ""
+    language: str | None = None
+    sla_policy: str | None = None
+    first_response_due_at: datetime | None = None
+    resolution_due_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +65,42 @@ class AgentPlan:
     category: str | None = None
     add_tags: tuple[str, ...] = ()
     commands: tuple[str, ...] = field(default=())   # as written, for the ticket's history
+    inserted: tuple[Inserted, ...] = ()  # canned answers put in the text (#macro, #kb)
+    searches: tuple[str, ...] = ()       # #search questions, answered to the agent alone
 
     @property
     def relay(self) -> bool:
         return not self.errors and not self.internal and bool(self.text.strip())
+
+
+_CYRILLIC = re.compile(r"[А-Яа-яЁё]")
+
+
+def client_language(state: TicketState) -> str | None:
+    """The language a canned answer is chosen in: the ticket's (a rule set it), else Russian
+    when the client writes the subject or signs the name in Cyrillic; None: the default."""
+    if state.language:
+        return state.language
+    return "ru" if _CYRILLIC.search(f"{state.subject} {state.requester_name}") else None
+
+
+def canned_context(state: TicketState, settings: Settings, *, sender: str,
+                   sender_name: str) -> dict[str, Any]:
+    """What a macro may use: the ticket, its deadlines in its calendar's zone, who answers."""
+    zone = settings.sla_policies.zone(state.sla_policy)
+    found = settings.agent(sender)
+    return {
+        "ticket": {"number": state.number, "subject": state.subject, "status": state.status.value,
+                   "priority": state.priority, "line": state.line},
+        "tag": format_tag(settings.ticket_tag, state.number),
+        "client_name": state.requester_name or None, "client_address": state.requester,
+        "agent_name": (found[1].name if found and found[1].name else "") or sender_name or sender,
+        "instance": settings.instance_name,
+        "deadlines": {"first_response": state.first_response_due_at.astimezone(zone)
+                      if state.first_response_due_at else None,
+                      "resolution": state.resolution_due_at.astimezone(zone)
+                      if state.resolution_due_at else None},
+    }
 
 
 class _Reading:
@@ -116,17 +159,23 @@ _COMMANDS: dict[str, Callable[[_Reading, str, str | None], None]] = {
 }
 
 
-def plan_agent_reply(body: str, state: TicketState, *, sender: str,
-                     settings: Settings) -> AgentPlan:
+def plan_agent_reply(body: str, state: TicketState, *, sender: str, settings: Settings,
+                     sender_name: str = "") -> AgentPlan:
     """Decide what an agent's mail (its readable body) does to the ticket."""
-    block = parse_commands(new_text(body).text)
+    canned = expand(new_text(body).text, settings.kb,
+                    language=client_language(state) or settings.language,
+                    context=canned_context(state, settings, sender=sender,
+                                           sender_name=sender_name))
+    # A macro's commands go first, as if the agent had written them at the top.
+    block = parse_commands("\n".join((*canned.commands, canned.text)))
     reading = _Reading(state, sender, settings)
-    reading.errors.extend(block.errors)
+    reading.errors.extend((*canned.errors, *block.errors))
     written: list[str] = []
     for cmd in block.commands:
         written.append(f"#{cmd.name}{' ' + cmd.arg if cmd.arg else ''}")
         _COMMANDS.get(cmd.name, _Reading.ignore)(reading, cmd.name, cmd.arg)
-    if not block.commands and not block.errors and not block.text.strip():
+    if not block.commands and not reading.errors and not block.text.strip() \
+            and not canned.searches:
         # Nothing above the quote: a reply sent by mistake, or written where we cannot tell
         # it from the quote. Say so rather than drop it in silence.
         reading.errors.append("no new text found above the quoted notification, and no "
@@ -137,7 +186,8 @@ def plan_agent_reply(body: str, state: TicketState, *, sender: str,
                          commands=tuple(written))
     return AgentPlan(text=block.text, internal=block.internal or not block.text.strip(),
                      add_tags=tuple(t for t in reading.tags if t not in state.tags),
-                     commands=tuple(written), **reading.values)
+                     commands=tuple(written), inserted=canned.inserted,
+                     searches=canned.searches, **reading.values)
 
 
 def agent_effects(agent: AgentPlan, state: TicketState) -> tuple[Effect, ...]:
@@ -146,7 +196,9 @@ def agent_effects(agent: AgentPlan, state: TicketState) -> tuple[Effect, ...]:
         return (Event(EventKind.COMMAND_REJECTED, {"errors": list(agent.errors),
                                                    "commands": list(agent.commands)}),
                 TellAgent(agent.errors))
-    effects: list[Effect] = []
+    effects: list[Effect] = [Event(EventKind.KB_INSERTED, {"kind": i.kind, "slug": i.slug,
+                                                           "language": i.language})
+                             for i in agent.inserted]
     if agent.commands:
         effects.append(Event(EventKind.COMMANDS, {"commands": list(agent.commands)}))
     if agent.assignee:

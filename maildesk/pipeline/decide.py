@@ -19,7 +19,8 @@ from maildesk import addresses
 from maildesk.config.model import Settings
 from maildesk.domain import EventKind, Role, TicketStatus
 from maildesk.outbound.compose import ascii_address, choose_language
-from maildesk.actions import NotifyLine, Rate
+from maildesk.actions import AnswerSearch, Effect, NotifyLine, Rate
+from maildesk.kb.rank import search_articles
 from maildesk.pipeline.agent import (AgentPlan, TicketState, agent_effects, authenticated_sender,
                                      plan_agent_reply)
 from maildesk.pipeline.authenticity import autoreply_refusal, domain_of, judge_authenticity
@@ -81,6 +82,7 @@ class Lookups(Protocol):
     def thread_facts(self, sender: str, subject: SubjectInfo, ref_ids: Sequence[str],
                      message_id: str | None) -> ThreadFacts: ...
     def ticket_state(self, ticket_id: int) -> TicketState: ...
+    def search_tickets(self, query: str, limit: int) -> list[dict[str, Any]]: ...
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory: ...
 
@@ -194,6 +196,7 @@ class _Opening:
     language: str | None = None
     limited: bool = False          # the per-sender hourly cap is reached
     loop: LoopVerdict = LoopVerdict(True)
+    suggestions: tuple[dict[str, Any], ...] = ()   # public articles for the acknowledgement
 
 
 def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Lookups,
@@ -221,7 +224,7 @@ def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Looku
     robot_check = classify_loop(message, arrival.mail_from, own)
     if role is Role.AGENT and current is not None:
         return _agent_reply(message, arrival, who, subject, thread, current, robot_check,
-                            settings, common)
+                            settings, lookups, common)
     opening = _Opening(loop=robot_check)
     if thread.ticket_id is None:
         found = _opening(message, arrival, who, lookups, settings, now, languages, robot_check)
@@ -246,7 +249,8 @@ def _ticket_decision(message: ParsedMessage, arrival: Arrival, who: _Sender,
                         mailbox=who.mailbox, routing=opening.routing, rating=rating,
                         current_status=current.status if current else None,
                         loop=opening.loop, deadlines=opening.deadlines,
-                        autoreply_language=opening.language, autoreply_limited=opening.limited)
+                        autoreply_language=opening.language, autoreply_limited=opening.limited,
+                        suggestions=opening.suggestions)
     notify = None
     if not arrival.no_autoreply and (plan.new_ticket is not None
                                      or robot_check.autoreply_allowed):
@@ -356,7 +360,30 @@ def _opening(message: ParsedMessage, arrival: Arrival, who: _Sender, lookups: Lo
     refusal = _autoreply_refusal(message, arrival, who.address, history, settings)
     return _Opening(routing, deadlines, language,
                     limited=history.to_sender >= settings.autoreply.max_per_sender_per_hour,
-                    loop=LoopVerdict(False, refusal) if refusal is not None else loop)
+                    loop=LoopVerdict(False, refusal) if refusal is not None else loop,
+                    suggestions=suggest_articles(message, language, settings))
+
+
+# What of a mail the suggestions read: the question is at the top; long quotes only dilute it.
+SUGGEST_TEXT = 4000
+SUGGEST_RELATIVE = 0.8
+
+
+def suggest_articles(message: ParsedMessage, language: str,
+                     settings: Settings) -> tuple[dict[str, Any], ...]:
+    """Public articles in the client's language that match the mail at least
+    `autoreply.suggest_threshold` (0..1), best first: self-service in the acknowledgement."""
+    cap = settings.autoreply
+    if cap.suggest_articles <= 0 or not len(settings.kb):
+        return ()
+    hits = search_articles(settings.kb, f"{message.subject}\n{message.text[:SUGGEST_TEXT]}",
+                           language=language, limit=cap.suggest_articles, public_only=True)
+    shown = [h for h in hits if h.score >= cap.suggest_threshold]
+    # A second or third article only when it is nearly as good as the first: a weak runner-up
+    # is more often wrong than right (benchmarks/suggest.py).
+    shown = [h for h in shown if h.score >= SUGGEST_RELATIVE * shown[0].score]
+    return tuple({"slug": h.slug, "language": h.language, "title": h.title,
+                  "score": round(h.score, 3)} for h in shown)
 
 
 def _autoreply_said(plan: Plan) -> str | None:
@@ -374,9 +401,10 @@ def _autoreply_said(plan: Plan) -> str | None:
 
 def _agent_reply(message: ParsedMessage, arrival: Arrival, who: _Sender, subject: SubjectInfo,
                  thread: ThreadDecision, ticket: TicketState, loop: LoopVerdict,
-                 settings: Settings, common: dict[str, Any]) -> Decision:
+                 settings: Settings, lookups: Lookups, common: dict[str, Any]) -> Decision:
     """An agent answered: record the whole mail, obey its commands, relay its new text."""
-    agent = plan_agent_reply(message.text, ticket, sender=who.address, settings=settings)
+    agent = plan_agent_reply(message.text, ticket, sender=who.address, settings=settings,
+                             sender_name=who.name)
     if not loop.autoreply_allowed:
         # An agent's out-of-office or a bounce from their mailbox: kept, never obeyed.
         agent = AgentPlan(text=agent.text, internal=True)
@@ -384,9 +412,29 @@ def _agent_reply(message: ParsedMessage, arrival: Arrival, who: _Sender, subject
                         sender_name=who.name, role=Role.AGENT, subject=subject,
                         decision=thread, mailbox=who.mailbox, routing=NO_ROUTING,
                         current_status=ticket.status, loop=loop)
+    answers: tuple[Effect, ...] = ()
+    if agent.searches and not agent.errors:
+        answers = (AnswerSearch(tuple(_search(q, ticket, lookups, settings)
+                                      for q in agent.searches)),)
     plan = replace(plan, internal=agent.internal,
-                   effects=(*plan.effects, *agent_effects(agent, ticket)))
+                   effects=(*plan.effects, *agent_effects(agent, ticket), *answers))
     return Decision("agent", thread.reason, plan=plan, agent=agent, ticket=ticket, **common)
+
+
+# Results per #search: enough to choose from in a mail, few enough to read.
+SEARCH_RESULTS = 5
+
+
+def _search(query: str, ticket: TicketState, lookups: Lookups,
+            settings: Settings) -> dict[str, Any]:
+    """One #search: the best tickets (all of them, agents see every ticket) and articles."""
+    # Every language: an agent may answer a Russian client from an English article.
+    articles = search_articles(settings.kb, query, limit=SEARCH_RESULTS)
+    tickets = [{**t, "tag": format_tag(settings.ticket_tag, t["number"])}
+               for t in lookups.search_tickets(query, SEARCH_RESULTS)]
+    return {"query": query, "tickets": tickets,
+            "articles": [{"slug": a.slug, "language": a.language, "title": a.title,
+                          "snippet": a.snippet} for a in articles]}
 
 
 __all__ = ["Arrival", "Decision", "Lookups", "OutgoingFacts", "SenderHistory", "decide",

@@ -103,7 +103,8 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
                  routing: Routing, current_status: TicketStatus | None,
                  loop: LoopVerdict, deadlines: Deadlines | None = None,
                  autoreply_language: str | None = None, autoreply_limited: bool = False,
-                 rating: Rating | None = None) -> Plan:
+                 rating: Rating | None = None,
+                 suggestions: tuple[dict[str, object], ...] = ()) -> Plan:
     """Decide what a message does to its ticket (new ticket, reopen, resume, acknowledge)."""
     if decision.ticket_id is None:
         new = NewTicket(
@@ -123,7 +124,7 @@ def plan_message(*, inbound_id: int, message: ParsedMessage, sender: str, sender
         )
         effects = (*_opening_events(decision, routing),
                    *_acknowledgement(role, loop, autoreply_limited, autoreply_language, sender,
-                                     sender_name, routing), Rearm())
+                                     sender_name, routing, suggestions), Rearm())
         return Plan(inbound_id, message, sender, role, decision, new_ticket=new,
                     deadlines=deadlines, effects=effects)
     return Plan(inbound_id, message, sender, role, decision,
@@ -148,7 +149,8 @@ def _opening_events(decision: ThreadDecision, routing: Routing) -> list[Effect]:
 
 
 def _acknowledgement(role: Role, loop: LoopVerdict, limited: bool, language: str | None,
-                     sender: str, sender_name: str, routing: Routing) -> list[Effect]:
+                     sender: str, sender_name: str, routing: Routing,
+                     suggestions: tuple[dict[str, object], ...] = ()) -> list[Effect]:
     """The autoreply of a new ticket, or the event that says why there is none."""
     if role is not Role.CLIENT:
         return []  # agents opening tickets are not acknowledged
@@ -159,7 +161,8 @@ def _acknowledgement(role: Role, loop: LoopVerdict, limited: bool, language: str
                       {"reason": "too many autoreplies to this sender in the last hour"})]
     if language is None:
         return []
-    return [Acknowledge(language, sender, sender_name, routing.template or "autoreply")]
+    return [Acknowledge(language, sender, sender_name, routing.template or "autoreply",
+                        suggestions=suggestions)]
 
 
 def _follow_up(decision: ThreadDecision, role: Role, loop: LoopVerdict,

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
-from maildesk.effects.autoreply import autoreply_context
+from maildesk.effects.autoreply import autoreply_context, suggested_articles
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.decide import Arrival, Decision, decide
 from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
@@ -106,10 +106,13 @@ def _autoreply(d: Decision, message: ParsedMessage, lookups: DbLookups | EmptyLo
                 "line": routing.line},
         tag=tag, client_name=sender_name, client_address=sender,
         instance=settings.instance_name, reply_address=settings.support_addresses[0],
-        deadlines=d.deadlines, client=message))
+        deadlines=d.deadlines, client=message,
+        suggestions=suggested_articles(reply.suggestions, settings.kb,
+                                       settings.autoreply.faq_url)))
     return {"template": reply.template, "language": reply.language,
             "subject": rendered.subject if tag in rendered.subject
-            else f"{tag} {rendered.subject}", "text": rendered.text}
+            else f"{tag} {rendered.subject}", "text": rendered.text,
+            "suggestions": [dict(s) for s in reply.suggestions]}
 
 
 def _joined(d: Decision) -> dict[str, Any] | None:

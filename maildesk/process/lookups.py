@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -86,7 +87,21 @@ class DbLookups:
     def ticket_state(self, ticket_id: int) -> TicketState:
         t = self.session.get_one(Ticket, ticket_id)
         return TicketState(number=t.number, status=t.status, line=t.line, priority=t.priority,
-                           assignee=t.assignee, category=t.category, tags=tuple(t.tags or ()))
+                           assignee=t.assignee, category=t.category, tags=tuple(t.tags or ()),
+                           subject=t.subject, requester=t.requester,
+                           requester_name=t.requester_name, language=t.language,
+                           sla_policy=t.sla_policy,
+                           first_response_due_at=t.first_response_due_at,
+                           resolution_due_at=t.resolution_due_at)
+
+    def search_tickets(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """An agent's #search over every ticket (agents see them all), best first."""
+        from maildesk.search.query import search_tickets
+
+        return [{"number": h.number, "status": getattr(h.status, "value", h.status),
+                 "subject": h.subject,
+                 "snippet": h.snippet}
+                for h in search_tickets(self.session, query, limit=limit)]
 
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory:
@@ -125,6 +140,9 @@ class EmptyLookups:
 
     def ticket_state(self, ticket_id: int) -> TicketState:
         raise LookupError(f"no ticket {ticket_id} in an empty database")
+
+    def search_tickets(self, query: str, limit: int) -> list[dict[str, Any]]:
+        return []
 
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory:
