@@ -80,6 +80,23 @@ def _first_match(text: str, terms: frozenset[str]) -> tuple[int, int] | None:
     return next(_matching(text, terms, 0, min(len(text), SCAN)), None)
 
 
+def _cut_before(flat: str, pos: int, before: int, *, cut: bool) -> tuple[int, bool]:
+    """Where the snippet starts: up to `before` characters ahead of the match, at a word."""
+    if pos <= before:
+        return 0, cut
+    start = pos - before
+    space = flat.find(" ", start, pos)
+    return (space + 1 if space >= 0 else start), True
+
+
+def _cut_after(flat: str, pos: int, start: int, width: int, *, cut: bool) -> tuple[int, bool]:
+    """Where the snippet ends: at most `width` characters from its start, at a word."""
+    if len(flat) - start <= width:
+        return len(flat), cut
+    space = flat.rfind(" ", pos + 1, start + width)
+    return (space if space > 0 else start + width), True
+
+
 def make_snippet(text: str, terms: Iterable[str], *, width: int = WIDTH,
                  before: int = BEFORE) -> Snippet:
     """The piece of `text` around its first word matching `terms`, with the matching words
@@ -92,16 +109,8 @@ def make_snippet(text: str, terms: Iterable[str], *, width: int = WIDTH,
     lead = _SPACE.sub(" ", text[low:at])
     flat = lead + _SPACE.sub(" ", text[at:high])
     pos = len(lead)                                   # the match, in `flat`
-    start, cut_start = 0, low > 0
-    if pos > before:
-        start, cut_start = pos - before, True
-        space = flat.find(" ", start, pos)
-        if space >= 0:
-            start = space + 1
-    end, cut_end = len(flat), high < len(text)
-    if end - start > width:
-        space = flat.rfind(" ", pos + 1, start + width)
-        end, cut_end = (space if space > 0 else start + width), True
+    start, cut_start = _cut_before(flat, pos, before, cut=low > 0)
+    end, cut_end = _cut_after(flat, pos, start, width, cut=high < len(text))
     while start < end and flat[start] == " ":
         start += 1
     while end > start and flat[end - 1] == " ":
