@@ -102,13 +102,16 @@ class Acknowledge:
 
 @dataclass(frozen=True)
 class MailClient:
-    """An agent's words (or the resolution notice) to the client. `key`: the cause's suffix
+    """An agent's words (or the resolution notice, or the client's own "solved" confirmed)
+    to the client. `key`: the cause's suffix
     in the Message-ID, so a replay never sends a second copy."""
 
-    template: str          # agent_reply | resolved
+    template: str          # agent_reply | resolved | solved
     key: str
     text: str
     attachments: bool
+    as_agent: bool = True          # signed by the agent who wrote; else by the instance
+    language: str | None = None    # when the ticket has none of its own (a rule's)
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,8 @@ class NotifyLine:
     reason: str = ""
     deadline: Mapping[str, Any] | None = None   # the timer's deadline, when one caused it
     by_actor: bool = False     # name who caused it (a note's author, an escalating agent)
+    # Knowledge-base answers that may fit: {slug, title, macro, internal, score}.
+    articles: tuple[Mapping[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

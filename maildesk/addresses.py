@@ -5,6 +5,7 @@ support addresses (`support@example.com`):
 
     support+anything@example.com           a +detail form (accepted, routed like support@)
     support+1042-k7f3q...@example.com      a reply token: ticket number, token
+    support+1042-k7f3q...-solved2@...      the same token, "suggested article 2 solved it"
     support+bounce-77-20791-ab<mac>@...    a signed return path: outbox id, issue day, key id, MAC
     support+bounce-0123456789abcdef@...    an unsigned return path from before migration 0008
     postmaster@<each support domain>       RFC 5321 §4.5.1
@@ -36,7 +37,10 @@ _EPOCH = date(1970, 1, 1)
 
 # Reply tokens: new ones are 26 base32 characters; tickets made before kept 4 to 16
 # characters of [a-z0-9] (6 for clients, 10 for agents) and keep working.
-_TOKEN = re.compile(r"^(?P<number>[1-9]\d{0,17})-(?P<token>[a-z0-9]{4,16}|[a-z2-7]{26})$")
+# A client's one-click "this solved it" is the client's token with `-solved<N>` (N: the
+# acknowledgement's Nth suggested article): it proves no more than the token itself.
+_TOKEN = re.compile(r"^(?P<number>[1-9]\d{0,17})-(?P<token>[a-z0-9]{4,16}|[a-z2-7]{26})"
+                    r"(?:-solved(?P<solved>[1-9]))?$")
 _BOUNCE_SIGNED = re.compile(
     r"^bounce-(?P<id>[1-9]\d{0,17})-(?P<day>[1-9]\d{0,5})-"
     r"(?P<kid>[a-z2-7]{2})(?P<mac>[a-z2-7]{16})$")
@@ -108,6 +112,7 @@ def with_detail(mailbox: str, detail: str) -> str:
 class ReplyToken:
     number: int
     token: str
+    solved: int | None = None     # `-solved<N>`: the client says suggested article N solved it
 
 
 def new_token() -> str:
@@ -120,10 +125,22 @@ def reply_address(mailbox: str, number: int, token: str) -> str:
     return with_detail(mailbox, f"{number}-{token}")
 
 
+def solved_address(mailbox: str, number: int, token: str, article: int) -> str:
+    """`support+1042-<token>-solved2@example.com`: mail to it says suggested article 2 (of
+    the acknowledgement's list, from 1) solved the client's problem."""
+    if not 1 <= article <= 9:
+        raise ValueError(f"article index {article} is not 1..9")
+    return with_detail(mailbox, f"{number}-{token}-solved{article}")
+
+
 def parse_reply_token(address: str, support: frozenset[str]) -> ReplyToken | None:
-    """`support+1042-<token>@example.com` -> ReplyToken(1042, token) if the base is ours."""
+    """`support+1042-<token>[-solvedN]@example.com` -> ReplyToken(1042, token, N) if the base
+    is ours."""
     m = _TOKEN.match(support_detail(address, support) or "")
-    return ReplyToken(int(m.group("number")), m.group("token")) if m else None
+    if not m:
+        return None
+    solved = m.group("solved")
+    return ReplyToken(int(m.group("number")), m.group("token"), int(solved) if solved else None)
 
 
 def token_matches(given: str, stored: str | None) -> bool:

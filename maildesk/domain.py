@@ -95,11 +95,13 @@ class EventKind(enum.StrEnum):
     NOTIFICATION_FAILED = "notification_failed"
     AGENT_REPLY = "agent_reply"
     RESOLVED = "resolved"
+    SOLVED = "solved"                # the client's "this solved it", confirmed to the client
     COMMAND_ERROR = "command_error"
     SEARCH_RESULTS = "search_results"
     # the knowledge base
     KB_INSERTED = "kb_inserted"      # an agent put a canned answer or article in a reply
     KB_SUGGESTED = "kb_suggested"    # the acknowledgement named articles to the client
+    KB_SOLVED = "kb_solved"          # the client answered "this solved it" for an article
     # the SLA clock
     SLA_WARNING = "sla_warning"
     SLA_BREACH = "sla_breach"

@@ -20,7 +20,8 @@ from maildesk.actions import (Acknowledge, AddTags, AnswerSearch, Assign, Client
                               MailClient, MarkBreached, MoveToLine, NotifyLine, Rate, Rearm,
                               RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
-from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketEvent, TicketStatus
+from maildesk.db.models import (Inbound, InboundStatus, Message, Role, Ticket, TicketEvent,
+                                TicketStatus)
 from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
@@ -89,7 +90,9 @@ def _set_status(ctx: Applying, e: SetStatus) -> None:
         ticket.reopen_count = (ticket.reopen_count or 0) + 1
     if e.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) \
             and old is not TicketStatus.RESOLVED:
-        record_resolution(ticket, ctx.settings, ctx.now, ctx.actor)
+        # Resolved by whom: an agent (or the client's own "solved": nobody), never a client.
+        by_agent = ctx.plan is None or ctx.plan.role is Role.AGENT
+        record_resolution(ticket, ctx.settings, ctx.now, ctx.actor if by_agent else None)
 
 
 def _changed(ctx: Applying, kind: EventKind, attribute: str, value: str) -> None:
@@ -176,7 +179,8 @@ def _mail_client(ctx: Applying, e: MailClient) -> None:
         if e.attachments and ctx.message is not None else ()
     queue_to_client(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
                     template=e.template, key=f"{ctx.key}.{e.key}", context={"text": e.text},
-                    agent_name=ctx.agent_name, attachments=files)
+                    agent_name=ctx.agent_name if e.as_agent else "", attachments=files,
+                    language=e.language, role=Role.AGENT if e.as_agent else Role.SYSTEM)
     ctx.queued_mail = True
 
 
@@ -204,7 +208,8 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             message=ctx.message if e.with_message else None,
             message_row=ctx.row if e.with_message else None, text=e.text,
             actor=ctx.actor if e.by_actor else None, from_line=e.from_line, to=e.to,
-            reason=e.reason, deadline=dict(deadline) if deadline else None)
+            reason=e.reason, deadline=dict(deadline) if deadline else None,
+            articles=[dict(a) for a in e.articles])
 
     deadline = e.deadline or ctx.deadline
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone as dt_timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
 from maildesk.actions import Acknowledge
+from maildesk.addresses import solved_address
 from maildesk.config.model import Settings
 from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
 from maildesk.domain import EventKind
@@ -58,21 +60,57 @@ def autoreply_context(*, ticket: dict[str, object], tag: str, client_name: str,
 
 
 def suggested_articles(suggestions: Sequence[Mapping[str, Any]], kb: KnowledgeBase,
-                       faq_url: str | None) -> list[dict[str, object]]:
+                       faq_url: str | None,
+                       solved: Callable[[int], str | None] | None = None,
+                       tag: str = "") -> list[dict[str, object]]:
     """What the acknowledgement shows of each suggested article: a link into the published
-    FAQ (`kb build`'s <lang>/<slug>.html) or, with no FAQ published, the article's text."""
+    FAQ (`kb build`'s <lang>/<slug>.html) or, with no FAQ published, the article's text; and
+    where the client says "this solved it" (`solved(n)`: the address for the nth, from 1)."""
     shown: list[dict[str, object]] = []
-    for s in suggestions:
+    for n, s in enumerate(suggestions, start=1):
         article = kb.get(str(s["slug"]), str(s["language"]))
         if article is None:   # gone in a reload since the decision
             continue
+        address = solved(n) if solved is not None else None
+        item: dict[str, object] = {
+            "title": article.title, "slug": article.slug, "url": None, "text": None,
+            # Plain text shows the bare mailto (mail clients make it a link); HTML's also
+            # fills in the subject and a line of text, so the client only presses Send.
+            "solved_address": address,
+            "solved_mailto": solved_mailto(address, tag, article.title, article.language)
+            if address else None}
         if faq_url:
-            shown.append({"title": article.title, "slug": article.slug, "text": None, "url":
-                          f"{faq_url.rstrip('/')}/{article.language}/{article.slug}.html"})
+            item["url"] = f"{faq_url.rstrip('/')}/{article.language}/{article.slug}.html"
         else:
-            shown.append({"title": article.title, "slug": article.slug, "url": None,
-                          "text": article.body.strip()})
+            item["text"] = article.body.strip()
+        shown.append(item)
     return shown
+
+
+# The one click's mail, in the article's language (the acknowledgement's).
+_SOLVED_MAIL = {"ru": ("Решено", "Статья «{title}» решила мою проблему."),
+                "en": ("Solved", "The article \"{title}\" solved my problem.")}
+
+
+def solved_mailto(address: str, tag: str, title: str, language: str) -> str:
+    """`mailto:` the solved address with a subject and body (RFC 6068, UTF-8 percent-encoded)."""
+    word, body = _SOLVED_MAIL.get(language, _SOLVED_MAIL["en"])
+    subject = f"{tag} {word}".strip()
+    return (f"mailto:{address}?subject={quote(subject, safe='')}"
+            f"&body={quote(body.format(title=title), safe='')}")
+
+
+def solved_address_for(ticket: Ticket) -> Callable[[int], str | None]:
+    """The client's "this solved it" address of the nth article, or None where the address
+    would be too long for a mailbox's local part (RFC 5321: 64 octets)."""
+    def address(n: int) -> str | None:
+        if not ticket.reply_token:
+            return None
+        try:
+            return solved_address(ticket.mailbox, ticket.number, ticket.reply_token, n)
+        except ValueError:
+            return None
+    return address
 
 
 def _in_client_zone(client: ParsedMessage, deadlines: Deadlines | None) -> dict | None:
@@ -113,7 +151,8 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
         client_address=ack.to_address, instance=settings.instance_name,
         reply_address=client_reply_address(ticket), deadlines=deadlines, client=client,
         suggestions=suggested_articles(ack.suggestions, settings.kb,
-                                       settings.autoreply.faq_url))
+                                       settings.autoreply.faq_url,
+                                       solved=solved_address_for(ticket), tag=tag))
     rendered = composer.render(ack.template, ack.language, context)
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
     message_id = message_id_for(f"{inbound_id}.autoreply", settings.domain)

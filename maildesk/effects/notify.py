@@ -152,7 +152,8 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
                             message_row: Message | None = None, text: str | None = None,
                             actor: str | None = None, from_line: str | None = None,
                             to: str | None = None, reason: str = "",
-                            deadline: dict[str, Any] | None = None) -> str | None:
+                            deadline: dict[str, Any] | None = None,
+                            articles: Sequence[Mapping[str, Any]] = ()) -> str | None:
     """Tell a line mailbox (or `to`, the line's lead) about a ticket: new, escalated, the
     client wrote, a note, a deadline near or missed.
 
@@ -170,6 +171,8 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
                    history=_history(session, ticket, line, message_row, zone),
                    earlier_tickets=_earlier(session, ticket, line, settings, zone),
                    marker=MARKER, reason=reason,
+                   # An external line (a vendor) is not shown internal articles.
+                   articles=[a for a in articles if not (line.external and a.get("internal"))],
                    deadline={**deadline, "due": _local(deadline["due"], zone)}
                    if deadline else None)
     lang = _language(composer, settings.language)
@@ -239,7 +242,7 @@ def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str,
 def queue_to_client(session: Session, ticket: Ticket, settings: Settings, composer: Composer,
                     *, now: datetime, template: str, key: str, context: dict[str, Any],
                     agent_name: str, attachments: Sequence[OutgoingAttachment] = (),
-                    language: str | None = None) -> str:
+                    language: str | None = None, role: Role = Role.AGENT) -> str:
     """An agent's answer (or the resolution notice) to the client, from the support address,
     threaded into the client's own messages."""
     ctx = {**ticket_context(settings, ticket), "client_name": ticket.requester_name,
@@ -252,7 +255,7 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
                 reply_to=client_reply_address(ticket), auto=False,
                 in_reply_to=in_reply_to, references=references,
                 attachments=attachments)
-    return queue(session, ticket, mail, settings, now=now, record_as=Role.AGENT,
+    return queue(session, ticket, mail, settings, now=now, record_as=role,
                  from_name=f"{agent_name} ({settings.instance_name})" if agent_name
                  else settings.instance_name)
 

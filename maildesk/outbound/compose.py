@@ -106,6 +106,13 @@ class TemplateProblem(Exception):
         super().__init__(f"{file}:{line or '?'}: {message}")
 
 
+# The templates maildesk ships (what `maildesk init` copies). A kind of mail added in a later
+# version is rendered from them until the desk's own templates/ has it: an upgrade never leaves
+# a mail unsendable for want of a file. Whole templates only: a desk that has `autoreply.txt`
+# without `autoreply.html` sends text alone, as it chose.
+BUILT_IN_TEMPLATES = Path(__file__).resolve().parent.parent / "skeleton" / "templates"
+
+
 class Composer:
     """Renders `templates/<lang>/<name>.*` in a sandbox."""
 
@@ -114,6 +121,9 @@ class Composer:
         # Built once: Jinja caches compiled templates per environment (text and HTML differ
         # only in autoescaping). The language reaches the `datetime` filter through the context.
         self.envs = {html: self._environment(templates_dir, html) for html in (False, True)}
+        built_in = BUILT_IN_TEMPLATES
+        self.built_in = {html: self._environment(built_in, html) for html in (False, True)} \
+            if built_in.is_dir() and built_in.resolve() != templates_dir.resolve() else None
         self.languages = frozenset(p.name for p in templates_dir.iterdir()
                                    if p.is_dir() and (p / "autoreply.txt").exists()) \
             if templates_dir.is_dir() else frozenset()
@@ -127,20 +137,27 @@ class Composer:
             lambda ctx, value: format_when(value, ctx.get("lang", "en")))
         return env
 
-    def _render(self, name: str, lang: str, context: dict[str, Any], *, html: bool) -> str:
+    def _render(self, envs: dict[bool, SandboxedEnvironment], name: str, lang: str,
+                context: dict[str, Any], *, html: bool) -> str:
         try:
-            return self.envs[html].get_template(f"{lang}/{name}").render({**context, "lang": lang})
+            return envs[html].get_template(f"{lang}/{name}").render({**context, "lang": lang})
         except TemplateNotFound:
             raise
         except TemplateError as exc:
-            raise TemplateProblem(str(self.templates_dir / lang / name),
+            root = self.templates_dir if envs is self.envs else BUILT_IN_TEMPLATES
+            raise TemplateProblem(str(root / lang / name),
                                   getattr(exc, "lineno", None), str(exc)) from None
 
+    def own(self, name: str, lang: str) -> bool:
+        """Whether the desk's templates/ has this template (else the built-in one is used)."""
+        return (self.templates_dir / lang / f"{name}.txt").is_file()
+
     def render(self, name: str, lang: str, context: dict[str, Any]) -> Rendered:
-        subject = self._render(f"{name}.subject.txt", lang, context, html=False)
-        text = self._render(f"{name}.txt", lang, context, html=False)
+        envs = self.envs if self.own(name, lang) or self.built_in is None else self.built_in
+        subject = self._render(envs, f"{name}.subject.txt", lang, context, html=False)
+        text = self._render(envs, f"{name}.txt", lang, context, html=False)
         try:
-            html = self._render(f"{name}.html", lang, context, html=True)
+            html = self._render(envs, f"{name}.html", lang, context, html=True)
         except TemplateNotFound:
             html = None
         return Rendered(clean_header(subject), text, html)
@@ -164,7 +181,7 @@ class Composer:
 
 # Every mail maildesk writes; each is `<name>.subject.txt` + `<name>.txt` (+ optional .html).
 TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "command_error",
-             "search_results")
+             "search_results", "solved")
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -329,7 +346,15 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "client_deadlines": {"first_response": when, "resolution": when, "zone": "UTC+07:00"},
         "suggestions": [{"title": "Касса не печатает чек", "slug": "cash-register",
                          "url": "https://support.example.com/faq/ru/cash-register.html",
-                         "text": None},
+                         "text": None,
+                         "solved_address": f"support+1042-abc234-solved1@{settings.domain}",
+                         "solved_mailto": f"mailto:support+1042-abc234-solved1@{settings.domain}"
+                                          "?subject=%5BMD-1042%5D%20Solved&body=Solved"},
                         {"title": "Сброс пароля", "slug": "password-reset", "url": None,
-                         "text": "Откройте страницу входа."}],
+                         "text": "Откройте страницу входа.", "solved_address": None,
+                         "solved_mailto": None}],
+        "articles": [{"slug": "password-reset", "title": "Сброс пароля", "score": 0.6,
+                      "macro": True, "internal": False},
+                     {"slug": "cash-register", "title": "Касса не печатает чек", "score": 0.4,
+                      "macro": False, "internal": True}],
     }

@@ -19,7 +19,8 @@ from maildesk import addresses
 from maildesk.config.model import Settings
 from maildesk.domain import EventKind, Role, TicketStatus
 from maildesk.outbound.compose import ascii_address, choose_language
-from maildesk.actions import AnswerSearch, Effect, NotifyLine, Rate
+from maildesk.actions import (AnswerSearch, Effect, Event, MailClient, NotifyLine, Rate, Rearm,
+                              SetStatus)
 from maildesk.kb.rank import search_articles
 from maildesk.pipeline.agent import (AgentPlan, TicketState, agent_effects, authenticated_sender,
                                      plan_agent_reply)
@@ -33,7 +34,7 @@ from maildesk.pipeline.subject import SubjectInfo, analyse_subject, format_tag
 from maildesk.pipeline.thread import ThreadDecision, ThreadFacts, TicketFacts, decide_thread
 from maildesk.probes import source_ip
 from maildesk.rules.engine import Routing
-from maildesk.pipeline.routing import NO_ROUTING, mail_facts, with_line_policy
+from maildesk.pipeline.routing import NO_ROUTING, detect_language, mail_facts, with_line_policy
 from maildesk.sla.policy import Deadlines
 
 
@@ -83,6 +84,7 @@ class Lookups(Protocol):
                      message_id: str | None) -> ThreadFacts: ...
     def ticket_state(self, ticket_id: int) -> TicketState: ...
     def search_tickets(self, query: str, limit: int) -> list[dict[str, Any]]: ...
+    def suggested_articles(self, ticket_id: int) -> tuple[tuple[str, ...], str]: ...
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory: ...
 
@@ -185,6 +187,7 @@ class _Token:
     ticket: TicketFacts | None = None
     agents: bool = False           # the agents' token, never shown to the client
     failures: int = 0
+    solved: int | None = None      # `-solvedN`: suggested article N solved it (client token)
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,9 @@ def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Looku
     if role is Role.AGENT and current is not None:
         return _agent_reply(message, arrival, who, subject, thread, current, robot_check,
                             settings, lookups, common)
+    if token.solved is not None and current is not None:
+        return _solved(message, arrival, who, subject, thread, current, robot_check,
+                       token.solved, lookups, common)
     opening = _Opening(loop=robot_check)
     if thread.ticket_id is None:
         found = _opening(message, arrival, who, lookups, settings, now, languages, robot_check)
@@ -232,13 +238,13 @@ def decide(parsed: ParsedMessage | Unparseable, arrival: Arrival, lookups: Looku
             return replace(found, **common)
         opening = found
     return _ticket_decision(message, arrival, who, subject, thread, role, current, robot_check,
-                            opening, common)
+                            opening, settings, common)
 
 
 def _ticket_decision(message: ParsedMessage, arrival: Arrival, who: _Sender,
                      subject: SubjectInfo, thread: ThreadDecision, role: Role,
                      current: TicketState | None, robot_check: LoopVerdict, opening: _Opening,
-                     common: dict[str, Any]) -> Decision:
+                     settings: Settings, common: dict[str, Any]) -> Decision:
     """A client's (or an agent's first) mail: the plan for its ticket, and the line's news."""
     rating = None
     if (current is not None and role is Role.CLIENT and current.status is TicketStatus.RESOLVED
@@ -256,7 +262,10 @@ def _ticket_decision(message: ParsedMessage, arrival: Arrival, who: _Sender,
                                      or robot_check.autoreply_allowed):
         rated = any(isinstance(e, Rate) for e in plan.effects)
         notify = "new" if plan.new_ticket else "rated" if rated else "update"
-        plan = replace(plan, effects=(*plan.effects, NotifyLine(notify, with_message=True)))
+        answers = line_articles(message, opening.language, settings) \
+            if plan.new_ticket is not None else ()
+        plan = replace(plan, effects=(*plan.effects,
+                                      NotifyLine(notify, with_message=True, articles=answers)))
     return Decision("ticket", thread.reason, plan=plan, ticket=current,
                     routing=opening.routing, deadlines=opening.deadlines,
                     autoreply=_autoreply_said(plan), notify=notify, **common)
@@ -288,10 +297,12 @@ def _sender(message: ParsedMessage, arrival: Arrival, lookups: Lookups, settings
 def _token(who: _Sender, lookups: Lookups, settings: Settings,
            notes: list[str]) -> _Token | Decision:
     """One message names one token: the envelope's first, else the headers' first. Many
-    distinct tokens in one mail is somebody guessing: nothing is looked up."""
+    distinct tokens in one mail is somebody guessing: nothing is looked up. A client's
+    "this solved it" address (`-solvedN`) is its token, not another one."""
     support = frozenset(settings.support_addresses)
-    tokens = list(dict.fromkeys(t for t in (addresses.parse_reply_token(r, support)
-                                            for r in who.recipients) if t is not None))
+    named = [t for t in (addresses.parse_reply_token(r, support) for r in who.recipients)
+             if t is not None]
+    tokens = list(dict.fromkeys((t.number, t.token) for t in named))
     limit = settings.security.max_tokens_per_message
     if len(tokens) > limit:
         return Decision("quarantine", f"token probing: {len(tokens)} distinct reply-token "
@@ -299,11 +310,15 @@ def _token(who: _Sender, lookups: Lookups, settings: Settings,
                         probe_failures=len(tokens), notes=tuple(notes))
     if not tokens:
         return _Token()
-    found = lookups.ticket_by_token(tokens[0].number, tokens[0].token, who.address)
+    number, token = tokens[0]
+    found = lookups.ticket_by_token(number, token, who.address)
     if found is None:
-        notes.append(f"reply token for ticket {tokens[0].number} does not match")
+        notes.append(f"reply token for ticket {number} does not match")
         return _Token(failures=1)
-    return _Token(found[0], found[1])
+    solved = next((t.solved for t in named if (t.number, t.token) == tokens[0] and t.solved),
+                  None)
+    # Only the client's token says "solved": the agents' one never reaches a client.
+    return _Token(found[0], found[1], solved=None if found[1] else solved)
 
 
 def _thread(message: ParsedMessage, arrival: Arrival, who: _Sender, token: _Token,
@@ -322,8 +337,10 @@ def _thread(message: ParsedMessage, arrival: Arrival, who: _Sender, token: _Toke
     is_agent = who.address in settings.agent_addresses() and (token.agents or (
         thread.ticket_id is not None and authenticated_sender(
             message.headers, settings.agents_trust_authserv_id, who.address)))
-    if is_agent and token.agents and token.ticket is not None:
-        thread = ThreadDecision(token.ticket.id, "token")  # agents may act on closed ones
+    if token.ticket is not None and ((is_agent and token.agents) or
+                                     (not is_agent and token.solved is not None)):
+        # Agents may act on closed tickets; a client's "solved" never reopens or opens one.
+        thread = ThreadDecision(token.ticket.id, "token")
     return thread, Role.AGENT if is_agent else Role.CLIENT
 
 
@@ -384,6 +401,69 @@ def suggest_articles(message: ParsedMessage, language: str,
     shown = [h for h in shown if h.score >= SUGGEST_RELATIVE * shown[0].score]
     return tuple({"slug": h.slug, "language": h.language, "title": h.title,
                   "score": round(h.score, 3)} for h in shown)
+
+
+def _solved(message: ParsedMessage, arrival: Arrival, who: _Sender, subject: SubjectInfo,
+            thread: ThreadDecision, ticket: TicketState, loop: LoopVerdict, article: int,
+            lookups: Lookups, common: dict[str, Any]) -> Decision:
+    """The client's one-click "this solved it" (README, Knowledge base): a ticket still being
+    worked on is resolved and the article counted; the client is told, and so is the line.
+    A ticket already resolved or closed stays as it is: the mail is only recorded."""
+    plan = plan_message(inbound_id=arrival.inbound_id, message=message, sender=who.address,
+                        sender_name=who.name, role=Role.CLIENT, subject=subject,
+                        decision=thread, mailbox=who.mailbox, routing=NO_ROUTING,
+                        current_status=ticket.status, loop=LoopVerdict(False, "solved link"))
+    recorded = (Event(EventKind.MESSAGE, {"role": Role.CLIENT.value, "reason": "solved-link"},
+                      at_arrival=True),)
+    if not loop.autoreply_allowed or ticket.status not in OPEN_STATUSES:
+        why = loop.reason if not loop.autoreply_allowed else f"the ticket is {ticket.status.value}"
+        return Decision("ticket", f"solved link, not acted on: {why}",
+                        plan=replace(plan, effects=recorded), ticket=ticket, **common)
+    slugs, language = lookups.suggested_articles(thread.ticket_id or 0)
+    slug = slugs[article - 1] if article <= len(slugs) else None
+    effects: list[Effect] = [*recorded]
+    if slug is not None:
+        effects.append(Event(EventKind.KB_SOLVED, {"slug": slug, "language": language,
+                                                   "article": article}, at_arrival=True))
+    said = f"solved by the client with article {slug}" if slug else "solved by the client"
+    effects += [SetStatus(TicketStatus.RESOLVED, reason=said, at_arrival=True),
+                MailClient("solved", "solved.client", "", attachments=False, as_agent=False,
+                           language=language or None),
+                NotifyLine("solved", with_message=True, reason=said), Rearm()]
+    return Decision("ticket", "solved link", plan=replace(plan, effects=tuple(effects)),
+                    ticket=ticket, notify="solved", **common)
+
+
+# Statuses a client's "solved" acts on: the ticket is still being worked on.
+OPEN_STATUSES = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
+
+
+# What a new ticket's line notification proposes: the best few articles and macros, in any
+# audience; looser than what a client is shown (an agent judges), never the noise below it.
+LINE_ARTICLES = 3
+LINE_THRESHOLD = 0.25
+
+
+def line_articles(message: ParsedMessage, language: str | None,
+                  settings: Settings) -> tuple[dict[str, Any], ...]:
+    """The articles and macros that best match a new ticket, one per slug, titled in the
+    client's language where the article has it: the agent sees the likely answer at once."""
+    if not len(settings.kb):
+        return ()
+    language = language or detect_language(message)
+    hits = search_articles(settings.kb, f"{message.subject}\n{message.text[:SUGGEST_TEXT]}",
+                           limit=3 * LINE_ARTICLES)
+    best: dict[str, float] = {}
+    for h in hits:
+        if h.score >= LINE_THRESHOLD:
+            best.setdefault(h.slug, h.score)
+    shown = []
+    for slug, score in list(best.items())[:LINE_ARTICLES]:
+        article = settings.kb.get(slug, language)
+        if article is not None:
+            shown.append({"slug": slug, "title": article.title, "score": round(score, 3),
+                          "macro": article.macro is not None, "internal": not article.public})
+    return tuple(shown)
 
 
 def _autoreply_said(plan: Plan) -> str | None:

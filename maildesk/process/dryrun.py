@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from maildesk.actions import NotifyLine
 from maildesk.config.model import Settings
 from maildesk.effects.autoreply import autoreply_context, suggested_articles
 from maildesk.outbound.compose import Composer
@@ -78,6 +79,9 @@ def dry_run(raw: bytes, settings: Settings, at: datetime, rcpt: tuple[str, ...] 
     out["sla_policy"] = d.deadlines.policy
     out["deadlines"] = _deadlines(d.deadlines)
     out["autoreply"] = _autoreply(d, message, lookups, settings, composer, sender, sender_name)
+    # What the line's notification proposes to the agents.
+    notify = next((e for e in d.plan.effects if isinstance(e, NotifyLine)), None)
+    out["likely_answers"] = [dict(a) for a in notify.articles] if notify else []
     return out
 
 
@@ -107,12 +111,19 @@ def _autoreply(d: Decision, message: ParsedMessage, lookups: DbLookups | EmptyLo
         tag=tag, client_name=sender_name, client_address=sender,
         instance=settings.instance_name, reply_address=settings.support_addresses[0],
         deadlines=d.deadlines, client=message,
-        suggestions=suggested_articles(reply.suggestions, settings.kb,
-                                       settings.autoreply.faq_url)))
+        suggestions=suggested_articles(
+            reply.suggestions, settings.kb, settings.autoreply.faq_url, tag=tag,
+            solved=lambda n: _solved_placeholder(settings.support_addresses[0], number, n))))
     return {"template": reply.template, "language": reply.language,
             "subject": rendered.subject if tag in rendered.subject
             else f"{tag} {rendered.subject}", "text": rendered.text,
             "suggestions": [dict(s) for s in reply.suggestions]}
+
+
+def _solved_placeholder(mailbox: str, number: int, n: int) -> str:
+    """No ticket yet, so no token: the address the mail would name, with TOKEN in its place."""
+    local, _, domain = mailbox.rpartition("@")
+    return f"{local}+{number}-TOKEN-solved{n}@{domain}"
 
 
 def _joined(d: Decision) -> dict[str, Any] | None:
@@ -212,6 +223,9 @@ def _routing_lines(result: dict[str, Any]) -> list[str]:
         lines.append(f"outside working hours; work resumes {d['resumes_at']}")
     lines.append(f"first response by: {d.get('first_response') or '-'}")
     lines.append(f"resolution by:     {d.get('resolution') or '-'}")
+    for a in result.get("likely_answers") or ():
+        lines.append(f"answer:     #{'macro' if a['macro'] else 'kb'} {a['slug']} "
+                     f"({a['score']:.2f}) {a['title']}")
     return lines
 
 

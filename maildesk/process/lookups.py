@@ -14,7 +14,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maildesk.db import queries
-from maildesk.db.models import Counter, Inbound, Message, Outbox, RawMessage, Ticket
+from maildesk.db.models import (Counter, Inbound, Message, Outbox, RawMessage, Ticket,
+                                TicketEvent)
+from maildesk.domain import EventKind
 from maildesk.pipeline.agent import TicketState
 from maildesk.pipeline.authenticity import domain_of
 from maildesk.pipeline.decide import OutgoingFacts, SenderHistory
@@ -24,6 +26,10 @@ from maildesk.pipeline.thread import ThreadFacts, TicketFacts
 # Built once (see db/queries.py): the same message seen before, by its dedupe key.
 _EARLIER = select(Message.id, Ticket.number).join(Ticket).where(
     Message.dedupe_key == bindparam("key"))
+_SUGGESTED = (select(TicketEvent.data)
+              .where(TicketEvent.ticket_id == bindparam("ticket_id"),
+                     TicketEvent.kind == EventKind.KB_SUGGESTED)
+              .order_by(TicketEvent.id).limit(1))
 _RAW = select(RawMessage.data).join(Inbound, Inbound.raw_id == RawMessage.id).where(
     Inbound.id == bindparam("inbound_id"))
 
@@ -103,6 +109,15 @@ class DbLookups:
                  "snippet": h.snippet}
                 for h in search_tickets(self.session, query, limit=limit)]
 
+    def suggested_articles(self, ticket_id: int) -> tuple[tuple[str, ...], str]:
+        """The articles the ticket's acknowledgement named, in its order, and its language."""
+        data = self.session.scalar(_SUGGESTED, {"ticket_id": ticket_id})
+        if not isinstance(data, dict):
+            return (), ""
+        slugs = data.get("articles")
+        return (tuple(str(s) for s in slugs) if isinstance(slugs, list) else (),
+                str(data.get("language") or ""))
+
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory:
         sent, bounced = queries.autoreply_history(self.session, sender, sent_since=since,
@@ -140,6 +155,9 @@ class EmptyLookups:
 
     def ticket_state(self, ticket_id: int) -> TicketState:
         raise LookupError(f"no ticket {ticket_id} in an empty database")
+
+    def suggested_articles(self, ticket_id: int) -> tuple[tuple[str, ...], str]:
+        return (), ""
 
     def search_tickets(self, query: str, limit: int) -> list[dict[str, Any]]:
         return []

@@ -313,3 +313,23 @@ def test_deadlines_are_also_shown_in_the_clients_own_time_zone(ctx, processor):
     assert f"{local:%H:%M} (UTC+07:00)" in text_of(oleg)
     (anna,) = mails_to(ctx, "anna@customer.example")
     assert "По вашему времени" not in text_of(anna)
+
+
+def test_a_desk_upgraded_without_the_new_templates_renders_them_from_the_built_in_set(
+        config_set, ctx, cli):
+    """A kind of mail added by an upgrade (here `solved`) is not in a desk's own templates/
+    yet: it is rendered from the templates maildesk ships; the desk's own files still win,
+    and a template the desk chose to leave out (the HTML part) stays out."""
+    from maildesk.outbound.compose import Composer, sample_context
+
+    root = Path(config_set.data["paths"]["templates"])
+    for name in ("solved.txt", "solved.subject.txt"):
+        (root / "ru" / name).unlink()
+    (root / "ru" / "autoreply.html").unlink()
+    (root / "en" / "resolved.txt").write_text("Our own words for {{ tag }}.\n", encoding="utf-8")
+    composer = Composer(root)
+    sample = sample_context(ctx.settings)
+    assert "статья помогла" in composer.render("solved", "ru", sample).text
+    assert composer.render("autoreply", "ru", sample).html is None
+    assert composer.render("resolved", "en", sample).text == "Our own words for [MD-1042].\n"
+    assert cli("check").returncode == 0

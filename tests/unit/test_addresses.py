@@ -60,6 +60,29 @@ def test_every_single_character_change_of_a_reply_address_is_rejected(mailbox, n
     assert parsed is None or parsed.number != number or not a.token_matches(parsed.token, token)
 
 
+@given(mailboxes, numbers, tokens, st.integers(min_value=1, max_value=9), st.data())
+def test_solved_addresses_carry_the_token_and_the_article(mailbox, number, token, n, data):
+    address = a.solved_address(mailbox, number, token, n)
+    assert a.parse_reply_token(address, SUPPORT) == a.ReplyToken(number, token, n)
+    assert a.base_address(address) == mailbox
+    # A changed character is another token, another ticket, or no token address at all; the
+    # article's digit is no secret (the client picks among their own suggestions).
+    mutated = data.draw(mutations(address))
+    parsed = a.parse_reply_token(mutated, SUPPORT)
+    if mutated.lower() != address.lower() and parsed is not None and parsed.solved == n:
+        assert parsed.number != number or not a.token_matches(parsed.token, token)
+
+
+def test_solved_addresses_refuse_what_they_cannot_say():
+    token = a.new_token()
+    assert a.parse_reply_token(f"support+12-{token}-solved0@example.com", SUPPORT) is None
+    assert a.parse_reply_token(f"support+12-{token}-solved12@example.com", SUPPORT) is None
+    with pytest.raises(ValueError):
+        a.solved_address("support@example.com", 12, token, 10)
+    with pytest.raises(ValueError):   # a local part over 64 octets (RFC 5321)
+        a.solved_address("technical-support-helpdesk@example.com", 10**6, token, 1)
+
+
 @given(mailboxes, st.integers(min_value=1, max_value=10**15),
        st.integers(min_value=0, max_value=20))
 def test_signed_bounce_tags_round_trip_and_verify(mailbox, outbox_id, age):
