@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -85,7 +86,46 @@ def to_table(report: dict[str, Any], width: int = 100) -> str:
                 format_value(get(kpi), kind).rjust(cell_w) for _, kpi in block))
     backlog = ", ".join(f"{b['label']}: {b['count']}" for b in report["backlog_by_age"])
     lines += ["", f"Backlog by age: {backlog}"]
+    lines += _kb_table(report.get("knowledge_base"), width)
     return "\n".join(lines) + "\n"
+
+
+# The knowledge-base section: at most this many articles (the busiest; JSON and HTML have all).
+KB_TABLE_ROWS = 15
+
+
+def _kb_table(kb: dict[str, Any] | None, width: int) -> list[str]:
+    """A short section per article, when the period used the knowledge base at all."""
+    if not kb or not kb.get("articles"):
+        return []
+    t, held = kb["totals"], hold_label(kb.get("hold_s"))
+    summary = (f"Knowledge base: {t['tickets_suggested']} tickets got suggested articles, "
+               f"{t['solved']} solved by the client's \"this solved it\" (held {held}: "
+               f"{t['held']}, reopened: {t['reopened']}, pending: {t['pending']}; self-service "
+               f"{format_value(t['self_service'], 'share')}); {t['inserted']} insertions by "
+               f"agents ({t['inserted_macro']} #macro, {t['inserted_kb']} #kb).")
+    heads = [("Suggested", "suggested", "count"), ("Inserted", "inserted", "count"),
+             ("Solved", "solved", "count"), (f"Held {held}", "held", "count"),
+             ("Reopened", "reopened", "count"), ("Pending", "pending", "count"),
+             ("Self-serv.", "self_service", "share")]
+    widths = [max(len(h), 7) for h, _, _ in heads]
+    title_w = max(16, width - sum(w + 1 for w in widths))
+    lines = ["", *textwrap.wrap(summary, width), "",
+             "Article".ljust(title_w) + "".join(" " + h.rjust(w)
+                                                 for (h, _, _), w in zip(heads, widths))]
+    for a in kb["articles"][:KB_TABLE_ROWS]:
+        lines.append(_fit(a["title"], title_w).ljust(title_w) + "".join(
+            " " + format_value(a[key], kind).rjust(w) for (_, key, kind), w in zip(heads, widths)))
+    more = len(kb["articles"]) - KB_TABLE_ROWS
+    if more > 0:
+        lines.append(f"… and {more} more articles (--format json or html: all of them)")
+    return lines
+
+
+def hold_label(seconds: Any) -> str:
+    """How long a solve must hold: "7 d", "36 h"."""
+    s = int(seconds or 0)
+    return f"{s // 86400} d" if s and s % 86400 == 0 else f"{s // 3600} h"
 
 
 def format_value(value: Any, kind: str) -> str:

@@ -13,8 +13,9 @@ from typing import Any
 
 from maildesk.report.charts import (MPL_RC, backlog_chart, daily_chart, first_response_chart,
                                     groups_chart, inline_svg)
-from maildesk.report.display import (DASH, NBSP, cards, column_heads, fmt_count, fmt_duration,
-                                     fmt_score, fmt_share, fmt_when, get_in, table_row)
+from maildesk.report.display import (DASH, NBSP, as_number, cards, column_heads, fmt_count,
+                                     fmt_duration, fmt_score, fmt_share, fmt_when, get_in,
+                                     table_row)
 
 # The formatting helpers stay importable from here, where they were before the split.
 __all__ = ["CSP", "DASH", "NBSP", "TEMPLATE", "fmt_count", "fmt_duration", "fmt_score",
@@ -77,6 +78,7 @@ TEMPLATE = """<!DOCTYPE html>
   tbody tr:nth-child(even) td { background: #fafbfc; }
   tfoot td { font-weight: 700; border-top: 2px solid var(--line); border-bottom: 0; }
   tbody tr:last-child td { border-bottom: 0; }
+  .kb-note { margin: 0; color: var(--muted); font-size: 14px; }
   footer { max-width: 1200px; margin: 8px auto 24px; padding: 0 20px; color: var(--muted);
            font-size: 12.5px; }
   @media (max-width: 820px) { .charts { grid-template-columns: 1fr; } }
@@ -146,6 +148,31 @@ TEMPLATE = """<!DOCTYPE html>
   </div>
 </section>
 {%- endif %}
+
+{%- if kb %}
+<section aria-labelledby="h-kb" id="knowledge-base">
+  <h2 id="h-kb">Knowledge base</h2>
+  <p class="kb-note">{{ kb.note }}</p>
+  {%- if kb.rows %}
+  <div class="table-wrap">
+  <table>
+    <thead><tr><th scope="col">Article</th>
+    {%- for h in kb.columns %}<th scope="col">{{ h.title }}{% if h.sub %}<small>{{ h.sub }}</small>{% endif %}</th>{% endfor %}</tr></thead>
+    <tbody>
+    {%- for r in kb.rows %}
+      <tr><td>{{ r.label }}{% if r.sub %}<small>{{ r.sub }}</small>{% endif %}</td>
+      {%- for c in r.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}</td>{% endfor %}</tr>
+    {%- endfor %}
+    </tbody>
+    <tfoot>
+      <tr><td>{{ kb.total.label }}</td>
+      {%- for c in kb.total.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}</td>{% endfor %}</tr>
+    </tfoot>
+  </table>
+  </div>
+  {%- endif %}
+</section>
+{%- endif %}
 </main>
 <footer>made by maildesk{% if version %} · report format {{ version }}{% endif %}</footer>
 </body>
@@ -187,7 +214,7 @@ def to_html(report: dict) -> str:
         since=since, until=until, timezone=tz,
         by=by, generated_at=fmt_when(report.get("generated_at"), tz),
         cards=[{"alert": False, "note": None, **c} for c in cards(totals)],
-        charts=charts, comparison=comparison,
+        charts=charts, comparison=comparison, kb=_knowledge_base(report.get("knowledge_base")),
         columns=column_heads(), version=report.get("version"),
     )
 
@@ -218,3 +245,52 @@ def _comparison(by: str | None, groups: list[dict], totals: dict) -> dict | None
                  for g in groups],
         "total": table_row("All", totals),
     }
+
+
+def _knowledge_base(kb: Any) -> dict | None:
+    """The knowledge-base section: a row per article and the totals' row; None when the report
+    has no such figures (a report of an older maildesk)."""
+    if not isinstance(kb, dict):
+        return None
+    totals = kb.get("totals") if isinstance(kb.get("totals"), dict) else {}
+    articles = [a for a in (kb.get("articles") or []) if isinstance(a, dict)]
+    seconds = as_number(kb.get("hold_s")) or 0
+    hold = (f"{seconds / 86400:g}{NBSP}days" if seconds % 86400 == 0
+            else f"{seconds / 3600:g}{NBSP}h")
+    if not articles:
+        return {"note": "No article was suggested, inserted or solved in the period.",
+                "rows": []}
+    columns = [
+        {"title": "Suggested", "sub": "tickets"},
+        {"title": "Inserted", "sub": "#macro / #kb"},
+        {"title": "Solved", "sub": "by the client"},
+        {"title": f"Held {hold}", "sub": "not reopened"},
+        {"title": "Reopened", "sub": f"within {hold}"},
+        {"title": "Pending", "sub": f"solved < {hold} ago"},
+        {"title": "Self-service", "sub": "held / suggested"},
+    ]
+
+    def cells(f: dict, suggested: Any) -> list[dict]:
+        return [{"value": fmt_count(suggested), "sub": None},
+                {"value": fmt_count(f.get("inserted")),
+                 "sub": f"{fmt_count(f.get('inserted_macro'))} / "
+                        f"{fmt_count(f.get('inserted_kb'))}" if as_number(f.get("inserted"))
+                 else None},
+                {"value": fmt_count(f.get("solved")), "sub": None},
+                {"value": fmt_count(f.get("held")), "sub": None},
+                {"value": fmt_count(f.get("reopened")), "sub": None},
+                {"value": fmt_count(f.get("pending")), "sub": None},
+                {"value": fmt_share(f.get("self_service")), "sub": None}]
+
+    note = (f"Per article, the events of the period: suggested in the acknowledgement, "
+            f"inserted by agents, solved by the client's \u201cthis solved it\u201d. A solve "
+            f"holds when the client has not written again within {hold}; younger solves are "
+            f"pending.")
+    rows = []
+    for a in articles:
+        slug, title = str(a.get("slug") or DASH), str(a.get("title") or a.get("slug") or DASH)
+        rows.append({"label": title, "sub": slug if slug != title else None,
+                     "cells": cells(a, a.get("suggested"))})
+    return {"note": note, "columns": columns, "rows": rows,
+            "total": {"label": "All articles",
+                      "cells": cells(totals, totals.get("tickets_suggested"))}}

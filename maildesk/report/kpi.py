@@ -19,6 +19,8 @@ its rank falls in, a short ordered range of a covering index (ix_ticket_first_re
 walked from the bucket's nearer end; the per-day counts from ix_ticket_created_at alone, one
 range per day.
 
+The knowledge-base figures (per article, the whole period only) are report/kb.py's.
+
 The result is a JSON-ready dict, the stable format documented in the README.
 """
 
@@ -38,6 +40,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.config.model import Settings
 from maildesk.db.models import Ticket, TicketStatus, UTCDateTime
+from maildesk.report.kb import kb_figures
 
 FORMAT_VERSION = 1
 GROUPINGS = ("line", "agent", "category", "priority")
@@ -86,6 +89,10 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
     # 4. What is open now.
     step("backlog")
     backlog_ages = _fold_backlog(session, key, now, total, groups)
+    # 5. The knowledge base: articles suggested, inserted, solved (the whole period only).
+    step("knowledge base")
+    knowledge_base = kb_figures(session, since=since, until=until, now=now,
+                                titles=_kb_titles(settings))
 
     def kpi(sums: _Sums, group: str | None) -> dict[str, Any]:
         return sums.kpi((medians["bs"].get(group), medians["s"].get(group)))
@@ -106,7 +113,15 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
         "first_response_distribution": _distribution(total),
         "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
                            for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
+        "knowledge_base": knowledge_base,
     }
+
+
+def _kb_titles(settings: Settings) -> dict[str, str]:
+    """Each article's title by slug, in the default language when it has that version."""
+    kb = settings.kb
+    return {slug: article.title for slug in kb.slugs()
+            if (article := kb.get(slug, settings.language)) is not None}
 
 
 def _tune_postgresql(session: Session) -> None:

@@ -11,7 +11,7 @@ from maildesk.services.context import Context
 from maildesk.services.errors import BadRequest
 
 # The steps build_report tells `progress` about, in order.
-STEPS = ("tickets", "medians", "answers", "backlog")
+STEPS = ("tickets", "medians", "days", "backlog", "knowledge base")
 FORMATS = ("table", "csv", "json", "html")
 DEFAULT_DAYS = 30
 
