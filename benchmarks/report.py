@@ -97,7 +97,14 @@ def baseline_sql(by: str | None, placeholder: str) -> str:
     aggregates = ("COUNT(*), SUM(CASE WHEN status IN ('resolved','closed') THEN 1 ELSE 0 END), "
                   "AVG(first_response_bs), AVG(first_response_s), "
                   "SUM(CASE WHEN breached_at IS NOT NULL THEN 1 ELSE 0 END), AVG(handling_s), "
-                  "SUM(CASE WHEN reopen_count > 0 THEN 1 ELSE 0 END), AVG(rating), COUNT(rating)")
+                  "SUM(CASE WHEN reopen_count > 0 THEN 1 ELSE 0 END), AVG(rating), COUNT(rating), "
+                  # The SLA met and late counts the report has too (issue 20).
+                  "SUM(CASE WHEN first_responded_at <= first_response_due_at THEN 1 ELSE 0 END), "
+                  "SUM(CASE WHEN first_responded_at > first_response_due_at THEN 1 ELSE 0 END), "
+                  "SUM(CASE WHEN status IN ('resolved','closed') AND COALESCE(resolved_at, "
+                  "closed_at) <= resolution_due_at THEN 1 ELSE 0 END), "
+                  "SUM(CASE WHEN status IN ('resolved','closed') AND COALESCE(resolved_at, "
+                  "closed_at) > resolution_due_at THEN 1 ELSE 0 END)")
     where = f"created_at >= {placeholder} AND created_at < {placeholder}"
     if by is None:
         return f"SELECT {aggregates} FROM ticket WHERE {where}"
@@ -217,16 +224,22 @@ def agreement(by: str | None, report: dict[str, Any], rows: list[tuple]) -> list
         rows = [(NONE_KEY, *rows[0])]
     else:
         kpis = {g["key"]: g["kpi"] for g in report["groups"]}
-    for k, count, resolved, fr_bs, fr_s, breached, _handling, _reopened, _rating, ratings in rows:
+    for (k, count, resolved, fr_bs, fr_s, breached, _handling, _reopened, _rating, ratings,
+         fr_met, fr_late, res_met, res_late) in rows:
         key = NONE_KEY if k is None or k == "" else str(k)
         kpi = kpis.get(key)
         if kpi is None:
             problems.append(f"{key}: not in the report")
             continue
-        want = (count, resolved, breached, ratings)
-        got = (kpi["tickets"], kpi["resolved"], kpi["breached"], kpi["csat"]["ratings"])
+        sla = kpi["sla_met"]
+        want = (count, resolved, breached, ratings, fr_met or 0, fr_late or 0, res_met or 0,
+                res_late or 0)
+        got = (kpi["tickets"], kpi["resolved"], kpi["breached"], kpi["csat"]["ratings"],
+               sla["first_response"]["met"], sla["first_response"]["late"],
+               sla["resolution"]["met"], sla["resolution"]["late"])
         if want != got:
-            problems.append(f"{key}: tickets/resolved/breached/ratings {got} vs {want}")
+            problems.append(f"{key}: tickets/resolved/breached/ratings/SLA met and late {got} "
+                            f"vs {want}")
         for label, mean, value in (("business", fr_bs, kpi["first_response"]["mean_business_s"]),
                                    ("calendar", fr_s, kpi["first_response"]["mean_calendar_s"])):
             if (mean is None) != (value is None) or (

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from maildesk.config import ConfigError, Settings, load_settings
 from maildesk.services.context import Context
 from maildesk.services.database import alembic_config, upgrade_database
+from maildesk.services.schedules import run_schedules
 from maildesk.services.timers import TIMER_BATCH, run_timers
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from maildesk.store.raw import GroupCommitWriter
 
 __all__ = ["COMPONENTS", "TIMER_BATCH", "Context", "IntakeGate", "OutboundThread",
-           "ProcessorThread", "TimersThread", "Worker", "alembic_config", "run_timers", "serve",
-           "upgrade_database"]
+           "ProcessorThread", "TimersThread", "Worker", "alembic_config", "run_schedules",
+           "run_timers", "serve", "upgrade_database"]
 
 log = logging.getLogger("maildesk")
 
@@ -148,7 +149,8 @@ class ProcessorThread(Worker):
 
 class TimersThread(Worker):
     """Fires SLA warnings and breaches, OLA moves and auto-closes as they fall due
-    (effects/timers.py); every `timers.interval`, and at start for what fell due meanwhile."""
+    (effects/timers.py), then sends the digests and reports by mail that are due
+    (services/schedules.py); every `timers.interval`, and at start for what fell due meanwhile."""
 
     def __init__(self, ctx: Context, on_outbox=None):  # type: ignore[no-untyped-def]
         from maildesk.outbound.compose import Composer
@@ -169,7 +171,8 @@ class TimersThread(Worker):
     def _step(self) -> bool:
         fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed)
         self._armed = True
-        if fired and self.on_outbox:
+        scheduled = run_schedules(self.ctx, self.settings, self.composer)
+        if (fired or scheduled) and self.on_outbox:
             self.on_outbox()
         return fired >= TIMER_BATCH
 

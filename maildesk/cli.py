@@ -21,6 +21,7 @@ from maildesk.services import kb as kb_service
 from maildesk.services import outbox as outbox_service
 from maildesk.services import quarantine as quarantine_service
 from maildesk.services import search as search_service
+from maildesk.services import ticket_text
 from maildesk.services import tickets as ticket_service
 from maildesk.services import timers as timer_service
 from maildesk.services.context import Context
@@ -282,30 +283,47 @@ def tickets() -> None:
 @tickets.command("list")
 @click.option("--status", type=click.Choice([s.value for s in TicketStatus]))
 @click.option("--line")
+@click.option("--requester", metavar="ADDRESS", help="Only tickets this client opened.")
+@click.option("--assignee", metavar="ADDRESS", help="Only tickets assigned to this agent.")
+@click.option("--unassigned", is_flag=True, help="Only tickets assigned to nobody.")
+@click.option("--overdue", is_flag=True,
+              help="Only running tickets (new, open; not pending) past a deadline not met.")
+@click.option("--since", metavar="DATE", help="Only tickets created at or after: a date "
+              "(midnight in the report's time zone) or an ISO time.")
 @click.option("--limit", default=100, show_default=True, help="Newest N tickets (0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
 @click.pass_obj
-def tickets_list(obj: dict[str, Any], status: str | None, line: str | None, limit: int,
-                 as_json: bool) -> None:
-    """List tickets, newest first."""
-    rows = ticket_service.list_tickets(_ctx(obj), status=TicketStatus(status) if status else None,
-                                       line=line, limit=limit)
-    _print_rows(rows, as_json, "no tickets", text.ticket_line, header=text.TICKETS_HEADER)
+def tickets_list(obj: dict[str, Any], status: str | None, line: str | None,
+                 requester: str | None, assignee: str | None, unassigned: bool, overdue: bool,
+                 since: str | None, limit: int, as_json: bool) -> None:
+    """List tickets, newest first; the filters combine."""
+    ctx = _ctx(obj)
+    with _refusals():
+        rows = ticket_service.list_tickets(
+            ctx, status=TicketStatus(status) if status else None, line=line, limit=limit,
+            requester=requester, assignee=assignee, unassigned=unassigned, overdue_only=overdue,
+            since=since)
+    zone = ticket_service.list_zone(ctx)
+    _print_rows(rows, as_json, "no tickets", lambda r: ticket_text.list_line(r, zone),
+                header=ticket_text.LIST_HEADER)
+    if rows and not as_json:
+        click.echo(ticket_text.list_footer(len(rows), limit, zone))
 
 
 @tickets.command("show")
 @click.argument("number")
+@click.option("--full", is_flag=True, help="Whole mail texts and the whole history.")
 @click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
 @click.pass_obj
-def tickets_show(obj: dict[str, Any], number: str, as_json: bool) -> None:
-    """Show one ticket with its messages. NUMBER may be 1042 or MD-1042."""
-    ctx = _ctx(obj)
+def tickets_show(obj: dict[str, Any], number: str, full: bool, as_json: bool) -> None:
+    """Show one ticket: status, line, assignee, deadlines, the client's other tickets, the
+    messages and the history. NUMBER may be 1042 or MD-1042."""
     with _refusals():
-        data = ticket_service.show_ticket(ctx, number)
+        data = ticket_service.show_ticket(_ctx(obj), number)
     if as_json:
         _dump(data)
         return
-    click.echo(text.ticket_text(data, ctx.settings.ticket_tag))
+    click.echo(ticket_text.ticket_text(data, full=full), nl=False)
 
 
 @tickets.command("search")
@@ -342,20 +360,31 @@ def tickets_search(obj: dict[str, Any], query: tuple[str, ...], status: str | No
               default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write to this file instead of standard output.")
+@click.option("--no-compare", is_flag=True,
+              help="Leave out the comparison with the period just before.")
+@click.option("--mail", "mail_to", multiple=True, metavar="ADDRESS",
+              help="Mail the report (HTML inline, CSV attached) to ADDRESS through the outbox "
+              "instead of printing it; may be given more than once.")
 @click.pass_obj
 def report(obj: dict[str, Any], since: str | None, until: str | None, by: str | None, fmt: str,
-           output: str | None) -> None:
+           output: str | None, no_compare: bool, mail_to: tuple[str, ...]) -> None:
     """KPIs of the tickets created in a period (README: "KPI report")."""
     ctx = _ctx(obj)
     with _refusals("report: "):
         period = reports.report_period(ctx, since, until)
+    if mail_to:
+        with _refusals("report: "):
+            ids = reports.mail_report(ctx, period, mail_to, by=by, compare=not no_compare)
+        click.echo(f"report queued to {', '.join(mail_to)} (outbox {', '.join(map(str, ids))});"
+                   " `serve` or `maildesk outbox deliver` sends it")
+        return
     show = sys.stderr.isatty()
 
     def progress(step: str) -> None:
         n = reports.STEPS.index(step) + 1 if step in reports.STEPS else 0
         _progress_line(show, f"\rreport: {step} ({n}/{len(reports.STEPS)})…".ljust(40))
 
-    data = reports.build(ctx, period, by=by, progress=progress)
+    data = reports.build(ctx, period, by=by, progress=progress, compare=not no_compare)
     _progress_line(show, "\r" + " " * 40 + "\r")
     width = shutil.get_terminal_size((100, 24)).columns if not output else 100
     body = reports.render(data, fmt, width=width)

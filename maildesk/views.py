@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from maildesk import addresses
-from maildesk.db.models import Inbound, Message, Outbox, Ticket
+from maildesk.db.models import Inbound, Message, Outbox, Ticket, TicketEvent
 from maildesk.pipeline.subject import format_tag
 
 
@@ -79,6 +79,13 @@ def ticket_detail(ticket: Ticket, tag: str, linked_number: int | None) -> dict[s
                            for p in ticket.participants]
     out["messages"] = [message_view(m) for m in ticket.messages]
     return out
+
+
+def event_view(e: TicketEvent, summary: str) -> dict[str, Any]:
+    """A history entry: what happened (`kind`), when, by whom (`actor`, an address or null for
+    maildesk itself), the recorded `data` as stored, and `summary`, the data in a few words."""
+    return {"at": iso(e.at), "kind": str(e.kind), "actor": e.actor, "data": e.data,
+            "summary": summary}
 
 
 def quarantine_view(inbound: Inbound) -> dict[str, Any]:

@@ -60,7 +60,9 @@ def _walk(node: yaml.Node, loader: _Loader, path: KeyPath, lines: dict[KeyPath, 
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, (str, int, bool)) or isinstance(key, bool):
+            if isinstance(key, bool):   # `on:`, `yes:`: keys as written, not YAML 1.1 booleans
+                key = key_node.value
+            elif not isinstance(key, (str, int)):
                 key = str(key)
             if key in out:
                 raise ConfigError([ConfigProblem(file, key_node.start_mark.line + 1,

@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from maildesk.config.digests import digests_section, reports_section
 from maildesk.config.errors import ConfigError, ConfigProblem
 from maildesk.config.files import (ConfigPaths, kb_folder, lines_file, load_files, load_part,
                                    rules_file, sla_file)
@@ -56,6 +57,9 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
     postmaster = postmaster_line(main, lines, problems)
     smtp = smtp_section(main, problems)
     authenticity = authenticity_section(main, smtp.relays, problems)
+    digests = digests_section(main, lines, problems)
+    reports = reports_section(main, calendars, {name: p.calendar.name for name, p
+                                                in sla_policies.policies.items()}, problems)
     keys = signing_keys(security, problems)
     kb = kb_folder(paths.kb, d.get("language", "en"), problems)
     if problems:
@@ -97,4 +101,6 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         postmaster_line=postmaster,
         authenticity=authenticity,
         kb=kb,
+        digests=digests,
+        reports=reports,
     )

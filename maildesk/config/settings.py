@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -188,6 +188,28 @@ class Line:
 
 
 @dataclass(frozen=True)
+class Digests:
+    """`digests:`: a morning mail to each line mailbox listing what needs attention."""
+
+    enabled: bool = False            # no `digests:` section: none
+    at: time = time(9, 0)            # local time of the line's calendar, on its business days
+    waiting_days: int = 3            # pending longer than this: "waiting on the client"
+    lines: tuple[str, ...] | None = None   # None: every line but the external ones
+
+
+@dataclass(frozen=True)
+class ReportMailing:
+    """One entry of `reports:`: the KPI report of the previous full period, by mail."""
+
+    to: tuple[str, ...]
+    every: str = "week"              # day | week | month
+    on: int = 0                      # week: the weekday it goes out and the week starts (0 Monday)
+    at: time = time(8, 0)            # local time of `calendar`
+    by: str | None = None            # grouping: line | agent | category | priority
+    calendar: str | None = None      # a calendar of sla.yaml; None: the default policy's
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the daemon and the commands need, resolved to absolute paths."""
 
@@ -224,6 +246,8 @@ class Settings:
     postmaster_line: str | None = None    # mail to postmaster@: this line (None: the rules')
     authenticity: Authenticity = field(default_factory=Authenticity)
     kb: KnowledgeBase = field(default_factory=KnowledgeBase)   # kb/<lang>/<slug>.md
+    digests: Digests = field(default_factory=Digests)
+    reports: tuple[ReportMailing, ...] = ()
 
     def line(self, line_id: str | None) -> Line | None:
         return next((line for line in self.lines if line.id == line_id), None)

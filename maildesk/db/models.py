@@ -172,6 +172,8 @@ class Ticket(Base):
     response_bs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_ticket_status_number", "status", "number"),
+                      # `tickets list --assignee/--unassigned`, newest first.
+                      Index("ix_ticket_assignee_number", "assignee", "number"),
                       # The report: a period's tickets per day (the index alone answers it),
                       # and the first-response medians (the few rows of one minute).
                       Index("ix_ticket_created_at", "created_at", "status", "breached_at"),
@@ -380,3 +382,15 @@ class ImapQuarantineCopy(Base):
     __tablename__ = "imap_quarantine_copy"
     inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound.id"), primary_key=True)
     copied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ScheduledMail(Base):
+    """A digest or scheduled report done for one period (`digest:line1:2026-12-07`,
+    `report:0:2026-W49`), inserted in the transaction that queues its mails: the key's
+    uniqueness makes it once per period with any number of daemons and restarts. `mails` is
+    how many were queued (0: the digest had nothing to list)."""
+
+    __tablename__ = "scheduled_mail"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    mails: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

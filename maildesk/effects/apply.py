@@ -164,8 +164,8 @@ def _acknowledge(ctx: Applying, e: Acknowledge) -> None:
     # so nothing needs undoing.
     assert ctx.message is not None and ctx.plan is not None
     try:
-        autoreply = compose_autoreply(e, ctx.plan.deadlines, ctx.ticket, int(ctx.key),
-                                      ctx.message, ctx.settings, ctx.composer, now=ctx.now)
+        autoreply = compose_autoreply(e, ctx.plan.deadlines, ctx.ticket, ctx.message,
+                                      ctx.settings, ctx.composer, now=ctx.now)
     except Exception as exc:
         log.exception("autoreply for ticket %s could not be composed", ctx.ticket.number)
         ctx.event(EventKind.AUTOREPLY_FAILED, {"error": f"{type(exc).__name__}: {exc}"})

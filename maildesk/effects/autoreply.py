@@ -18,7 +18,7 @@ from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
 from maildesk.domain import EventKind
 from maildesk.kb.model import KnowledgeBase
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
-from maildesk.outbound.compose import Composer, build_message, clean_header, message_id_for
+from maildesk.outbound.compose import Composer, build_message, clean_header, new_message_id
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.subject import format_tag
 from maildesk.sla.policy import Deadlines
@@ -140,7 +140,7 @@ def format_offset(offset: timedelta) -> str:
 
 
 def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Ticket,
-                      inbound_id: int, client: ParsedMessage, settings: Settings,
+                      client: ParsedMessage, settings: Settings,
                       composer: Composer, *, now: datetime) -> ComposedAutoreply:
     """Render the acknowledgement of a new ticket into the bytes to send (no database)."""
     tag = format_tag(settings.ticket_tag, ticket.number)
@@ -153,9 +153,9 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
         suggestions=suggested_articles(ack.suggestions, settings.kb,
                                        settings.autoreply.faq_url,
                                        solved=solved_address_for(ticket), tag=tag))
-    rendered = composer.render(ack.template, ack.language, context)
+    rendered = composer.render(ack.template, ack.language, {**context, "now": now})
     subject = rendered.subject if tag in rendered.subject else f"{tag} {rendered.subject}"
-    message_id = message_id_for(f"{inbound_id}.autoreply", settings.domain)
+    message_id = new_message_id(settings.domain)
     data = build_message(
         from_name=settings.instance_name, from_address=ticket.mailbox,
         to_name=ack.to_name, to_address=ack.to_address, subject=subject,

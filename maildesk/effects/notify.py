@@ -1,14 +1,24 @@
 """Mail to the line mailboxes and, on an agent's behalf, to the client; in the caller's
 transaction, through the outbox.
 
-Every mail here gets a Message-ID derived from what caused it (the inbound message and the kind
-of mail), so processing a message twice can never send a second copy. What goes to a client is
+Every mail here gets a fresh random Message-ID (outbound/compose.new_message_id), kept with
+the outbox row. A message is processed once (its inbound row turns done in the same
+transaction) and a timer fires once, so nothing is queued twice. What goes to a client is
 recorded on the ticket as an outgoing message; notifications to a line are recorded as events
 (the line mailbox is the agents' own, not part of the conversation with the client).
+
+Threading for the agents: every mail about one ticket to one recipient (a line mailbox, a
+lead, an agent) names the same root in In-Reply-To and References, and keeps one subject, so
+Thunderbird, Outlook and Gmail show one conversation per ticket, not one mail per event. The
+root is a Message-ID of its own, made from the ticket's agents' token and the recipient by a
+one-way hash: stable for the ticket's life, different for every ticket and every database
+(the token is random), and telling nothing of the token.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,7 +34,7 @@ from maildesk.config.model import Line, Settings
 from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
 from maildesk.domain import EventKind
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
-                                       message_id_for)
+                                       new_message_id)
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
@@ -53,6 +63,14 @@ def agent_reply_address(ticket: Ticket) -> str:
     if not ticket.agent_token:
         ticket.agent_token = new_token()
     return addresses.reply_address(ticket.mailbox, ticket.number, ticket.agent_token)
+
+
+def thread_root(ticket: Ticket, recipient: str, domain: str) -> str:
+    """The Message-ID every mail about `ticket` to `recipient` answers (module docstring)."""
+    agent_reply_address(ticket)   # makes the agents' token if the ticket has none yet
+    digest = hashlib.sha256(f"maildesk thread\0{ticket.agent_token}\0{recipient.lower()}"
+                            .encode()).digest()
+    return f"thread.{base64.b32encode(digest[:16]).decode('ascii').rstrip('=').lower()}@{domain}"
 
 
 def ticket_zone(settings: Settings, ticket: Ticket) -> ZoneInfo:
@@ -89,7 +107,7 @@ class Mail:
     """One mail to queue: who it goes to and what it says."""
 
     kind: EventKind             # the outbox row's kind and the ticket event's
-    key: str                    # what caused it, unique per kind: "<inbound id>.<kind>"
+    key: str                    # what caused it: "<inbound id>.<kind>" (the event's `cause`)
     to_address: str
     to_name: str
     rendered: Rendered
@@ -104,7 +122,7 @@ def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, n
           record_as: Role | None = None, from_name: str | None = None,
           event: dict[str, Any] | None = None) -> str:
     """Build the mail, put it in the outbox; record it on the ticket. Returns its Message-ID."""
-    message_id = message_id_for(mail.key, settings.domain)
+    message_id = new_message_id(settings.domain)
     tag = format_tag(settings.ticket_tag, ticket.number)
     subject = mail.rendered.subject if tag in mail.rendered.subject \
         else f"{tag} {mail.rendered.subject}"
@@ -126,7 +144,7 @@ def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, n
             defects=[]))
     session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=mail.kind, actor=None,
                             data={**(event or {}), "message_id": message_id,
-                                  "to": mail.to_address}))
+                                  "to": mail.to_address, "cause": mail.key}))
     return message_id
 
 
@@ -170,17 +188,19 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
                    message=_current(message_row, message, attachments, text, zone),
                    history=_history(session, ticket, line, message_row, zone),
                    earlier_tickets=_earlier(session, ticket, line, settings, zone),
-                   marker=MARKER, reason=reason,
+                   marker=MARKER, reason=reason, now=now,
                    # An external line (a vendor) is not shown internal articles.
                    articles=[a for a in articles if not (line.external and a.get("internal"))],
                    deadline={**deadline, "due": _local(deadline["due"], zone)}
                    if deadline else None)
     lang = _language(composer, settings.language)
     rendered = composer.render("line_notification", lang, context)
-    mail = Mail(kind=EventKind.NOTIFICATION, key=key, to_address=to or line.mailbox,
+    recipient = to or line.mailbox
+    root = thread_root(ticket, recipient, settings.domain)
+    mail = Mail(kind=EventKind.NOTIFICATION, key=key, to_address=recipient,
                 to_name="" if to else line.name,
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-generated",
-                attachments=attachments)
+                in_reply_to=root, references=(root,), attachments=attachments)
     return queue(session, ticket, mail, settings, now=now,
                  event={"event": event, "line": line.id})
 
@@ -246,7 +266,7 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
     """An agent's answer (or the resolution notice) to the client, from the support address,
     threaded into the client's own messages."""
     ctx = {**ticket_context(settings, ticket), "client_name": ticket.requester_name,
-           "agent_name": agent_name, **context}
+           "agent_name": agent_name, "now": now, **context}
     lang = _language(composer, ticket.language, language, settings.language)
     rendered = composer.render(template, lang, ctx)
     in_reply_to, references = thread_ids(session, ticket)
@@ -260,15 +280,23 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
                  else settings.instance_name)
 
 
+def _answering(ticket: Ticket, settings: Settings, agent_mail: str | None) -> tuple[str, ...]:
+    """References of an answer to an agent's mail: the ticket's thread in the line mailbox the
+    agent answered from, then that mail; it shows in the agent's conversation of the ticket."""
+    line = settings.line(ticket.line)
+    root = (thread_root(ticket, line.mailbox, settings.domain),) if line is not None else ()
+    return (*root, *((agent_mail,) if agent_mail else ()))
+
+
 def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
                         composer: Composer, *, now: datetime, key: str, to_address: str,
                         errors: Sequence[str], in_reply_to: str | None) -> str:
     """Tell an agent why their mail was not carried out (only them)."""
-    ctx = {**ticket_context(settings, ticket), "errors": list(errors)}
+    ctx = {**ticket_context(settings, ticket), "errors": list(errors), "now": now}
     rendered = composer.render("command_error", _language(composer, settings.language), ctx)
     mail = Mail(kind=EventKind.COMMAND_ERROR, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
-                in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
+                in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
     return queue(session, ticket, mail, settings, now=now, event={"errors": list(errors)})
 
 
@@ -277,10 +305,11 @@ def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
                          searches: Sequence[Mapping[str, Any]],
                          in_reply_to: str | None) -> str:
     """An agent's #search answered: to the agent only, replies go to the agents' address."""
-    ctx = {**ticket_context(settings, ticket), "searches": [dict(s) for s in searches]}
+    ctx = {**ticket_context(settings, ticket), "searches": [dict(s) for s in searches],
+           "now": now}
     rendered = composer.render("search_results", _language(composer, settings.language), ctx)
     mail = Mail(kind=EventKind.SEARCH_RESULTS, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
-                in_reply_to=in_reply_to, references=(in_reply_to,) if in_reply_to else ())
+                in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
     return queue(session, ticket, mail, settings, now=now,
                  event={"queries": [s["query"] for s in searches]})

@@ -27,7 +27,7 @@ MACRO_CONTEXT: dict[str, tuple[str, ...] | None] = {
     "deadlines": ("first_response", "resolution"),   # datetimes (or None): `| datetime`
 }
 # Filters beyond Jinja2's own; the renderer passes the real ones (outbound's `datetime`).
-MACRO_FILTERS = ("datetime",)
+MACRO_FILTERS = ("datetime", "by_time", "on_time", "zone")
 
 
 def documented_names() -> list[str]:

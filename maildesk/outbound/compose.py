@@ -21,19 +21,14 @@ from typing import Any
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from jinja2 import (FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound,
-                    pass_context)
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
+
+from maildesk.outbound.when import FILTERS as WHEN_FILTERS
+from maildesk.outbound.when import phrase as when_phrase
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
 _CYRILLIC = re.compile(r"[А-Яа-яЁё]")
-
-_EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-_EN_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August",
-              "September", "October", "November", "December"]
-_RU_DAYS = ["понедельник", "вторник", "среда", "четверг", "пятница", "суббота", "воскресенье"]
-_RU_MONTHS = ["января", "февраля", "марта", "апреля", "мая", "июня", "июля", "августа",
-              "сентября", "октября", "ноября", "декабря"]
 
 
 def clean_header(value: str, limit: int = 900) -> str:
@@ -41,16 +36,12 @@ def clean_header(value: str, limit: int = 900) -> str:
     return _CONTROL.sub(" ", unicodedata.normalize("NFC", value)).strip()[:limit]
 
 
-def format_when(value: datetime | None, lang: str) -> str:
-    """A deadline as a person reads it, in the zone the datetime carries."""
-    if value is None:
-        return ""
-    zone = getattr(value.tzinfo, "key", None) or value.strftime("%Z") or "UTC"
-    if lang == "ru":
-        return (f"{_RU_DAYS[value.weekday()]}, {value.day} {_RU_MONTHS[value.month - 1]} "
-                f"{value.year}, {value:%H:%M} ({zone})")
-    return (f"{_EN_DAYS[value.weekday()]}, {value.day} {_EN_MONTHS[value.month - 1]} "
-            f"{value.year}, {value:%H:%M} ({zone})")
+def format_when(value: datetime | None, lang: str, form: str = "plain", *,
+                now: datetime | None = None) -> str:
+    """A time as a person writes it in `lang`, in the zone the datetime carries: `form`
+    "plain" (пятница, 5 декабря, 12:00), "by" (a deadline: до пятницы, 5 декабря, 12:00) or
+    "on" (в понедельник, 8 декабря, в 9:00). See maildesk.outbound.when."""
+    return when_phrase(value, lang, form, now=now)
 
 
 def choose_language(*, rule_language: str | None, content_language: str | None, text: str,
@@ -133,8 +124,8 @@ class Composer:
         env = SandboxedEnvironment(loader=FileSystemLoader(str(templates_dir)),
                                    undefined=StrictUndefined, autoescape=html,
                                    keep_trailing_newline=True)
-        env.filters["datetime"] = pass_context(
-            lambda ctx, value: format_when(value, ctx.get("lang", "en")))
+        # datetime, by_time, on_time, zone (maildesk.outbound.when), in the context's `lang`.
+        env.filters.update(WHEN_FILTERS)
         return env
 
     def _render(self, envs: dict[bool, SandboxedEnvironment], name: str, lang: str,
@@ -181,12 +172,18 @@ class Composer:
 
 # Every mail maildesk writes; each is `<name>.subject.txt` + `<name>.txt` (+ optional .html).
 TEMPLATES = ("autoreply", "line_notification", "agent_reply", "resolved", "command_error",
-             "search_results", "solved")
+             "search_results", "solved", "digest", "report_mail")
 
 
-def message_id_for(key: str, domain: str) -> str:
-    """A Message-ID derived from what caused the mail, so a replay cannot send a second one."""
-    return f"md.{key}@{domain}"
+def new_message_id(domain: str) -> str:
+    """A fresh Message-ID: 128 random bits and the instance's domain (RFC 5322 §3.6.4).
+
+    Never derived from a counter or a ticket number: a rebuilt database (a new instance, a
+    restore) counts from the start again, and mail clients (Gmail) drop mail whose Message-ID
+    they have seen. The id is kept on the outbox row with the bytes, so a retry sends the same.
+    """
+    return f"{base64.b32encode(secrets.token_bytes(16)).decode('ascii').rstrip('=').lower()}" \
+        f"@{domain}"
 
 
 _CRLF = compat32.clone(linesep="\r\n")
@@ -304,10 +301,19 @@ def _text_part(text: str, subtype: str) -> str:
 
 def sample_context(settings: Any) -> dict[str, Any]:
     """Sample data that every template must render with (`maildesk check`)."""
+    from datetime import timedelta, timezone
     from zoneinfo import ZoneInfo
 
-    when = datetime(2026, 12, 1, 12, 0, tzinfo=ZoneInfo("Europe/Moscow"))
+    from maildesk.outbound.plural import plural
+
+    moscow, utc7 = ZoneInfo("Europe/Moscow"), timezone(timedelta(hours=7))
+    when = datetime(2026, 12, 1, 12, 0, tzinfo=moscow)
+    resumes = datetime(2026, 12, 2, 9, 0, tzinfo=moscow)
+    first, solve = datetime(2026, 12, 2, 17, 0, tzinfo=moscow), \
+        datetime(2026, 12, 7, 18, 0, tzinfo=moscow)
     return {
+        # The date filters write the year only when it is not the year of `now`.
+        "now": when,
         "ticket": {"number": 1042, "subject": "Касса не печатает чеки", "priority": "P1",
                    "line": "line2", "line_name": "Line 2", "status": "new", "category": "pos",
                    "tags": ["kkt"], "assignee": "carol@example.com",
@@ -322,7 +328,8 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "history": [{"at": when, "who": "carol@example.com (agent)", "internal": True,
                      "text": "Проверить драйвер."}],
         "earlier_tickets": [{"tag": f"[{settings.ticket_tag}-1001]", "subject": "Принтер",
-                             "status": "closed", "created_at": when}],
+                             "status": "closed",
+                             "created_at": datetime(2025, 3, 14, 9, 5, tzinfo=moscow)}],
         "marker": "##- reply above this line -##",
         "commands_help": "#resolve #close ...",
         "lines": ["line1", "line2"],
@@ -341,9 +348,10 @@ def sample_context(settings: Any) -> dict[str, Any]:
         "client_address": "ivan@customer.example",
         "instance": settings.instance_name,
         "reply_address": f"support+1042-abc234@{settings.domain}",
-        "deadlines": {"first_response": when, "resolution": when},
-        "resumes_at": when,
-        "client_deadlines": {"first_response": when, "resolution": when, "zone": "UTC+07:00"},
+        "deadlines": {"first_response": first, "resolution": solve},
+        "resumes_at": resumes,
+        "client_deadlines": {"first_response": first.astimezone(utc7),
+                             "resolution": solve.astimezone(utc7), "zone": "UTC+07:00"},
         "suggestions": [{"title": "Касса не печатает чек", "slug": "cash-register",
                          "url": "https://support.example.com/faq/ru/cash-register.html",
                          "text": None,
@@ -357,4 +365,43 @@ def sample_context(settings: Any) -> dict[str, Any]:
                       "macro": True, "internal": False},
                      {"slug": "cash-register", "title": "Касса не печатает чек", "score": 0.4,
                       "macro": False, "internal": True}],
+        **_digest_samples(settings, when, first, plural),
+    }
+
+
+def _digest_samples(settings: Any, when: datetime, due: datetime, plural: Any) -> dict[str, Any]:
+    """The `digest` and `report_mail` templates' own sample data (and `plural`)."""
+    from datetime import timedelta
+
+    reply = f"support+1042-abc234@{settings.domain}"
+    ticket = {"number": 1042, "tag": f"[{settings.ticket_tag}-1042]",
+              "subject": "Касса не печатает чеки", "priority": "P1", "status": "new",
+              "assignee": None, "requester": "ivan@customer.example", "created_at": when,
+              "deadline": due, "deadline_kind": "first_response", "late": False,
+              "pending_since": None,
+              "pending_days": None, "reply_address": reply,
+              "mailto": f"mailto:{reply}?subject=Re%3A%20%5BMD-1042%5D"}
+    late = {**ticket, "late": True}
+    waiting = {**ticket, "status": "pending", "deadline": None, "deadline_kind": None,
+               "pending_since": when - timedelta(days=5), "pending_days": 5}
+    figures = {"tickets": "120", "resolved": "98", "resolved_share": "81.7 %",
+               "first_contact_resolution": "64 %", "first_response_median": "1 h 05 min",
+               "first_response_median_calendar": "2 h 40 min", "handling_mean": "1 d 2 h",
+               "breached": "7", "breached_share": "5.8 %", "overdue_now": "2",
+               "backlog_now": "22", "csat_mean": "4.52", "ratings": "41"}
+    return {
+        "plural": plural,
+        "digest": {"line": {"id": "line1", "name": "Line 1", "mailbox": "line1@example.com"},
+                   "date": when, "day": "Tuesday 1 December", "zone": "Europe/Moscow",
+                   "waiting_days": 3, "total": 2,
+                   "sections": [{"key": "overdue", "count": 1, "more": 0, "tickets": [late]},
+                                {"key": "due_today", "count": 0, "more": 0, "tickets": []},
+                                {"key": "unassigned", "count": 51, "more": 50,
+                                 "tickets": [ticket]},
+                                {"key": "waiting", "count": 1, "more": 0,
+                                 "tickets": [waiting]}]},
+        "report": {"since": "2026-11-23 00:00", "until": "2026-11-30 00:00",
+                   "timezone": "Europe/Moscow", "by": "line", "every": "week",
+                   "label": "2026-W48", "tickets": 120, "figures": figures,
+                   "groups": [{"key": "line1", "label": "Line 1", "count": 120, **figures}]},
     }

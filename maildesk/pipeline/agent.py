@@ -216,6 +216,11 @@ def agent_effects(agent: AgentPlan, state: TicketState) -> tuple[Effect, ...]:
     if status is not None:
         effects.append(SetStatus(status))
     effects += _to_client(agent, answered)
+    if agent.status in (TicketStatus.RESOLVED, TicketStatus.CLOSED) \
+            and state.status is not agent.status:
+        # The line's thread of the ticket ends with who resolved it and what the client got.
+        effects.append(NotifyLine(agent.status.value, with_message=True, text=agent.text,
+                                  by_actor=True))
     if agent.internal and agent.text.strip():
         effects.append(NotifyLine("note", with_message=True, text=agent.text, by_actor=True))
     if agent.escalate_to:

@@ -16,11 +16,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, pass_context
+from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from maildesk.kb.model import Article, KnowledgeBase
-from maildesk.outbound.compose import format_when
+from maildesk.outbound.when import FILTERS as WHEN_FILTERS
 
 _INSERT = re.compile(r"^[ \t\xa0]*#(macro|kb)(?![\w-])[ \t\xa0:]*(\S*?)[ \t\xa0.,;!]*$",
                      re.IGNORECASE)
@@ -28,8 +28,7 @@ _SEARCH = re.compile(r"^[ \t\xa0]*#search(?![\w-])[ \t\xa0:]*(.*?)[ \t\xa0]*$", 
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False,
                             autoescape=False)
-_ENV.filters["datetime"] = pass_context(lambda ctx, value: format_when(value, ctx.get("lang",
-                                                                                    "en")))
+_ENV.filters.update(WHEN_FILTERS)   # the mail templates' date phrases: by_time, on_time ...
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,11 @@
 
 `to_html(report)` takes the stable report dict (format "maildesk-report", version 1) and returns
 a page with headline cards, charts drawn by matplotlib as inline SVG (report/charts.py), and a
-per-group table (the figures as report/display.py words them). matplotlib and jinja2 are
-imported inside `to_html` so that the CLI starts fast.
+per-group table (the figures as report/display.py words them). With the comparison (the
+report's `previous` and `changes`) each card and table cell also says how its figure moved
+against the previous period: an arrow for up or down, green when that is better, red when
+worse (display.KPI_FIGURES says which way is better). matplotlib and jinja2 are imported
+inside `to_html` so that the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from maildesk.report.charts import (MPL_RC, backlog_chart, daily_chart, first_response_chart,
                                     groups_chart, inline_svg)
 from maildesk.report.display import (DASH, NBSP, as_number, cards, column_heads, fmt_count,
-                                     fmt_duration, fmt_score, fmt_share, fmt_when, get_in,
+                                     fmt_duration, fmt_score, fmt_share, fmt_when, get_in, plural,
                                      table_row)
 
 # The formatting helpers stay importable from here, where they were before the split.
@@ -33,7 +36,7 @@ TEMPLATE = """<!DOCTYPE html>
 <title>maildesk — KPI report{% if period_text %}, {{ period_text }}{% endif %}</title>
 <style>
   :root { --ink: #1f2430; --muted: #5d6677; --line: #dfe3ea; --bg: #f3f5f8; --card: #ffffff;
-          --accent: #3b6fb6; --alert: #b8334a; }
+          --accent: #3b6fb6; --alert: #b8334a; --better: #1e7a4f; }
   * { box-sizing: border-box; }
   html { background: var(--bg); }
   body { margin: 0; color: var(--ink); font: 15px/1.45 system-ui, "Segoe UI", Roboto,
@@ -56,6 +59,11 @@ TEMPLATE = """<!DOCTYPE html>
   .card.alert .value { color: var(--alert); }
   .card .sub { font-size: 12.5px; color: var(--muted); }
   .card .sub:empty { display: none; }
+  .chg { font-size: 12px; font-weight: 600; white-space: nowrap; }
+  .chg.better { color: var(--better); }
+  .chg.worse { color: var(--alert); }
+  .chg.same, .chg.neutral { color: var(--muted); font-weight: 400; }
+  td small.chg { font-size: 10.5px; white-space: normal; }  /* wraps only when the table is tight */
   .card .note { font-size: 11px; color: var(--muted); text-transform: uppercase;
                 letter-spacing: 0.03em; }
   .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 16px; }
@@ -68,12 +76,13 @@ TEMPLATE = """<!DOCTYPE html>
                 border-radius: 8px; margin-top: 16px; }
   table { border-collapse: collapse; width: 100%; font-size: 13px; font-stretch: condensed;
           font-variant-numeric: tabular-nums; }
-  th, td { padding: 6px 7px; text-align: right; border-bottom: 1px solid var(--line);
+  th, td { padding: 6px 5px; text-align: right; border-bottom: 1px solid var(--line);
            vertical-align: top; white-space: nowrap; }
   th { font-size: 12px; color: var(--muted); font-weight: 600; background: #f8f9fb;
        white-space: normal; vertical-align: bottom; line-height: 1.25; }
   th small { display: block; font-weight: 400; font-size: 11px; margin-top: 2px; }
-  th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 120px; }
+  th:first-child, td:first-child { text-align: left; white-space: normal; min-width: 120px;
+                                   overflow-wrap: anywhere; }
   td small { display: block; color: var(--muted); font-size: 11.5px; }
   tbody tr:nth-child(even) td { background: #fafbfc; }
   tfoot td { font-weight: 700; border-top: 2px solid var(--line); border-bottom: 0; }
@@ -92,16 +101,28 @@ TEMPLATE = """<!DOCTYPE html>
     <div><dt>Period</dt><dd>{{ since }} – {{ until }}{% if timezone %} ({{ timezone }}){% endif %}</dd></div>
     <div><dt>Grouping</dt><dd>{{ by if by else "none" }}</dd></div>
     <div><dt>Generated</dt><dd>{{ generated_at }}</dd></div>
+    {%- if previous %}
+    <div><dt>Compared with</dt><dd>{{ previous.since }} – {{ previous.until }}</dd></div>
+    {%- endif %}
   </dl>
 </header>
 
 <section aria-labelledby="h-headline">
   <h2 id="h-headline">Headline figures</h2>
+  {%- if previous %}
+  <p class="kb-note">Under each figure, its change against the previous period
+    ({{ previous.since }} – {{ previous.until }}): <span class="chg better">green</span> is
+    better, <span class="chg worse">red</span> worse, grey neither; shares change in percentage
+    points.</p>
+  {%- endif %}
   <ul class="cards">
   {%- for c in cards %}
     <li class="card{% if c.alert %} alert{% endif %}">
       <div class="label">{{ c.label }}</div>
       <div class="value">{{ c.value }}</div>
+      {%- if c.change %}
+      <div class="chg {{ c.change.tone }}" title="{{ c.change.title }}">{{ c.change.text }}</div>
+      {%- endif %}
       <div class="sub">{{ c.sub }}</div>
       {%- if c.note %}<div class="note">{{ c.note }}</div>{% endif %}
     </li>
@@ -137,12 +158,12 @@ TEMPLATE = """<!DOCTYPE html>
     <tbody>
     {%- for r in comparison.rows %}
       <tr><td>{{ r.label }}</td>
-      {%- for c in r.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}</td>{% endfor %}</tr>
+      {%- for c in r.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}{% if c.change %}<small class="chg {{ c.change.tone }}" title="{{ c.change.title }}">{{ c.change.text }}</small>{% endif %}</td>{% endfor %}</tr>
     {%- endfor %}
     </tbody>
     <tfoot>
       <tr><td>{{ comparison.total.label }}</td>
-      {%- for c in comparison.total.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}</td>{% endfor %}</tr>
+      {%- for c in comparison.total.cells %}<td>{{ c.value }}{% if c.sub %}<small>{{ c.sub }}</small>{% endif %}{% if c.change %}<small class="chg {{ c.change.tone }}" title="{{ c.change.title }}">{{ c.change.text }}</small>{% endif %}</td>{% endfor %}</tr>
     </tfoot>
   </table>
   </div>
@@ -190,7 +211,8 @@ _CHARTS: tuple[tuple[str, str, bool, str, Callable[[list[dict]], Any]], ...] = (
 
 
 def to_html(report: dict) -> str:
-    """The report as one self-contained HTML page (inline CSS and SVG only)."""
+    """The report as one self-contained HTML page (inline CSS and SVG only); with the
+    comparison, the changes against the previous period beside the figures."""
     import jinja2
     import matplotlib
     from markupsafe import Markup
@@ -200,11 +222,15 @@ def to_html(report: dict) -> str:
     until = fmt_when(get_in(report, "period", "until"), tz)
     totals = report.get("totals") or {}
     by = report.get("by") or None
+    previous, changes = report.get("previous"), report.get("changes")
+    compared = isinstance(previous, dict) and isinstance(changes, dict)
+    total_change = (changes.get("totals") or {}) if compared else None
 
     with matplotlib.rc_context(MPL_RC):
         charts = [_figure(cid, caption, draw(report.get(rows) or []), wide=wide)
                   for cid, caption, wide, rows, draw in _CHARTS]
-        comparison = _comparison(by, _groups(report, by), totals)
+        comparison = _comparison(by, _groups(report, by), totals,
+                                 _group_changes(report, by) if compared else None, total_change)
 
     env = jinja2.Environment(autoescape=True, trim_blocks=False, lstrip_blocks=False,
                              undefined=jinja2.StrictUndefined)
@@ -213,7 +239,11 @@ def to_html(report: dict) -> str:
         period_text=f"{since} – {until}" if since != DASH or until != DASH else "",
         since=since, until=until, timezone=tz,
         by=by, generated_at=fmt_when(report.get("generated_at"), tz),
-        cards=[{"alert": False, "note": None, **c} for c in cards(totals)],
+        cards=[{"alert": False, "note": None, "change": None, **c}
+               for c in cards(totals, total_change)],
+        previous={"since": fmt_when(get_in(previous, "period", "since"), tz),
+                  "until": fmt_when(get_in(previous, "period", "until"), tz)}
+        if compared else None,
         charts=charts, comparison=comparison, kb=_knowledge_base(report.get("knowledge_base")),
         columns=column_heads(), version=report.get("version"),
     )
@@ -234,16 +264,35 @@ def _figure(cid: str, caption: str, fig: Any, *, wide: bool) -> dict[str, Any]:
             "svg": Markup(inline_svg(fig, f"svg-{cid}", caption))}
 
 
-def _comparison(by: str | None, groups: list[dict], totals: dict) -> dict | None:
-    """The comparison section: its chart, a table row per group and the totals' row."""
+def _group_changes(report: dict, by: str | None) -> list[dict]:
+    """Each group's change against the previous period, in the order of the groups (an empty
+    dict where the report has none)."""
+    if not by:
+        return []
+    found = get_in(report, "changes", "groups") or []
+    return [(c.get("change") or {}) if isinstance(c, dict) else {} for c in found]
+
+
+def _comparison(by: str | None, groups: list[dict], totals: dict,
+                changes: list[dict] | None = None, total_change: dict | None = None
+                ) -> dict | None:
+    """The comparison section: its chart, a table row per group and the totals' row (with
+    `changes`, each group's change against the previous period, the figures' too)."""
     if not (by and groups):
         return None
     caption = f"Comparison by {by}: tickets and median first response"
+
+    def change(i: int) -> dict | None:
+        if changes is None:
+            return None
+        return changes[i] if i < len(changes) else {}
+
     return {
         "chart": _figure("groups", caption, groups_chart(groups), wide=True),
-        "rows": [table_row(str(g.get("label") or g.get("key") or DASH), g.get("kpi") or {})
-                 for g in groups],
-        "total": table_row("All", totals),
+        "rows": [table_row(str(g.get("label") or g.get("key") or DASH), g.get("kpi") or {},
+                           change(i))
+                 for i, g in enumerate(groups)],
+        "total": table_row("All", totals, total_change),
     }
 
 
@@ -255,8 +304,8 @@ def _knowledge_base(kb: Any) -> dict | None:
     totals = kb.get("totals") if isinstance(kb.get("totals"), dict) else {}
     articles = [a for a in (kb.get("articles") or []) if isinstance(a, dict)]
     seconds = as_number(kb.get("hold_s")) or 0
-    hold = (f"{seconds / 86400:g}{NBSP}days" if seconds % 86400 == 0
-            else f"{seconds / 3600:g}{NBSP}h")
+    hold = (f"{seconds / 86400:g}{NBSP}{plural(seconds / 86400, 'day')}"
+            if seconds % 86400 == 0 else f"{seconds / 3600:g}{NBSP}h")
     if not articles:
         return {"note": "No article was suggested, inserted or solved in the period.",
                 "rows": []}

@@ -19,6 +19,17 @@ its rank falls in, a short ordered range of a covering index (ix_ticket_first_re
 walked from the bucket's nearer end; the per-day counts from ix_ticket_created_at alone, one
 range per day.
 
+With `compare` (the default) the same pass and medians run once more over the period of the
+same length just before [since, until): `previous` holds its KPIs (totals and groups; the
+snapshots of now, overdue and backlog, are not a period's and are null there) and `changes`
+each figure's change, current - previous (report/display.py says in what unit and how
+rounded).
+
+The SLA-met shares come from the same pass: per deadline kind (first response, resolution),
+the tickets with that deadline whose outcome is known (met: done at or before the deadline;
+late: done after it; overdue: not done, running, past it now), counted by comparisons of the
+ticket's own columns.
+
 The knowledge-base figures (per article, the whole period only) are report/kb.py's.
 
 The result is a JSON-ready dict, the stable format documented in the README.
@@ -30,6 +41,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +51,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from maildesk.config.model import Settings
+from maildesk.db.conditions import RUNNING, overdue
 from maildesk.db.models import Ticket, TicketStatus, UTCDateTime
+from maildesk.report.display import kpi_change, round_half_up
 from maildesk.report.kb import kb_figures
 
 FORMAT_VERSION = 1
@@ -48,7 +62,6 @@ NONE_KEY = "(none)"
 _K = literal_column("k")
 DONE = (TicketStatus.RESOLVED, TicketStatus.CLOSED)
 OPEN = (TicketStatus.NEW, TicketStatus.OPEN, TicketStatus.PENDING)
-RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
 # First-response distribution: upper bounds in seconds (the last bucket is open-ended).
 RESPONSE_BUCKETS = ((900, "< 15 min"), (3600, "15 min – 1 h"), (4 * 3600, "1 – 4 h"),
                     (8 * 3600, "4 – 8 h"), (86400, "8 h – 1 d"), (3 * 86400, "1 – 3 d"),
@@ -65,24 +78,30 @@ Progress = Callable[[str], None]
 
 
 def build_report(session: Session, settings: Settings, *, since: datetime, until: datetime,
-                 by: str | None, now: datetime, progress: Progress | None = None) -> dict[str, Any]:
+                 by: str | None, now: datetime, progress: Progress | None = None,
+                 compare: bool = True) -> dict[str, Any]:
+    """The report's data (README: "KPI report"); with `compare`, also the KPIs of the period
+    of the same length just before, and each figure's change (`previous`, `changes`)."""
     if by is not None and by not in GROUPINGS:
         raise ValueError(f"cannot group by {by!r}: one of {', '.join(GROUPINGS)}")
     zone = report_zone(settings)
     step = progress or (lambda name: None)
     key = _ticket_key(by)
-    cohort = and_(Ticket.created_at >= since, Ticket.created_at < until)
-    scan = _scan_hint(session, since, until)
+    span = _ticket_span(session)
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql:
         _tune_postgresql(session)
 
-    # 1. Every sum and the first responses per bucket, per group: one pass.
-    step("tickets")
-    total, groups = _fold_tickets(session, scan(_sums_query(key, by, cohort, postgresql)))
-    # 2. The exact medians: each read in the one bucket its middle rank falls in.
-    step("medians")
-    medians = _medians(session, key, cohort, total, groups if by else {})
+    # 1.-2. Every sum and the first responses per bucket, per group: one pass; then the exact
+    # medians, each read in the one bucket its middle rank falls in.
+    total, groups, medians = _period(session, key, by, since, until, now, span, postgresql,
+                                     step)
+    # 2b. The same over the period just before, for the comparison.
+    before = since - (until - since)
+    if compare:
+        step("previous period")
+        p_total, p_groups, p_medians = _period(session, key, by, before, since, now, span,
+                                               postgresql, lambda name: None)
     # 3. Tickets per local day, from the index alone.
     step("days")
     daily = _days(session, since, until, zone)
@@ -94,13 +113,15 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
     knowledge_base = kb_figures(session, since=since, until=until, now=now,
                                 titles=_kb_titles(settings))
 
-    def kpi(sums: _Sums, group: str | None) -> dict[str, Any]:
-        return sums.kpi((medians["bs"].get(group), medians["s"].get(group)))
+    def kpi(sums: _Sums, group: str | None, medians: _Medians = medians,
+            snapshots: bool = True) -> dict[str, Any]:
+        return sums.kpi((medians["bs"].get(group), medians["s"].get(group)), snapshots)
 
     def stamp(when: datetime) -> str:
         return when.astimezone(zone).isoformat(timespec="seconds")
 
-    return {
+    ordered = _ordered(settings, by, groups) if by else []
+    report = {
         "format": "maildesk-report", "version": FORMAT_VERSION,
         "generated_at": stamp(now),
         "period": {"since": stamp(since), "until": stamp(until)},
@@ -108,13 +129,49 @@ def build_report(session: Session, settings: Settings, *, since: datetime, until
         "by": by,
         "totals": kpi(total, None),
         "groups": [{"key": k, "label": _label(settings, by, k), "kpi": kpi(sums, k)}
-                   for k, sums in _ordered(settings, by, groups)] if by else [],
+                   for k, sums in ordered],
         "daily": daily,
         "first_response_distribution": _distribution(total),
         "backlog_by_age": [{"label": label, "upper_s": upper, "count": n}
                            for (upper, label), n in zip(AGE_BUCKETS, backlog_ages)],
         "knowledge_base": knowledge_base,
+        "previous": None,
+        "changes": None,
     }
+    if compare:
+        # The previous period's groups: those of this report in its order (zeros where the
+        # group had no ticket then), then any group that had tickets then only.
+        p_keys = [k for k, _ in ordered] + [k for k, _ in _ordered(settings, by, p_groups)
+                                            if k not in groups] if by else []
+        report["previous"] = {
+            "period": {"since": stamp(before), "until": stamp(since)},
+            "totals": kpi(p_total, None, p_medians, snapshots=False),
+            "groups": [{"key": k, "label": _label(settings, by, k),
+                        "kpi": kpi(p_groups.get(k, _Sums()), k, p_medians, snapshots=False)}
+                       for k in p_keys]}
+        report["changes"] = {
+            "totals": kpi_change(report["totals"], report["previous"]["totals"]),
+            "groups": [{"key": g["key"], "label": g["label"],
+                        "change": kpi_change(g["kpi"], p["kpi"])}
+                       for g, p in zip(report["groups"], report["previous"]["groups"])]}
+    return report
+
+
+_Medians = dict[str, dict[str | None, float | None]]
+
+
+def _period(session: Session, key: ColumnElement[Any], by: str | None, since: datetime,
+            until: datetime, now: datetime, span: tuple[datetime, datetime] | None,
+            postgresql: bool, step: Progress) -> tuple[_Sums, dict[str, _Sums], _Medians]:
+    """One period's sums (the one pass) and exact medians, over all its tickets and per
+    group."""
+    cohort = and_(Ticket.created_at >= since, Ticket.created_at < until)
+    scan = _scan_hint(session, since, until, span)
+    step("tickets")
+    total, groups = _fold_tickets(session, scan(_sums_query(key, by, cohort, postgresql, now)))
+    step("medians")
+    medians = _medians(session, key, cohort, total, groups if by else {})
+    return total, groups, medians
 
 
 def _kb_titles(settings: Settings) -> dict[str, str]:
@@ -133,7 +190,7 @@ def _tune_postgresql(session: Session) -> None:
 
 
 def _sums_query(key: ColumnElement[Any], by: str | None, cohort: ColumnElement[bool],
-                postgresql: bool) -> Select[Any]:
+                postgresql: bool, now: datetime) -> Select[Any]:
     """The one pass over the period's tickets: grouped by the report's grouping (and, on
     PostgreSQL, by resolved-or-not: see _ticket_sums)."""
     cols = [key.label("k")]
@@ -141,7 +198,7 @@ def _sums_query(key: ColumnElement[Any], by: str | None, cohort: ColumnElement[b
     if postgresql:
         cols.append(Ticket.status.in_(DONE).label("done"))
         group.append(literal_column("done"))
-    q = select(*cols, *_ticket_sums(done_is_key=postgresql)).where(cohort)
+    q = select(*cols, *_ticket_sums(done_is_key=postgresql, now=now)).where(cohort)
     return q.group_by(*group) if group else q
 
 
@@ -174,7 +231,7 @@ def _fold_backlog(session: Session, key: ColumnElement[Any], now: datetime, tota
     snapshot = session.execute(
         select(key.label("k"), _age_bucket(now).label("b"),
                func.count().label("backlog"),
-               _flag(_overdue(now)).label("overdue"))
+               _flag(overdue(now)).label("overdue"))
         .where(Ticket.status.in_(OPEN)).group_by(_K, literal_column("b"))).all()
     backlog_ages = [0] * len(AGE_BUCKETS)
     for row in snapshot:
@@ -212,10 +269,10 @@ def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
 
 
 # The sums that count resolved (and closed) tickets only.
-DONE_ONLY = ("resolved", "fcr", "h_n_s", "h_sum_s", "h_n_bs", "h_sum_bs")
+DONE_ONLY = ("resolved", "fcr", "h_n_s", "h_sum_s", "h_n_bs", "h_sum_bs", "res_met", "res_late")
 
 
-def _ticket_sums(done_is_key: bool) -> list[ColumnElement[Any]]:
+def _ticket_sums(done_is_key: bool, now: datetime) -> list[ColumnElement[Any]]:
     """The pass's aggregates. With `done_is_key` the rows are also grouped by "resolved or
     closed" and the DONE_ONLY sums are taken over every row (the fold keeps them from the
     resolved groups only): on PostgreSQL the status test, once per row as a key, costs far
@@ -246,6 +303,19 @@ def _ticket_sums(done_is_key: bool) -> list[ColumnElement[Any]]:
         func.sum(Ticket.rating).label("rating_sum"),
     ]
     cols += [_flag(Ticket.rating == score).label(f"r{score}") for score in range(1, 6)]
+    # The SLA-met shares: per deadline kind, met (done at or before it), late (done after
+    # it), overdue (not done, the clock running, past it now). Done for the resolution: the
+    # latest resolution (resolved_at), else the closing.
+    running = Ticket.status.in_(RUNNING)
+    fr_due, res_due = Ticket.first_response_due_at, Ticket.resolution_due_at
+    done_at = func.coalesce(Ticket.resolved_at, Ticket.closed_at)
+    cols += [_flag(Ticket.first_responded_at <= fr_due).label("fr_met"),
+             _flag(Ticket.first_responded_at > fr_due).label("fr_late"),
+             _flag(and_(Ticket.first_responded_at.is_(None), running, fr_due < now)
+                   ).label("fr_overdue"),
+             if_done(func.count(), done_at <= res_due).label("res_met"),
+             if_done(func.count(), done_at > res_due).label("res_late"),
+             _flag(and_(running, res_due < now)).label("res_overdue")]
     cols += [func.sum(Ticket.response_count).label("answers"),
              func.sum(Ticket.response_bs).label("answer_bs"),
              func.sum(Ticket.response_s).label("answer_s")]
@@ -255,29 +325,31 @@ def _ticket_sums(done_is_key: bool) -> list[ColumnElement[Any]]:
     return cols
 
 
-def _overdue(now: datetime) -> ColumnElement[bool]:
-    """Running (not pending: its clock stands still) and past a deadline it has not met."""
-    return and_(Ticket.status.in_(RUNNING), or_(
-        and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due_at < now),
-        Ticket.resolution_due_at < now, Ticket.next_response_due_at < now))
-
-
 def _age_bucket(now: datetime) -> ColumnElement[int]:
     whens = [(Ticket.created_at > now - timedelta(seconds=upper), i)
              for i, (upper, _) in enumerate(AGE_BUCKETS) if upper is not None]
     return case(*whens, else_=len(AGE_BUCKETS) - 1)
 
 
-def _scan_hint(session: Session, since: datetime,
-               until: datetime) -> Callable[[Select[Any]], Select[Any]]:
-    """SQLite without statistics reads a period through the created_at index even when the
-    period is nearly every ticket, which is slower than reading the table: when the period
-    covers most of the tickets' time span, the table is read instead."""
+def _ticket_span(session: Session) -> tuple[datetime, datetime] | None:
+    """On SQLite, the first and last ticket's creation (for _scan_hint); None elsewhere."""
     if session.get_bind().dialect.name != "sqlite":
-        return lambda q: q
+        return None
     first = session.scalar(select(func.min(Ticket.created_at)))
     last = session.scalar(select(func.max(Ticket.created_at)))
-    if first is None or last is None or last <= first:
+    return None if first is None or last is None else (first, last)
+
+
+def _scan_hint(session: Session, since: datetime, until: datetime,
+               span: tuple[datetime, datetime] | None) -> Callable[[Select[Any]], Select[Any]]:
+    """SQLite without statistics reads a period through the created_at index even when the
+    period is nearly every ticket, which is slower than reading the table: when the period
+    covers most of the tickets' time span (`span`, _ticket_span's), the table is read
+    instead."""
+    if session.get_bind().dialect.name != "sqlite" or span is None:
+        return lambda q: q
+    first, last = span
+    if last <= first:
         return lambda q: q
     covered = min(until, last) - max(since, first)
     if covered / (last - first) < 0.4:
@@ -396,10 +468,20 @@ class _Sums:
         below.append(self.c.get(f"fr_n_{name}", 0))
         return [b - a for a, b in zip([0, *below], below)]
 
-    def kpi(self, medians: tuple[float | None, float | None]) -> dict[str, Any]:
+    def kpi(self, medians: tuple[float | None, float | None],
+            snapshots: bool = True) -> dict[str, Any]:
+        """The KPI object (README); without `snapshots` (a previous period) overdue_now and
+        backlog_now are null: they are of now, not of a period."""
         c = self.c.get
         resolved, ever = c("resolved", 0), c("ever_resolved", 0)
         ratings = c("ratings", 0)
+
+        def sla(kind: str) -> dict[str, Any]:
+            met, late, overdue = c(f"{kind}_met", 0), c(f"{kind}_late", 0), c(f"{kind}_overdue", 0)
+            count = met + late + overdue
+            return {"count": count, "met": met, "late": late, "overdue": overdue,
+                    "share": _share(met, count)}
+
         return {
             "tickets": self.tickets,
             "resolved": resolved, "resolved_share": _share(resolved, self.tickets),
@@ -418,26 +500,29 @@ class _Sums:
                          "mean_business_s": _mean(c("h_sum_bs", 0), c("h_n_bs", 0)),
                          "mean_calendar_s": _mean(c("h_sum_s", 0), c("h_n_s", 0))},
             "breached": c("breached", 0), "breached_share": _share(c("breached", 0), self.tickets),
-            "overdue_now": self.overdue, "backlog_now": self.backlog,
+            "overdue_now": self.overdue if snapshots else None,
+            "backlog_now": self.backlog if snapshots else None,
             "reopened": c("reopened", 0), "reopen_rate": _share(c("reopened", 0), ever),
             "csat": {"resolved": resolved, "ratings": ratings,
                      "response_rate": _share(ratings, resolved),
                      "mean": _mean(c("rating_sum", 0), ratings, 2),
                      "satisfied_share": _share(c("r4", 0) + c("r5", 0), ratings),
                      "distribution": {str(s): c(f"r{s}", 0) for s in range(1, 6)}},
+            "sla_met": {"first_response": sla("fr"), "resolution": sla("res")},
         }
 
 
+# Rounded by the report's one rule (display.round_half_up), on the exact quotient.
 def _share(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
+    return round_half_up(Decimal(part) / Decimal(whole), 4) if whole else None
 
 
 def _mean(total: int, count: int, digits: int = 1) -> float | None:
-    return round(total / count, digits) if count else None
+    return round_half_up(Decimal(total) / Decimal(count), digits) if count else None
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+    return round_half_up(value, 1)
 
 
 def _k(value: Any) -> str:

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
+from maildesk.config import Settings
 from maildesk.services.context import Context
 from maildesk.services.errors import BadRequest
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from maildesk.outbound.compose import Composer
+
 # The steps build_report tells `progress` about, in order.
-STEPS = ("tickets", "medians", "days", "backlog", "knowledge base")
+STEPS = ("tickets", "medians", "previous period", "days", "backlog", "knowledge base")
 FORMATS = ("table", "csv", "json", "html")
 DEFAULT_DAYS = 30
 
@@ -57,13 +65,15 @@ def report_period(ctx: Context, since: str | None, until: str | None) -> Period:
 
 
 def build(ctx: Context, period: Period, *, by: str | None = None,
-          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """The report's data (the JSON format's shape); `by` adds the KPIs per group."""
+          progress: Callable[[str], None] | None = None,
+          compare: bool = True) -> dict[str, Any]:
+    """The report's data (the JSON format's shape); `by` adds the KPIs per group, `compare`
+    the previous period's and the changes."""
     from maildesk.report.kpi import build_report
 
     with ctx.read_session() as session:
         return build_report(session, ctx.settings, since=period.start, until=period.end, by=by,
-                            now=period.now, progress=progress)
+                            now=period.now, progress=progress, compare=compare)
 
 
 def render(data: dict[str, Any], fmt: str, *, width: int = 100) -> bytes:
@@ -78,3 +88,72 @@ def render(data: dict[str, Any], fmt: str, *, width: int = 100) -> bytes:
     if fmt == "json":
         return to_json(data).encode("utf-8")
     return to_table(data, width).encode("utf-8")
+
+
+# -- the report by mail (`report --mail`, and `reports:` in maildesk.yaml) ---------------------
+@dataclass(frozen=True)
+class PreparedReportMail:
+    """A report mail rendered once (charts drawn, templates filled), to queue per recipient."""
+
+    parts: Any             # maildesk.report.mail.ReportMail
+    subject: str
+    text: str
+
+
+def prepare_report_mail(settings: Settings, composer: Composer, data: dict[str, Any], *,
+                        every: str | None = None, label: str | None = None
+                        ) -> PreparedReportMail:
+    """Draw the charts and render the `report_mail` templates (no database: do it before the
+    transaction that queues the mails)."""
+    from maildesk.effects.digest import language
+    from maildesk.outbound.plural import plural
+    from maildesk.report.mail import report_mail_parts
+
+    parts = report_mail_parts(data, settings.domain, every=every, label=label)
+    zone = ZoneInfo(data.get("timezone") or "UTC")
+    rendered = composer.render("report_mail", language(composer, settings), {
+        "instance": settings.instance_name, "report": parts.summary, "plural": plural,
+        "now": datetime.fromisoformat(data["generated_at"]).astimezone(zone)
+        if data.get("generated_at") else None})
+    return PreparedReportMail(parts, rendered.subject, rendered.text)
+
+
+def queue_report_mail(session: Session, settings: Settings, prepared: PreparedReportMail,
+                      recipients: Sequence[str], now: datetime) -> list[int]:
+    """One mail per recipient, from the support address, in the caller's transaction; the
+    outbox ids."""
+    from maildesk.effects.outgoing import queue_outgoing
+    from maildesk.outbound.compose import new_message_id
+    from maildesk.report.mail import KIND, build_report_message
+
+    sender = settings.support_addresses[0]
+    ids = []
+    for to in recipients:
+        message_id = new_message_id(settings.domain)
+        data = build_report_message(parts=prepared.parts, text=prepared.text,
+                                    subject=prepared.subject, from_name=settings.instance_name,
+                                    from_address=sender, to_address=to,
+                                    message_id=message_id, date=now)
+        ids.append(queue_outgoing(session, settings, ticket_id=None, kind=KIND,
+                                  message_id=message_id, mailbox=sender, to_address=to,
+                                  data=data, now=now).id)
+    return ids
+
+
+def mail_report(ctx: Context, period: Period, recipients: Sequence[str], *,
+                by: str | None = None, compare: bool = True) -> list[int]:
+    """`report --mail`: the report of `period` queued now to each recipient; the outbox ids.
+    BadRequest for an address that is not one."""
+    from maildesk.outbound.compose import Composer
+
+    bad = [a for a in recipients if not _ADDRESS.match(a)]
+    if bad or not recipients:
+        raise BadRequest(f"--mail: not a mail address: {', '.join(bad) or '(none)'}")
+    data = build(ctx, period, by=by, compare=compare)
+    prepared = prepare_report_mail(ctx.settings, Composer(ctx.settings.templates_dir), data)
+    with ctx.make_session.begin() as session:
+        return queue_report_mail(session, ctx.settings, prepared,
+                                 [a.lower() for a in recipients], ctx.clock.now())
+
+
+_ADDRESS = re.compile(r"^[^@\s<>,]+@[^@\s<>,]+\.[^@\s<>,]+$")

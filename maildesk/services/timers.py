@@ -35,8 +35,10 @@ def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: boo
 
 
 def fire_all_due(ctx: Context) -> int:
-    """`timers run`: arm, then sweep batch after batch until less than a batch was due."""
+    """`timers run`: arm, then sweep batch after batch until less than a batch was due; then
+    the digests and reports by mail that are due (a desk run from cron gets them too)."""
     from maildesk.outbound.compose import Composer
+    from maildesk.services.schedules import run_schedules
 
     composer = Composer(ctx.settings.templates_dir)
     total, arm = 0, True
@@ -44,4 +46,5 @@ def fire_all_due(ctx: Context) -> int:
         fired = run_timers(ctx, ctx.settings, composer, arm=arm)
         total, arm = total + fired, False
         if fired < TIMER_BATCH:
+            run_schedules(ctx, ctx.settings, composer)
             return total

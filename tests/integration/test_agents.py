@@ -159,13 +159,17 @@ def test_routed_notified_answered_from_outlook_and_thunderbird_then_resolved(des
 
     n = desk.notification
     text = body(n)
-    assert n["Subject"].startswith("[MD-1000]") and "P1" in n["Subject"]
+    # One subject for all the ticket's mail to a line; what happened is the line after the marker.
+    assert n["Subject"] == "[MD-1000] Не работает касса"
+    assert text.splitlines()[1] == "New ticket: [MD-1000] Не работает касса"
+    assert re.search(r"^Priority: +P1\b", text, re.MULTILINE)
     assert n["Reply-To"].addresses[0].addr_spec == f"support+1000-{t.agent_token}@example.com"
     assert t.agent_token != t.reply_token
     assert t.reply_token not in n.as_string()           # the client's token stays the client's
     assert text.startswith(MARKER)
     assert "Касса №3 не печатает чеки" in text           # the client's words, from cp1251
-    assert "First response by" in text and "Resolution by" in text
+    assert "First response: by " in text and "Resolution:     by " in text
+    assert "Time zone:      Europe/Moscow" in text
     assert "#resolve" in text and "#escalate" in text     # the command help
     assert [a.get_filename() for a in n.iter_attachments()] == ["чек.jpg"]
     # The client's own acknowledgement names the client's token, never the agents'.
@@ -223,7 +227,7 @@ def test_escalate_moves_the_ticket_and_notifies_the_next_line_with_the_history(d
     assert t.line == "line3"
     (n,) = desk.boxes.new("line3@example.com")
     text = body(n)
-    assert "Escalated" in n["Subject"] and "line2" in text
+    assert text.splitlines()[1].startswith("Escalated") and "line2" in text
     assert "Касса №3 не печатает чеки" in text            # the client's first mail in the history
     assert "Проверил драйвер ККТ" in text                  # internal notes: line 3 is ours
     assert desk.boxes.new(CLIENT) == []
@@ -254,7 +258,8 @@ def test_note_stays_internal_and_goes_to_the_line(desk):
     desk.reply("#note\nКлиент звонил, просит ускорить.", shape=thunderbird_reply)
     assert desk.boxes.new(CLIENT) == []
     (n,) = desk.boxes.new("line2@example.com")
-    assert "Note" in n["Subject"] and "Клиент звонил, просит ускорить." in body(n)
+    assert body(n).splitlines()[1].startswith("Internal note by")
+    assert "Клиент звонил, просит ускорить." in body(n)
     with desk.ctx.make_session() as s:
         note = s.scalar(select(Message).where(Message.role == "agent"))
     assert note.internal

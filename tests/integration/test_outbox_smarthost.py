@@ -3,6 +3,7 @@ while it is down, retries with backoff, and goes out exactly once when it is bac
 
 from __future__ import annotations
 
+import email
 from datetime import timedelta
 
 import pytest
@@ -75,6 +76,10 @@ def test_mail_waits_while_the_smarthost_is_down_and_goes_out_once(smtp_config, s
     assert all(r.mail_from.startswith("support+bounce-") for r in smarthost.sink.received)
     assert statuses(ctx, "autoreply") == ["sent"] * 5
     assert statuses(ctx) == ["sent"] * queued
+    # Two failed attempts later, each mail carries the Message-ID its row was queued with.
+    sent_ids = sorted(email.message_from_bytes(r.data)["Message-ID"].strip("<>")
+                      for r in smarthost.sink.received)
+    assert sent_ids == sorted(o.message_id for o in outbox_rows(ctx))
 
 
 def test_retries_stop_at_the_give_up_time(smtp_config, smarthost, ctx, processor, cli):

@@ -225,7 +225,7 @@ def test_json_csv_and_table_formats_carry_the_same_figures(lived, tmp_path):
 
     table = run_cli(lived, tmp_path, "--by", "line").stdout
     assert "Line 1 / Первая линия"[:11] in table
-    assert "FCR %" in table and "33.3%" in table and "1 h 00 min" in table
+    assert "FCR %" in table and "33.3 %" in table and "1 h 00 min" in table
     assert all(len(line) <= 100 for line in table.splitlines())
 
 

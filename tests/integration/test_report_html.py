@@ -335,3 +335,62 @@ def test_empty_html_report_in_browser(browser, tmp_path: Path) -> None:
             assert box and box["width"] > 200 and box["height"] > 100
     finally:
         w.close()
+
+
+def compared_report() -> dict:
+    """realistic_report() with SLA-met shares and the previous period's figures (issue 20)."""
+    from maildesk.report.display import kpi_change
+
+    r = realistic_report()
+    rng = random.Random(48)
+
+    def with_sla(k: dict) -> dict:
+        for kind in ("first_response", "resolution"):
+            count = k["tickets"] - 2
+            met = round(count * rng.uniform(0.7, 0.99))
+            k.setdefault("sla_met", {})[kind] = {"count": count, "met": met, "late": count - met,
+                                                 "overdue": 0, "share": round(met / count, 4)}
+        return k
+
+    for g in r["groups"]:
+        with_sla(g["kpi"])
+    with_sla(r["totals"])
+    previous = [{"key": g["key"], "label": g["label"],
+                 "kpi": with_sla(kpi(rng, max(2, g["kpi"]["tickets"] + rng.randint(-30, 30))))}
+                for g in r["groups"]]
+    totals = with_sla(kpi(rng, sum(g["kpi"]["tickets"] for g in previous)))
+    r["previous"] = {"period": {"since": "2026-08-02T21:00:00+00:00",
+                                "until": "2026-10-01T21:00:00+00:00"},
+                     "totals": totals, "groups": previous}
+    r["changes"] = {"totals": kpi_change(r["totals"], totals),
+                    "groups": [{"key": g["key"], "label": g["label"],
+                                "change": kpi_change(g["kpi"], p["kpi"])}
+                               for g, p in zip(r["groups"], previous)]}
+    return r
+
+
+def test_html_report_with_the_comparison_in_browser(browser, tmp_path: Path) -> None:
+    """With the previous period's changes under every figure the page still fits a laptop
+    screen, and each change says by its colour whether it is better or worse."""
+    from maildesk.report.html import to_html
+
+    page_file = tmp_path / "compared.html"
+    page_file.write_text(to_html(compared_report()), encoding="utf-8")
+    w = Watched(browser, page_file)
+    page = w.page
+    try:
+        png = page.screenshot(full_page=True, type="png")
+        for d in artefact_dirs(tmp_path):
+            (d / "report_html_compared.png").write_bytes(png)
+        assert w.requests == [] and w.problems == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+        assert page.locator(".table-wrap").first.evaluate(
+            "el => el.scrollWidth <= el.clientWidth")
+        text = page.locator("body").inner_text()
+        assert "Compared with" in text and "2026-08-03 00:00 – 2026-10-02 00:00" in text
+        colours = {tone: page.locator(f".card .chg.{tone}").first.evaluate(
+            "el => getComputedStyle(el).color") for tone in ("better", "worse")}
+        assert colours["better"] != colours["worse"]
+        assert page.locator("#comparison td .chg").count() >= 5 * 10
+    finally:
+        w.close()

@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from helpers import store
 from mails import mail
 from maildesk.db.models import Inbound, InboundStatus, Outbox, OutboxStatus, Ticket, TicketStatus
-from maildesk.services import outbox, quarantine, reports, setup, text, tickets
+from maildesk.services import outbox, quarantine, reports, setup, text, ticket_text, tickets
 from maildesk.services.errors import BadRequest, NotFound, Refused
 
 ANNA = "Анна <anna@customer.example>"
@@ -45,11 +45,14 @@ def test_list_tickets_newest_first_with_filters(ctx, three_tickets):
 def test_show_ticket_names_the_requesters_other_tickets(ctx, three_tickets):
     data = tickets.show_ticket(ctx, "[MD-1000]")
     assert data["number"] == 1000 and data["linked_ticket"] is None
-    assert data["requester_tickets"] == [{"number": 1002, "subject": "Printer again",
-                                          "status": "new"}]
+    assert [{k: t[k] for k in ("number", "subject", "status", "tag")}
+            for t in data["requester_tickets"]] == [
+        {"number": 1002, "subject": "Printer again", "status": "new", "tag": "MD-1002"}]
+    assert data["requester_ticket_count"] == 1
     assert [m["direction"] for m in data["messages"]] == ["in", "out"]
-    assert text.ticket_text(data, "MD").splitlines()[:2] == [
-        "MD-1000  Printer", f"status new, line line1, priority P3, created {data['created_at']}"]
+    assert ticket_text.ticket_text(data).splitlines()[:4] == [
+        "MD-1000  Printer", "", "status          new",
+        "line            line1 (Line 1 / Первая линия)"]
     assert tickets.show_ticket(ctx, "1001")["requester_tickets"] == []
 
 
