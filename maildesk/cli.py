@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from maildesk import __version__
 from maildesk.app import COMPONENTS, serve
 from maildesk.config import ConfigError
 from maildesk.db.models import OutboxStatus, TicketStatus
@@ -78,6 +79,8 @@ def _progress_line(show: bool, message: str, nl: bool = False) -> None:
 
 
 @click.group()
+@click.version_option(__version__, "-V", "--version", prog_name="maildesk",
+                      message="%(prog)s %(version)s")
 @click.option("--config", "config", envvar="MAILDESK_CONFIG", default="config/maildesk.yaml",
               show_default=True, type=click.Path(dir_okay=False),
               help="maildesk.yaml to use (or $MAILDESK_CONFIG).")

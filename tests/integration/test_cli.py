@@ -268,3 +268,11 @@ def test_rules_test_deadlines_skip_the_new_year_holidays(cli, tmp_path):
     assert "resolution by:     2027-01-15T18:00:00+03:00" in out      # 5 working days
     # The year is written only when it is not the current one.
     assert re.search(r"work on your request starts on Monday 11 January( 2027)? at 9:00\.", out)
+
+
+def test_version_names_the_package_version(cli):
+    from maildesk import __version__
+
+    for flag in ("--version", "-V"):
+        proc = cli(flag, check=True)
+        assert proc.stdout.decode().strip() == f"maildesk {__version__}"
