@@ -37,6 +37,7 @@ bench-quick: setup
 	$(BIN)/python benchmarks/rules.py --quick
 	$(BIN)/python benchmarks/sla.py --quick
 	$(BIN)/python benchmarks/report.py --quick
+	$(BIN)/python benchmarks/end_to_end.py --quick
 
 bench: setup
 	$(BIN)/python benchmarks/smtp_ingest.py
@@ -46,6 +47,7 @@ bench: setup
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/sla.py
 	$(BIN)/python benchmarks/report.py
+	$(BIN)/python benchmarks/end_to_end.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

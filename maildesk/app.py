@@ -1,6 +1,14 @@
 """The daemon (`maildesk serve`): worker threads, the SMTP listener and the signals, put
 together by `serve` in small named steps.
 
+Under systemd (Type=notify, contrib/systemd/) it reports READY=1 once the listener is bound
+and the workers run, pings the watchdog from the event loop, and brackets a reload with
+RELOADING=1 ... READY=1; outside systemd those messages go nowhere (maildesk/sdnotify.py).
+
+A reload (SIGHUP) swaps in the new settings everywhere they are read per message, builds a new
+outbound transport and starts, stops or restarts IMAP watchers as `imap.accounts` changed. What
+only a restart can change (the listener's address, the database) is logged as such.
+
 The Context, the migrations and the timer sweep are services (maildesk/services/); they are
 imported here under their old names for the callers that import them from app."""
 
@@ -12,10 +20,11 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from maildesk.config import ConfigError, Settings, load_settings
+from maildesk.sdnotify import Notifier
 from maildesk.services.context import Context
 from maildesk.services.database import alembic_config, upgrade_database
 from maildesk.services.schedules import run_schedules
@@ -24,6 +33,9 @@ from maildesk.services.timers import TIMER_BATCH, run_timers
 if TYPE_CHECKING:
     from maildesk.ingress.imap_service import ImapService
     from maildesk.ingress.smtp import SupportHandler
+    from maildesk.monitor.metrics import Metrics
+    from maildesk.monitor.service import Monitor
+    from maildesk.outbound.transport import Transport
     from maildesk.probes import TokenProbeGuard
     from maildesk.store.raw import GroupCommitWriter
 
@@ -40,14 +52,18 @@ class Worker:
     """A thread that runs `step` whenever woken, and every `poll_seconds` regardless (for work
     another process queued). `step` returns True while there may be more to do."""
 
-    def __init__(self, name: str, step, poll_seconds: float = 5.0):  # type: ignore[no-untyped-def]
+    def __init__(self, name: str, step, poll_seconds: float = 5.0,  # type: ignore[no-untyped-def]
+                 metrics: Metrics | None = None):
         self._step = step
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._poll = poll_seconds
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.metrics = metrics  # each finished pass is a heartbeat for /healthz
 
     def start(self) -> None:
+        if self.metrics is not None:
+            self.metrics.watch(self._thread.name)
         self._thread.start()
 
     def wake(self) -> None:
@@ -59,15 +75,51 @@ class Worker:
         self._wake.set()
         self._thread.join()
 
+    RETRY_FIRST, RETRY_MAX = 1.0, 30.0   # seconds between passes that fail, doubling
+
     def _run(self) -> None:
+        retry: float | None = None   # after a failed pass: the wait before the next try
+        last_error: tuple[str, str] | None = None
         while not self._stop.is_set():
-            self._wake.wait(self._poll)
+            # After a failure, a wake still cuts the wait short: it comes from work that went
+            # through (mail stored), so the database is back.
+            self._wake.wait(self._poll if retry is None else retry)
             self._wake.clear()
             try:
-                while not self._stop.is_set() and self._step():
+                while not self._stop.is_set() and self._pass():
                     pass
-            except Exception:  # a locked or lost database, a down smarthost: log, try again
-                log.exception("%s pass failed; retrying shortly", self._thread.name)
+            except Exception as exc:  # a lost or locked database, a bug: log, try again later
+                retry = self.RETRY_FIRST if retry is None else min(retry * 2, self.RETRY_MAX)
+                last_error = self._failed(exc, retry, last_error)
+            else:
+                retry, last_error = None, None
+
+    def _failed(self, exc: Exception, retry: float,
+                last: tuple[str, str] | None) -> tuple[str, str]:
+        """Log a failed pass in proportion: a database that cannot be reached is the outage
+        watch's to log (one line per attempt for all threads), a locked one is one line, a
+        bug is a traceback the first time and one line while it repeats."""
+        from maildesk.db.outage import is_unreachable, one_line
+        from maildesk.db.session import is_retryable
+
+        name = self._thread.name
+        error = (type(exc).__name__, str(exc))
+        if is_unreachable(exc):
+            log.debug("%s pass failed: database unreachable: %s", name, one_line(exc))
+        elif is_retryable(exc):
+            log.warning("%s pass failed: %s; retrying in %.0f s", name, one_line(exc), retry)
+        elif error == last:
+            log.warning("%s pass failed again: %s; retrying in %.0f s", name, one_line(exc),
+                        retry)
+        else:
+            log.exception("%s pass failed; retrying in %.0f s", name, retry)
+        return error
+
+    def _pass(self) -> bool:
+        more = self._step()
+        if self.metrics is not None:
+            self.metrics.progressed(self._thread.name)
+        return bool(more)
 
 
 class OutboundThread(Worker):
@@ -75,15 +127,37 @@ class OutboundThread(Worker):
 
     def __init__(self, ctx: Context):
         from maildesk.outbound.outbox import OutboxDeliverer
+
+        self.deliverer = OutboxDeliverer(ctx.make_session, self.build(ctx.settings), ctx.clock,
+                                         lease=ctx.settings.outbound.lease)
+        super().__init__("outbound", self._deliver, metrics=ctx.metrics)
+
+    def _deliver(self) -> bool:
+        outcomes = self.deliverer.run_once()
+        if self.metrics is not None:
+            for outcome in outcomes:
+                self.metrics.delivered(outcome.status)
+        return bool(outcomes)
+
+    @staticmethod
+    def build(settings: Settings) -> Transport:
+        """The transport `settings` ask for (raises when it cannot be made)."""
         from maildesk.outbound.registry import make_transport
 
-        transport = make_transport(ctx.settings.outbound, ctx.settings.domain)
-        self.deliverer = OutboxDeliverer(ctx.make_session, transport, ctx.clock,
-                                         lease=ctx.settings.outbound.lease)
-        super().__init__("outbound", lambda: bool(self.deliverer.run_once()))
+        return make_transport(settings.outbound, settings.domain)
+
+    def reload(self, settings: Settings, transport: Transport) -> threading.Event:
+        """Deliver through `transport` from the next mail on; the event is set once the old
+        transport is out of use and closed. (A mail is claimed by the deliverer, not by a
+        transport: each one goes through exactly one of the two.)"""
+        self.deliverer.lease = settings.outbound.lease
+        swapped = self.deliverer.replace_transport(transport)
+        self.wake()  # an idle thread takes it up at once
+        return swapped
 
     def stop(self) -> None:
         super().stop()
+        self.deliverer.take_new_transport()  # one handed over too late to be used: close it
         self.deliverer.transport.close()
         self.deliverer.close()
 
@@ -127,17 +201,23 @@ class ProcessorThread(Worker):
                                    probes=probes)
         self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         self.intake = IntakeGate()
-        super().__init__("processor", self._step)
+        super().__init__("processor", self._step, metrics=ctx.metrics)
 
     def _step(self) -> bool:
         # Small batches: a batch holds SQLite's write lock, which the listener and the
         # deliverer also need; 20 keeps their waits short and still shares commits.
         self.intake.wait_idle()
         outcomes = self.processor.run_batch(limit=20)
+        now = self.processor.clock.now()
         for o in outcomes:
             log.info("inbound %s: %s%s", o.inbound_id, o.status,
                      f" ticket {o.ticket_number}" if o.ticket_number else
-                     f" ({o.reason.splitlines()[0]})" if o.reason else "")
+                     f" ({o.reason.splitlines()[0]})" if o.reason else "",
+                     extra={"inbound_id": o.inbound_id, "outcome": o.status,
+                            "ticket": o.ticket_number, "message_id": o.message_id})
+            if self.metrics is not None:
+                self.metrics.mail_processed(o.status, (now - o.received_at).total_seconds()
+                                            if o.received_at else None, o.opened)
         if self.on_quarantine and any(o.status == "quarantined" for o in outcomes):
             self.on_quarantine()
         return bool(outcomes) and not all(o.status == "retry" for o in outcomes)
@@ -161,12 +241,13 @@ class TimersThread(Worker):
         self.on_outbox = on_outbox
         self._armed = False
         super().__init__("timers", self._step, poll_seconds=ctx.settings.timer_interval
-                         .total_seconds())
+                         .total_seconds(), metrics=ctx.metrics)
 
     def reload(self, settings: Settings) -> None:
         from maildesk.outbound.compose import Composer
 
         self.settings, self.composer = settings, Composer(settings.templates_dir)
+        self._poll = settings.timer_interval.total_seconds()  # from the next wait on
 
     def _step(self) -> bool:
         fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed)
@@ -191,43 +272,67 @@ class Daemon:
     imap: ImapService | None = None
     handler: SupportHandler | None = None
     server: asyncio.Server | None = None
+    components: tuple[str, ...] = COMPONENTS
+    relays: Relays | None = None    # smtp.relays for the probe guard's exemption
+    notifier: Notifier = field(default_factory=lambda: Notifier({}))
+    reloading: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reload at a time
+    stopping: bool = False
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)    # reloads under way
 
     def current_settings(self) -> Settings:
         return self.settings
 
 
+class Relays:
+    """smtp.relays as configured now, for the token-probe guard: a reload replaces them."""
+
+    def __init__(self, relays: tuple) -> None:  # type: ignore[type-arg]
+        self.update(relays)
+
+    def update(self, relays: tuple) -> None:  # type: ignore[type-arg]
+        from maildesk.ingress.limits import RelayNetworks
+
+        self.networks = RelayNetworks(relays)
+
+    def contains(self, ip: str) -> bool:
+        return self.networks.contains(ip)
+
+
 def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
     """The worker threads of `components`, wired to wake each other; nothing started yet."""
-    from maildesk.ingress.limits import RelayNetworks
     from maildesk.probes import TokenProbeGuard
     from maildesk.store.raw import GroupCommitWriter
 
     # One guard: the processor counts failed token lookups per IP, the listener refuses past it.
+    relays = Relays(ctx.settings.smtp.relays)
     probes = TokenProbeGuard(ctx.settings.security.token_failures_per_hour,
-                             exempt=RelayNetworks(ctx.settings.smtp.relays).contains)
+                             exempt=relays.contains)
     outbound = OutboundThread(ctx) if "outbound" in components else None
     wake_outbound = outbound.wake if outbound else None
     processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes)
                  if "process" in components else None)
     timers = TimersThread(ctx, on_outbox=wake_outbound) if "timers" in components else None
     writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None)
-    daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers)
+    daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers,
+                    components=components, relays=relays)
     if "imap" in components:
         daemon.imap = _imap_service(ctx, processor)
     return daemon
 
 
-def _imap_service(ctx: Context, processor: ProcessorThread | None) -> ImapService | None:
+def _imap_service(ctx: Context, processor: ProcessorThread | None,
+                  settings: Settings | None = None) -> ImapService | None:
     """The IMAP poller, when an account is enabled: it wakes the processor with new mail, and
     the processor wakes it to copy quarantined mail to the quarantine folder."""
-    if not any(a.enabled for a in ctx.settings.imap_accounts):
+    settings = settings or ctx.settings
+    if not any(a.enabled for a in settings.imap_accounts):
         return None
     from maildesk.ingress.imap_service import ImapService
 
-    imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
-                       max_size=ctx.settings.smtp.max_message_size,
+    imap = ImapService(settings.imap_accounts, ctx.make_session, ctx.clock,
+                       max_size=settings.smtp.max_message_size,
                        on_stored=processor.wake if processor else None,
-                       intake=processor.intake if processor else None)
+                       intake=processor.intake if processor else None, metrics=ctx.metrics)
     if processor:
         processor.on_quarantine = imap.wake
     return imap
@@ -245,10 +350,15 @@ async def _listen(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
         from maildesk.ingress.authcheck import make_authenticator
         authenticate = make_authenticator(daemon.current_settings)
     daemon.handler = SupportHandler(daemon.current_settings, daemon.writer, daemon.ctx.clock,
-                                    authenticate=authenticate, probes=daemon.probes)
+                                    authenticate=authenticate, probes=daemon.probes,
+                                    metrics=daemon.ctx.metrics)
     s = settings.smtp
-    daemon.server = await loop.create_server(make_smtp_factory(daemon.handler, settings),
-                                             s.host, s.port)
+    try:
+        daemon.server = await loop.create_server(make_smtp_factory(daemon.handler, settings),
+                                                 s.host, s.port)
+    except OSError as exc:  # one line naming the address and the keys that set it
+        from maildesk.services.failures import listen_failure
+        raise listen_failure(s.host, s.port, exc, settings) from exc
     log.info("SMTP listener on %s:%s for %s", s.host, s.port,
              ", ".join(settings.support_addresses))
 
@@ -266,19 +376,146 @@ def _start(daemon: Daemon) -> None:
         log.info("IMAP poller: %s", ", ".join(w.poller.label for w in daemon.imap.watchers))
 
 
-def _reload(daemon: Daemon, config_path: str | None) -> None:
-    """SIGHUP: load the config again; a broken one leaves the running one in force."""
-    try:
-        new = load_settings(config_path or daemon.ctx.settings.config_path)
-    except ConfigError as exc:
-        log.error("reload refused, the running configuration stays in force:\n%s", exc)
-        return
-    daemon.settings = new
+# How long a reload waits for the outbound thread to put the new transport in use (it does
+# between two mails; one mail to a smarthost that does not answer takes its timeout).
+TRANSPORT_SWAP_WAIT = 60.0
+
+
+def _on_sighup(daemon: Daemon, config_path: str | None) -> None:
+    task = asyncio.get_running_loop().create_task(_reload(daemon, config_path))
+    daemon.tasks.add(task)
+    task.add_done_callback(daemon.tasks.discard)
+
+
+async def _reload(daemon: Daemon, config_path: str | None) -> None:
+    """SIGHUP: load the config again and put it in force; a broken one (or one whose outbound
+    transport cannot be made) is refused and the running one stays. Bracketed by RELOADING=1
+    and READY=1 for systemd; one reload at a time, none once stopping."""
+    loop = asyncio.get_running_loop()
+    async with daemon.reloading:
+        if daemon.stopping:
+            return
+        daemon.notifier.reloading("reloading the configuration")
+        path = config_path or daemon.ctx.settings.config_path
+        try:
+            new = await loop.run_in_executor(None, load_settings, path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays in force:\n%s", exc)
+            daemon.notifier.ready("reload refused; running the previous configuration")
+            return
+        except Exception:  # a bug in loading: still refused, and systemd still told
+            log.exception("reload refused, the running configuration stays in force")
+            daemon.notifier.ready("reload refused; running the previous configuration")
+            return
+        try:
+            transport = (await loop.run_in_executor(None, OutboundThread.build, new)
+                         if daemon.outbound else None)
+        except Exception as exc:  # e.g. an unreadable ca_file: the transport cannot be made
+            log.error("reload refused, the running configuration stays in force: "
+                      "outbound transport: %s: %s", type(exc).__name__, exc)
+            daemon.notifier.ready("reload refused; running the previous configuration")
+            return
+        try:
+            await loop.run_in_executor(None, _apply, daemon, new, transport)
+        except Exception:  # half applied; the daemon keeps running what it has
+            log.exception("reload failed part way; restart maildesk to be sure of its state")
+            daemon.notifier.ready("reload failed part way; a restart is advised")
+            return
+        log.info("configuration reloaded from %s", new.config_path)
+        daemon.notifier.ready(_status(daemon))
+
+
+def _apply(daemon: Daemon, new: Settings, transport: Transport | None) -> None:
+    """Put `new` in force (blocking: it waits for the outbound thread and for IMAP watchers
+    to finish their pass, so it runs off the event loop)."""
+    for what in _needs_restart(daemon, new):
+        log.warning("reload: %s changed; needs a restart, the running value stays in force",
+                    what)
+    daemon.settings = new  # the listener reads it per mail
+    if daemon.relays is not None:
+        daemon.relays.update(new.smtp.relays)
+    daemon.probes.threshold = new.security.token_failures_per_hour
     if daemon.processor:
         daemon.processor.processor.settings = new
     if daemon.timers:
         daemon.timers.reload(new)
-    log.info("configuration reloaded from %s", new.config_path)
+    if daemon.outbound and transport is not None:
+        from maildesk.outbound.registry import describe
+
+        if daemon.outbound.reload(new, transport).wait(TRANSPORT_SWAP_WAIT):
+            log.info("reload: outbound mail now goes to %s", describe(new.outbound))
+        else:
+            log.warning("reload: outbound mail goes to %s once the mail being delivered is done",
+                        describe(new.outbound))
+    if "imap" in daemon.components:
+        _reload_imap(daemon, new)
+
+
+def _reload_imap(daemon: Daemon, new: Settings) -> None:
+    """Start, stop and restart IMAP watchers as `imap.accounts` changed (by account name)."""
+    if daemon.imap is None:
+        daemon.imap = _imap_service(daemon.ctx, daemon.processor, new)
+        if daemon.imap is not None:
+            daemon.imap.start()
+            log.info("reload: IMAP poller started: %s",
+                     ", ".join(w.poller.label for w in daemon.imap.watchers))
+        return
+    changes = daemon.imap.reconfigure(new.imap_accounts, max_size=new.smtp.max_message_size)
+    for verb, names in (("added", changes.added), ("removed", changes.removed),
+                        ("restarted", changes.changed)):
+        if names:
+            log.info("reload: IMAP account(s) %s: %s", verb, ", ".join(names))
+
+
+def _needs_restart(daemon: Daemon, new: Settings) -> list[str]:
+    """The settings `new` changes that the running daemon cannot take up: those it was started
+    with (the listener's socket and greeting, the database, the parse sandbox), compared with
+    the start, so that each reload repeats what still waits for a restart."""
+    started = daemon.ctx.settings
+    keys: list[tuple[str, object, object]] = [
+        ("database.url", started.database.url, new.database.url),
+        ("database.lock_timeout_ms", started.database.lock_timeout_ms,
+         new.database.lock_timeout_ms)]
+    if daemon.processor:
+        p, q = started.processing, new.processing
+        keys += [("processing.parse_timeout_seconds", p.parse_timeout_seconds,
+                  q.parse_timeout_seconds),
+                 ("processing.parse_memory_mb", p.parse_memory_mb, q.parse_memory_mb)]
+    if "smtp" in daemon.components:
+        keys.append(("smtp.enabled", started.smtp.enabled, new.smtp.enabled))
+    if daemon.server is not None:
+        a, b = started.smtp, new.smtp
+        keys += [("smtp.host", a.host, b.host), ("smtp.port", a.port, b.port),
+                 ("smtp.fd_reserve", a.fd_reserve, b.fd_reserve),
+                 ("instance.domain (the SMTP greeting)", started.domain, new.domain)]
+        if not started.authenticity.own_check.enabled:  # switching it off is taken up
+            keys.append(("authenticity.own_check.enabled", False,
+                         new.authenticity.own_check.enabled))
+    return [key if key == "database.url" else f"{key} ({old} -> {now})"  # the URL: no password
+            for key, old, now in keys if old != now]
+
+
+def _status(daemon: Daemon) -> str:
+    """One line for `systemctl status`."""
+    from maildesk.outbound.registry import describe
+
+    parts = []
+    if daemon.server is not None:
+        s = daemon.ctx.settings.smtp
+        parts.append(f"SMTP on {s.host}:{s.port}")
+    if daemon.imap is not None:
+        parts.append(f"{len(daemon.imap.watchers)} IMAP folder(s)")
+    if daemon.outbound is not None:
+        parts.append(f"outbound to {describe(daemon.settings.outbound)}")
+    return "serving" + (": " + ", ".join(parts) if parts else "")
+
+
+async def _watchdog(notifier: Notifier, every: float) -> None:
+    """WATCHDOG=1 every `every` seconds, from the event loop itself: a loop that is stuck stops
+    the pings, and systemd (WatchdogSec=) kills and restarts the daemon."""
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(every)
 
 
 async def _close_listener(daemon: Daemon) -> None:
@@ -304,24 +541,58 @@ async def _shut_down(daemon: Daemon, loop: asyncio.AbstractEventLoop) -> None:
             await loop.run_in_executor(None, worker.stop)
 
 
+def _monitor(ctx: Context) -> Monitor | None:
+    """The daemon's metrics (in `ctx`, where the parts count) and health check, served on
+    `metrics.listen` when set; None when that address cannot be bound (logged)."""
+    from maildesk import __version__
+    from maildesk.monitor.service import Monitor
+
+    m = ctx.settings.metrics
+    monitor = Monitor(ctx.engine, ctx.clock, listen=m.listen, stuck_after=m.stuck_after,
+                      version=__version__)
+    try:
+        monitor.start()
+    except OSError as exc:
+        log.error("metrics.listen %s:%s: cannot listen: %s", *(m.listen or ("?", "?")),
+                  exc.strerror or exc)
+        return None
+    ctx.metrics = monitor.metrics
+    return monitor
+
+
 async def _serve(ctx: Context, components: tuple[str, ...], config_path: str | None) -> int:
     from maildesk.ingress.limits import AcceptErrorHandler
 
     loop = asyncio.get_running_loop()
     # Out of file descriptors, accept() fails per connection: one log line per 10 s, no traceback.
     AcceptErrorHandler(log).install(loop)
+    monitor = _monitor(ctx)
+    if monitor is None:
+        return 1
     stop = asyncio.Event()
+    notifier = Notifier()  # systemd's NOTIFY_SOCKET; does nothing without it
+    watchdog = (loop.create_task(_watchdog(notifier, notifier.watchdog_seconds))
+                if notifier.watchdog_seconds else None)
     daemon = _assemble(ctx, components)
+    daemon.notifier = notifier
     if "smtp" in components and ctx.settings.smtp.enabled:
         await _listen(daemon, loop)
     _start(daemon)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, _reload, daemon, config_path)
+    loop.add_signal_handler(signal.SIGHUP, _on_sighup, daemon, config_path)
     print(f"maildesk serving ({', '.join(components)}); SIGTERM stops, SIGHUP reloads", flush=True)
+    notifier.ready(_status(daemon))  # the listener is bound and the workers run
     await stop.wait()
+    notifier.stopping("stopping: finishing what is in flight")
     log.info("stopping: no new connections; finishing what is in flight")
-    await _shut_down(daemon, loop)
+    daemon.stopping = True
+    async with daemon.reloading:  # a reload under way completes first
+        await _shut_down(daemon, loop)
+    if watchdog is not None:  # pings go on while shutting down: it may take a while
+        watchdog.cancel()
+    notifier.close()
+    monitor.stop()
     log.info("stopped")
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,8 @@ from maildesk import __version__
 from maildesk.app import COMPONENTS, serve
 from maildesk.config import ConfigError
 from maildesk.db.models import OutboxStatus, TicketStatus
-from maildesk.services import database, dryrun, intake, processing, reports, setup, text
+from maildesk.monitor.logs import FORMATS, configure_logging
+from maildesk.services import database, dryrun, failures, intake, processing, reports, setup, text
 from maildesk.services import kb as kb_service
 from maildesk.services import outbox as outbox_service
 from maildesk.services import quarantine as quarantine_service
@@ -32,6 +34,11 @@ from maildesk.services.errors import BadRequest, Refused
 def _fail(message: str, code: int = 1) -> None:
     click.echo(message, err=True)
     sys.exit(code)
+
+
+def _config_failed(exc: ConfigError, code: int = 1) -> None:
+    """Every problem of the configuration, one line each (file:line:column: key: problem)."""
+    _fail(str(exc), code)
 
 
 @contextmanager
@@ -50,7 +57,7 @@ def _ctx(obj: dict[str, Any]) -> Context:
         try:
             obj["context"] = Context.load(obj["config"])
         except ConfigError as exc:
-            _fail(f"configuration errors:\n{exc}")
+            _config_failed(exc)
     return obj["context"]
 
 
@@ -78,22 +85,61 @@ def _progress_line(show: bool, message: str, nl: bool = False) -> None:
         click.echo(message, err=True, nl=nl)
 
 
-@click.group()
+DEBUG = "maildesk.debug"  # ctx.meta: --debug was given
+
+
+def _debugging(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get(DEBUG)) or os.environ.get("MAILDESK_DEBUG", "") not in ("", "0")
+
+
+def _loaded_settings(obj: dict[str, Any] | None) -> Any:
+    """The settings a command had loaded when it failed, if any."""
+    obj = obj or {}
+    if "context" in obj:
+        return obj["context"].settings
+    return obj.get("settings")
+
+
+class _Main(click.Group):
+    """The command group: a failure of any command is one line on stderr and an exit status
+    (services/failures.py), unless --debug or MAILDESK_DEBUG=1 asks for the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if _debugging(ctx):
+                raise
+            failure = failures.describe(exc, _loaded_settings(ctx.obj))
+            # `ingest` answers an MTA: anything but "stored" or "refused" is "try again later".
+            code = failures.EX_TEMPFAIL if ctx.invoked_subcommand == "ingest" else failure.code
+            click.echo(f"maildesk: {failure.message}", err=True)
+            ctx.exit(code)
+
+
+@click.group(cls=_Main)
 @click.version_option(__version__, "-V", "--version", prog_name="maildesk",
                       message="%(prog)s %(version)s")
 @click.option("--config", "config", envvar="MAILDESK_CONFIG", default="config/maildesk.yaml",
               show_default=True, type=click.Path(dir_okay=False),
               help="maildesk.yaml to use (or $MAILDESK_CONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.option("--debug", is_flag=True, expose_value=False, callback=lambda ctx, _param, value:
+              ctx.meta.__setitem__(DEBUG, value),
+              help="On a failure, show the traceback instead of one line (or MAILDESK_DEBUG=1).")
+@click.option("--log-format", type=click.Choice(FORMATS), default=None,
+              help="Log as text or one JSON object per line [default: maildesk.yaml's "
+                   "logging.format for serve, else text].")
 @click.pass_context
-def main(click_ctx: click.Context, config: str, verbose: bool) -> None:
+def main(click_ctx: click.Context, config: str, verbose: bool, log_format: str | None) -> None:
     """maildesk: an email-driven helpdesk."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(log_format or "text", "debug" if verbose else "info")
     if not verbose:  # aiosmtpd logs every SMTP command at INFO: noise, and a cost per message
         logging.getLogger("mail.log").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-    click_ctx.obj = {"config": config}
+    click_ctx.obj = {"config": config, "verbose": verbose, "log_format": log_format}
     click_ctx.call_on_close(lambda: click_ctx.obj.get("context") and click_ctx.obj["context"].close())
 
 
@@ -154,12 +200,30 @@ def db() -> None:
 @db.command("upgrade")
 @click.pass_obj
 def db_upgrade(obj: dict[str, Any]) -> None:
-    """Apply the Alembic migrations (idempotent)."""
-    database.upgrade_database(_ctx(obj).settings)
-    click.echo("database is up to date")
+    """Apply the Alembic migrations (idempotent); say from which revision to which."""
+    click.echo(database.upgrade_database(_ctx(obj).settings).describe())
 
 
 # -- running ----------------------------------------------------------------------------------
+def _check_schema_to_serve(ctx: Context) -> None:
+    """Refuse to serve a database without the schema this maildesk needs (SchemaError, one
+    line), or an SQLite file that cannot be opened. A database server that cannot be reached
+    now is waited for: from here on its outage is logged once per attempt (whichever thread
+    meets it), and the daemon carries on once it is back."""
+    down = None
+    try:
+        database.require_current_schema(ctx)
+    except database.SchemaError:
+        raise
+    except Exception as exc:
+        if ctx.settings.database.url.startswith("sqlite") or not failures.is_unreachable(exc):
+            raise
+        down = exc
+    watch = database.watch_outages(ctx, logging.getLogger("maildesk"))
+    if down is not None:
+        watch.failed(down)
+
+
 @main.command("serve")
 @click.option("--only", default=",".join(COMPONENTS), show_default=True,
               help=f"Comma-separated subset of: {', '.join(COMPONENTS)}.")
@@ -170,7 +234,11 @@ def serve_cmd(obj: dict[str, Any], only: str) -> None:
     unknown = [p for p in parts if p not in COMPONENTS]
     if unknown:
         _fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}", 2)
-    sys.exit(serve(_ctx(obj), parts, obj["config"]))
+    ctx = _ctx(obj)
+    logs = ctx.settings.logging  # maildesk.yaml's `logging:`, unless the options say otherwise
+    configure_logging(obj["log_format"] or logs.format, "debug" if obj["verbose"] else logs.level)
+    _check_schema_to_serve(ctx)
+    sys.exit(serve(ctx, parts, obj["config"]))
 
 
 @main.command()
@@ -187,18 +255,22 @@ def ingest(obj: dict[str, Any], source: Any, sender: str | None, recipients: tup
     try:  # the MTA keeps the mail queued while the config is broken, hence 75 rather than 1
         ctx = Context.load(obj["config"])
     except ConfigError as exc:
-        click.echo(f"configuration errors:\n{exc}", err=True)
-        sys.exit(EX_TEMPFAIL)
+        _config_failed(exc, EX_TEMPFAIL)
     obj["context"] = ctx
     result = intake.ingest(ctx, source.read(), sender=sender, recipients=tuple(recipients))
-    click.echo(result.message, err=True)
+    click.echo(_first_line(result.message), err=True)
     if result.code == 0 and not no_process and result.inbound_id is not None:
         processed = processing.process_stored(ctx, result.inbound_id)
         for outcome in processed.outcomes:
             click.echo(text.ingested_line(outcome), err=True)
         if processed.deferred is not None:
-            click.echo(f"stored; processing deferred: {processed.deferred}", err=True)
+            click.echo(f"stored; processing deferred: {_first_line(processed.deferred)}", err=True)
     sys.exit(result.code)
+
+
+def _first_line(message: str) -> str:
+    """A message made of an exception's text, cut to its first line (no SQL, no links)."""
+    return message.strip().splitlines()[0] if message.strip() else message
 
 
 @main.command("poll")
@@ -256,7 +328,7 @@ def rules_test(obj: dict[str, Any], file: Any, at: str | None, as_json: bool) ->
         with _refusals():
             result = dryrun.dry_run(obj["config"], file, at)
     except ConfigError as exc:
-        _fail(f"configuration errors:\n{exc}")
+        _config_failed(exc)
     if as_json:
         _dump(result)
     else:
@@ -447,7 +519,7 @@ def _settings(obj: dict[str, Any]) -> Any:
         try:
             obj["settings"] = load_settings(obj["config"])
         except ConfigError as exc:
-            _fail(f"configuration errors:\n{exc}")
+            _config_failed(exc)
     return obj["settings"]
 
 
@@ -549,6 +621,25 @@ def quarantine_retry(obj: dict[str, Any], inbound_id: int | None, retry_all: boo
         ids = quarantine_service.requeue(ctx, inbound_id)
     for outcome in quarantine_service.reprocess(ctx, ids):
         click.echo(text.retried_line(outcome))
+
+
+# -- status -----------------------------------------------------------------------------------
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Stable JSON output (see README).")
+@click.option("--no-daemon", is_flag=True, help="Do not ask the daemon's /healthz.")
+@click.pass_obj
+def status_cmd(obj: dict[str, Any], as_json: bool, no_daemon: bool) -> None:
+    """The desk at a glance: version, config, database, queues and their oldest entry, the next
+    SLA timer, open tickets, IMAP folders; and the daemon's /healthz when metrics.listen is
+    set. Reads the database: works whether the daemon runs or not."""
+    from maildesk.services import status as status_service
+
+    ctx = _ctx(obj)
+    data = status_service.desk_status(ctx, probe=not no_daemon)
+    if as_json:
+        _dump(data)
+    else:
+        click.echo(status_service.status_text(data, ticket_service.list_zone(ctx)), nl=False)
 
 
 if __name__ == "__main__":

@@ -8,12 +8,16 @@ from datetime import timedelta
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([smhdw])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
+# What to write, for messages: a person reads this, not the regular expression.
+DURATION_FORM = "a duration such as 30m, 4h, 2d"
+
 
 def split_duration(text: str) -> tuple[float, str]:
     """'1.5d' -> (1.5, 'd') (the schema has already checked the form)."""
-    m = _DURATION.match(text.strip())
+    m = _DURATION.match(str(text).strip())
     if not m:
-        raise ValueError(f"not a duration: {text!r}")
+        raise ValueError(f"expected {DURATION_FORM} (s, m, h, d or w after a number), "
+                         f"got {text!r}")
     return float(m.group(1)), m.group(2)
 
 

@@ -1,4 +1,4 @@
-"""Configuration errors that point at a file, a line and a key."""
+"""Configuration errors that point at a file, a line, a column and a key."""
 
 from __future__ import annotations
 
@@ -9,15 +9,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    """One thing wrong in one file: where it is and what was expected."""
+    """One thing wrong in one file: where it is and what was expected.
+
+    str() is one line, `file:line:column: key: message`, the form editors and terminals turn
+    into a link to the place (line and column are left out where unknown)."""
 
     file: str
     line: int | None
     key: str
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
+        where = self.file
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
         key = f" {self.key}:" if self.key else ""
         return f"{where}:{key} {self.message}"
 

@@ -43,9 +43,12 @@ class ConfigPaths:
 
     @classmethod
     def of(cls, main: LoadedYaml) -> ConfigPaths:
+        """The paths; the default for one that is not a string (a problem the schema reports)."""
         base = main.path.parent
-        paths = main.data.get("paths", {})
-        return cls(**{name: resolve_path(base, paths.get(name, default))
+        paths = main.data.get("paths") if isinstance(main.data, dict) else None
+        paths = paths if isinstance(paths, dict) else {}
+        return cls(**{name: resolve_path(base, value if isinstance(value := paths.get(name),
+                                                                         str) else default)
                       for name, default in _PATH_DEFAULTS.items()})
 
 
@@ -53,6 +56,16 @@ def load_part(path: Path, schema: str) -> LoadedYaml:
     """One YAML file, checked against config/schema/<schema>.schema.json."""
     loaded = load_yaml(path)
     validate(loaded, schema)
+    return loaded
+
+
+def load_main(path: Path, problems: list[ConfigProblem]) -> LoadedYaml:
+    """maildesk.yaml. A YAML syntax error raises at once (without the file there is nothing to
+    go on); what does not fit its schema is added to `problems`, so that the files it names are
+    read and checked in the same run."""
+    loaded = load_yaml(path)
+    with gather_problems(problems):
+        validate(loaded, "maildesk")
     return loaded
 
 
@@ -227,6 +240,5 @@ def kb_folder(directory: Path, default_language: str, problems: list[ConfigProbl
     """The knowledge base under `paths.kb` (missing: empty); its problems as ConfigProblems."""
     kb, kb_problems = load_kb(directory, default_language)
     for p in kb_problems:
-        column = f" (column {p.column})" if p.column else ""
-        problems.append(ConfigProblem(str(p.path), p.line, p.key, p.message + column))
+        problems.append(ConfigProblem(str(p.path), p.line, p.key, p.message, p.column))
     return kb

@@ -13,25 +13,25 @@ from pathlib import Path
 
 from maildesk.config.digests import digests_section, reports_section
 from maildesk.config.errors import ConfigError, ConfigProblem
-from maildesk.config.files import (ConfigPaths, kb_folder, lines_file, load_files, load_part,
+from maildesk.config.files import (ConfigPaths, kb_folder, lines_file, load_files, load_main,
                                    rules_file, sla_file)
 from maildesk.config.imap_accounts import imap_accounts
 from maildesk.config.sections import (MIN_LEASE, authenticity_section, autoreply_section,
-                                      database_section, outbound_section, postmaster_line,
-                                      processing_section, security_section, signing_keys,
-                                      smtp_section)
+                                      database_section, logging_section, metrics_section,
+                                      outbound_section, postmaster_line, processing_section,
+                                      security_section, signing_keys, smtp_section)
 from maildesk.config.settings import (Agent, Authenticity, Autoreply, Database, ImapAccount,
-                                      ImapFolderSettings, Line, Outbound, OwnCheck, Processing,
-                                      Security, Settings, SmarthostSettings, SmtpListener,
-                                      SpamHeader)
+                                      ImapFolderSettings, Line, LogSettings, MetricsSettings,
+                                      Outbound, OwnCheck, Processing, Security, Settings,
+                                      SmarthostSettings, SmtpListener, SpamHeader)
 from maildesk.config.values import resolve_database_url
 from maildesk.durations import parse_duration
 
 __all__ = [
     "DEFAULT_CONFIG", "MIN_LEASE", "Agent", "Authenticity", "Autoreply", "Database",
-    "ImapAccount", "ImapFolderSettings", "Line", "Outbound", "OwnCheck", "Processing",
-    "Security", "Settings", "SmarthostSettings", "SmtpListener", "SpamHeader", "load_settings",
-    "parse_duration", "resolve_database_url",
+    "ImapAccount", "ImapFolderSettings", "Line", "LogSettings", "MetricsSettings", "Outbound",
+    "OwnCheck", "Processing", "Security", "Settings", "SmarthostSettings", "SmtpListener",
+    "SpamHeader", "load_settings", "parse_duration", "resolve_database_url",
 ]
 
 DEFAULT_CONFIG = Path("config/maildesk.yaml")
@@ -40,15 +40,18 @@ DEFAULT_CONFIG = Path("config/maildesk.yaml")
 def load_settings(config_path: str | Path | None = None) -> Settings:
     """Load maildesk.yaml and the files it names; raise ConfigError listing what is wrong."""
     path = Path(config_path or os.environ.get("MAILDESK_CONFIG") or DEFAULT_CONFIG).resolve()
-    main = load_part(path, "maildesk")
+    problems: list[ConfigProblem] = []
+    main = load_main(path, problems)
     d = main.data
     paths = ConfigPaths.of(main)
-    problems: list[ConfigProblem] = []
+    main_fits_schema = not problems
 
     parts = load_files(paths, problems)
     lines = lines_file(parts, problems)
     calendars, sla_policies = sla_file(parts, problems)
     ruleset = rules_file(parts, lines, calendars, paths.rules.parent, problems)
+    if not main_fits_schema:  # the section loaders below read maildesk.yaml as its schema says
+        raise ConfigError(problems)
 
     database = database_section(main)
     imap = imap_accounts(main, problems)
@@ -60,6 +63,7 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
     digests = digests_section(main, lines, problems)
     reports = reports_section(main, calendars, {name: p.calendar.name for name, p
                                                 in sla_policies.policies.items()}, problems)
+    metrics = metrics_section(main, problems)
     keys = signing_keys(security, problems)
     kb = kb_folder(paths.kb, d.get("language", "en"), problems)
     if problems:
@@ -103,4 +107,6 @@ def load_settings(config_path: str | Path | None = None) -> Settings:
         kb=kb,
         digests=digests,
         reports=reports,
+        logging=logging_section(main),
+        metrics=metrics,
     )

@@ -17,9 +17,9 @@ from maildesk.addresses import SigningKeys
 from maildesk.config.errors import ConfigProblem, gather_problems
 from maildesk.config.load import LoadedYaml
 from maildesk.config.secrets import load_signing_keys
-from maildesk.config.settings import (Authenticity, Autoreply, Database, Line, OwnCheck,
-                                      Outbound, Processing, SmarthostSettings, SmtpListener,
-                                      SpamHeader, Security)
+from maildesk.config.settings import (Authenticity, Autoreply, Database, Line, LogSettings,
+                                      MetricsSettings, OwnCheck, Outbound, Processing,
+                                      SmarthostSettings, SmtpListener, SpamHeader, Security)
 from maildesk.config.values import (parse_networks, read_secret, resolve_database_url,
                                     resolve_path)
 from maildesk.durations import parse_duration
@@ -174,3 +174,51 @@ def autoreply_section(main: LoadedYaml) -> Autoreply:
 
 def processing_section(main: LoadedYaml) -> Processing:
     return Processing(**main.data.get("processing", {}))
+
+
+def logging_section(main: LoadedYaml) -> LogSettings:
+    return LogSettings(**(main.data.get("logging") or {}))
+
+
+def metrics_section(main: LoadedYaml, problems: list[ConfigProblem]) -> MetricsSettings:
+    """`metrics:`: `listen` as "host:port" ("[::1]:9187"; a bare port means 127.0.0.1), on
+    loopback unless `allow_remote`; empty or absent: no endpoint."""
+    m = main.data.get("metrics") or {}
+    allow_remote = m.get("allow_remote", False)
+    stuck_after = parse_duration(m.get("stuck_after", "10m"))
+    if stuck_after <= timedelta(0):
+        problems.append(main.problem(("metrics", "stuck_after"), "must be longer than 0s"))
+    listen = None
+    spec = m.get("listen")
+    if spec not in (None, ""):
+        try:
+            listen = _listen_address(str(spec))
+        except ValueError as exc:
+            problems.append(main.problem(("metrics", "listen"), f"{spec!r}: {exc}"))
+        else:
+            if not allow_remote and not _loopback(listen[0]):
+                listen = None
+                problems.append(main.problem(("metrics", "listen"), f"{spec!r} is not a "
+                                             "loopback address: the figures would be open to "
+                                             "the network (metrics.allow_remote: true to mean "
+                                             "it)"))
+    return MetricsSettings(listen=listen, allow_remote=allow_remote, stuck_after=stuck_after)
+
+
+def _listen_address(spec: str) -> tuple[str, int]:
+    host, sep, port = spec.strip().rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", spec.strip()
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port, e.g. 127.0.0.1:9187 or [::1]:9187")
+    if host == "localhost":
+        return host, int(port)
+    try:
+        return str(ipaddress.ip_address(host)), int(port)
+    except ValueError:  # a name could resolve elsewhere tomorrow
+        raise ValueError("the host must be an IP address (or localhost)") from None
+
+
+def _loopback(host: str) -> bool:
+    return host == "localhost" or ipaddress.ip_address(host).is_loopback

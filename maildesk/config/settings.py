@@ -166,6 +166,23 @@ class Processing:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """`logging:`: how `serve` writes its log to stderr."""
+
+    format: str = "text"     # text | json (one object per line)
+    level: str = "info"      # debug | info | warning | error
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """`metrics:`: the HTTP endpoint with /metrics and /healthz (none unless `listen`)."""
+
+    listen: tuple[str, int] | None = None      # host, port
+    allow_remote: bool = False                 # a listen address that is not loopback
+    stuck_after: timedelta = timedelta(minutes=10)  # /healthz: processing or delivery stuck
+
+
+@dataclass(frozen=True)
 class Agent:
     address: str
     name: str = ""
@@ -248,6 +265,8 @@ class Settings:
     kb: KnowledgeBase = field(default_factory=KnowledgeBase)   # kb/<lang>/<slug>.md
     digests: Digests = field(default_factory=Digests)
     reports: tuple[ReportMailing, ...] = ()
+    logging: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def line(self, line_id: str | None) -> Line | None:
         return next((line for line in self.lines if line.id == line_id), None)

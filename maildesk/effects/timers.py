@@ -59,8 +59,10 @@ _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
 
 
 def fire_due(session: Session, settings: Settings, composer: Composer, now: datetime, *,
-             limit: int = 200) -> int:
-    """Fire up to `limit` due timers in the caller's transaction; how many fired."""
+             limit: int = 200, fired_log: list[tuple[str, str, float]] | None = None) -> int:
+    """Fire up to `limit` due timers in the caller's transaction; how many fired. Each fired
+    timer's (kind, stage, seconds late) is added to `fired_log` (for the metrics, counted
+    once the caller has committed)."""
     due = due_timers(session, now, limit)
     lock = session.get_bind().dialect.name == "postgresql"   # SQLite: one writer at a time
     fired = 0
@@ -72,6 +74,8 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
         timer = session.get_one(TicketTimer, timer_id)
         session.refresh(timer)   # the claim changed it behind the ORM's back
         fired += 1
+        if fired_log is not None:
+            fired_log.append((timer.kind, timer.stage, (now - timer.due_at).total_seconds()))
         try:
             with session.begin_nested():
                 _carry_out(session, timer, settings, composer, now)

@@ -4,6 +4,11 @@ A watcher connects, runs a pass, then waits for news: IDLE where the server adve
 (re-issued every IDLE_RENEW, before servers drop an idle client at 30 minutes), else the
 account's poll interval. Any connection or server error closes the connection and it tries
 again with backoff; a login refused waits the longest. Stopping is checked every second.
+
+A reload (`ImapService.reconfigure`) stops the watchers of accounts removed or changed, each
+after the pass it is in, and starts those of accounts added or changed. Progress (UIDVALIDITY,
+last and acknowledged UID) is in the database, so a watcher started again neither loses nor
+repeats mail.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +28,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from maildesk.clock import Clock
 from maildesk.config.model import ImapAccount
 from maildesk.ingress.imap import FolderPoller, ImapLoginError, PassResult, connect, logout_quietly
+
+if TYPE_CHECKING:
+    from maildesk.monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +89,9 @@ def poll_once(accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Sess
 class FolderWatcher:
     """A thread that keeps one folder of one account taken in."""
 
-    def __init__(self, poller: FolderPoller):
+    def __init__(self, poller: FolderPoller, metrics: Metrics | None = None):
         self.poller = poller
+        self.metrics = metrics   # mails found and stored; when the folder was last in sync
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -90,7 +99,20 @@ class FolderWatcher:
         self.passes = 0
 
     def start(self) -> None:
+        if self.metrics is not None:
+            self.metrics.imap_watch(self.poller.account.name, self.poller.folder.name)
         self._thread.start()
+
+    def _synced(self, result: PassResult | None = None) -> None:
+        """The folder is in sync: a pass ended (`result`), or IDLE is listening."""
+        if self.metrics is None:
+            return
+        account, folder = self.poller.account.name, self.poller.folder.name
+        if result is None:
+            self.metrics.imap_synced(account, folder)
+        else:
+            self.metrics.imap_passed(account, folder, result.stored + result.oversize,
+                                     result.stored)
 
     def wake(self) -> None:
         """Run a pass soon (e.g. processing quarantined one of our messages)."""
@@ -103,7 +125,8 @@ class FolderWatcher:
 
     def stop(self) -> None:
         self.request_stop()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
     def _run(self) -> None:
         delay = BACKOFF_FIRST
@@ -117,6 +140,7 @@ class FolderWatcher:
                     self._wake.clear()
                     result = self.poller.run_pass(client)
                     self.passes += 1
+                    self._synced(result)
                     delay = BACKOFF_FIRST
                     if result.stored or result.oversize or result.quarantine_copies:
                         log.info("%s: %s stored, %s skipped, %s oversize, %s quarantine copies",
@@ -153,6 +177,7 @@ class FolderWatcher:
             started = time.monotonic()
             while not self._stop.is_set() and not self._wake.is_set():
                 responses = client.idle_check(timeout=IDLE_TICK)
+                self._synced()   # the server is listening for us: the folder is in sync
                 if any(len(r) > 1 and r[1] in _NEWS for r in responses):
                     break
                 if time.monotonic() - started > IDLE_RENEW:
@@ -161,20 +186,73 @@ class FolderWatcher:
             client.idle_done()
 
 
+@dataclass(frozen=True)
+class ImapChanges:
+    """What a reload did to the watched accounts (names)."""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
 class ImapService:
     """Every watcher of every enabled account, for `serve`."""
 
     def __init__(self, accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Session],
                  clock: Clock, *, max_size: int, on_stored: Callable[[], None] | None = None,
-                 intake: Any = None):
+                 intake: Any = None, metrics: Metrics | None = None):
         """`intake`: an IntakeGate the processor honours, so storing goes first."""
-        self.watchers = [FolderWatcher(p) for a in accounts if a.enabled
-                         for p in _pollers(a, make_session, clock, max_size, on_stored,
-                                           intake=intake)]
+        self._metrics = metrics
+        self._make_session = make_session
+        self._clock = clock
+        self._on_stored = on_stored
+        self._intake = intake
+        self.max_size = max_size
+        self.accounts = {a.name: a for a in accounts if a.enabled}
+        self.watchers = self._watch(self.accounts.values())
+        self._started = False
+
+    def _watch(self, accounts: Iterable[ImapAccount]) -> list[FolderWatcher]:
+        return [FolderWatcher(p, self._metrics) for a in accounts
+                for p in _pollers(a, self._make_session, self._clock, self.max_size,
+                                  self._on_stored, intake=self._intake)]
 
     def start(self) -> None:
+        self._started = True
         for w in self.watchers:
             w.start()
+
+    def reconfigure(self, accounts: tuple[ImapAccount, ...], *, max_size: int) -> ImapChanges:
+        """Take up a reloaded `imap.accounts` (matched by name): stop the watchers of the
+        accounts removed or disabled, start those of the accounts added, restart those of the
+        accounts whose settings changed. A watcher stops after the pass it is in, so what that
+        pass stored is flagged or moved as usual, and the old watcher of a folder has ended
+        before the new one starts: one connection per folder takes its mail. Blocks until then
+        (call it off the event loop)."""
+        new = {a.name: a for a in accounts if a.enabled}
+        changes = ImapChanges(
+            added=tuple(n for n in new if n not in self.accounts),
+            removed=tuple(n for n in self.accounts if n not in new),
+            changed=tuple(n for n in new if n in self.accounts and new[n] != self.accounts[n]))
+        self.max_size = max_size
+        ending = {*changes.removed, *changes.changed}
+        stopping = [w for w in self.watchers if w.poller.account.name in ending]
+        kept = [w for w in self.watchers if w.poller.account.name not in ending]
+        for w in kept:                  # read at every pass
+            w.poller.max_size = max_size
+        for w in stopping:              # all at once: each may be in the middle of a pass
+            w.request_stop()
+        for w in stopping:
+            w.stop()
+        starting = self._watch(new[n] for n in (*changes.changed, *changes.added))
+        self.watchers = kept + starting  # a new list: wake() may be iterating the old one
+        self.accounts = new
+        if self._started:
+            for w in starting:
+                w.start()
+        return changes
 
     def wake(self) -> None:
         for w in self.watchers:
@@ -189,6 +267,11 @@ class ImapService:
 
 
 def _describe(exc: BaseException) -> str:
+    from maildesk.db.outage import is_unreachable, one_line
+    from sqlalchemy.exc import SQLAlchemyError
+
+    if isinstance(exc, SQLAlchemyError):  # one line, without the SQL and its parameters
+        return ("database unreachable: " if is_unreachable(exc) else "database: ") + one_line(exc)
     if isinstance(exc, socket.timeout):
         return "the server did not answer in time"
     if isinstance(exc, ConnectionRefusedError):

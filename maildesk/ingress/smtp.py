@@ -7,7 +7,7 @@ import concurrent.futures
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
@@ -19,6 +19,9 @@ from maildesk.ingress.limits import (DataDeadline, LogThrottle, Refusal, Session
                                      SessionTable, client_ip, fd_session_cap)
 from maildesk.probes import TokenProbeGuard
 from maildesk.store.raw import Arrival, GroupCommitWriter
+
+if TYPE_CHECKING:
+    from maildesk.monitor.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +54,12 @@ class SupportHandler:
 
     def __init__(self, settings: Callable[[], Settings], writer: GroupCommitWriter, clock: Clock,
                  authenticate: Callable[[str | None, str | None, str, bytes], str | None]
-                 | None = None, *, probes: TokenProbeGuard | None = None):
+                 | None = None, *, probes: TokenProbeGuard | None = None,
+                 metrics: Metrics | None = None):
         self._settings = settings
+        # Mails received (MAIL), accepted (250 after DATA), refused by reply code: counted by
+        # LimitedSMTP and handle_DATA (monitor/metrics.py).
+        self.metrics = metrics
         self._writer = writer
         # Failed reply-token lookups per client IP (maildesk/probes.py): past its threshold a
         # reply-token RCPT from that IP gets 550; plain support addresses are still taken.
@@ -123,7 +130,10 @@ class SupportHandler:
             return STORAGE_FAILED
         finally:
             self.in_flight -= 1
-        log.info("stored inbound %s (%d bytes) from %s", inbound_id, len(data), mail_from)
+        log.info("stored inbound %s (%d bytes) from %s", inbound_id, len(data), mail_from,
+                 extra={"inbound_id": inbound_id})
+        if self.metrics is not None:
+            self.metrics.mail_accepted("smtp")
         return ACCEPTED
 
     async def _auth_results(self, session: Session, mail_from: str, data: bytes) -> str | None:
@@ -182,6 +192,9 @@ class LimitedSMTP(SMTP):
         for name in (*JUNK_COMMANDS, *GREETINGS):
             if name in self._smtp_methods:
                 self._smtp_methods[name] = self._counted(name, self._smtp_methods[name])
+        self._metrics = handler.metrics
+        if self._metrics is not None:
+            self._smtp_methods["MAIL"] = self._received(self._smtp_methods["MAIL"])
 
     # -- sessions ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -195,6 +208,7 @@ class LimitedSMTP(SMTP):
             super().connection_made(transport)
             return
         reply = TOO_MANY_SESSIONS if refusal is Refusal.TOO_MANY_SESSIONS else TOO_MANY_FROM_IP
+        self._count_refusal(reply)
         line = reply.format(host=self.hostname, ip=self._ip).encode() + b"\r\n"
         transport.write(line)  # type: ignore[attr-defined]
         transport.close()
@@ -215,6 +229,7 @@ class LimitedSMTP(SMTP):
         """Say `reply` (a 421), close, and end the session's task."""
         transport = self.transport
         if transport is not None and not transport.is_closing():
+            self._count_refusal(reply)
             line = reply.format(host=self.hostname).encode() + b"\r\n"
             transport.write(line)  # type: ignore[attr-defined]
             transport.close()
@@ -259,9 +274,27 @@ class LimitedSMTP(SMTP):
         counted.__dict__.update(getattr(method, "__dict__", {}))  # aiosmtpd's HELP reads these
         return counted
 
+    # -- metrics -----------------------------------------------------------------------------
+    def _received(self, method: Callable[[str], Any]) -> Callable[[str], Any]:
+        """MAIL, counted: a mail transaction begun (whatever becomes of it)."""
+        metrics = self._metrics
+        assert metrics is not None
+
+        async def counted(arg: str) -> None:
+            metrics.mail_received("smtp")
+            await method(arg)
+        counted.__dict__.update(getattr(method, "__dict__", {}))
+        return counted
+
+    def _count_refusal(self, reply: str) -> None:
+        if self._metrics is not None:
+            self._metrics.smtp_refused(reply)
+
     async def push(self, status: Any) -> None:
         await super().push(status)
         text = status if isinstance(status, str) else bytes(status).decode("ascii", "replace")
+        if text[:1] in ("4", "5"):
+            self._count_refusal(text)
         if text[:1] in ("4", "5") and self._budget.error_reply(
                 overshoot=text.startswith(TOO_MANY_RECIPIENTS[:9])):
             self._hang_up(TOO_MANY_ERRORS, "too many errors")

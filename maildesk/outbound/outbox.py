@@ -5,11 +5,15 @@ only one deliverer can win), delivered outside any transaction, then marked sent
 exponential backoff, or failed. A crash between sending and marking leaves the lease to expire
 and the mail is sent again with the same Message-ID: the only duplicate possible, and one that
 mail clients fold together.
+
+A reload hands the deliverer a new transport (`replace_transport`); the delivering thread takes
+it up between two mails and closes the old one, so every mail goes through exactly one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -86,6 +90,36 @@ class OutboxDeliverer:
         self.lease = lease
         self._engine = make_session.kw["bind"]
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-db")
+        self._next_transport: Transport | None = None   # handed over by a reload
+        self._swap_lock = threading.Lock()
+        self._swapped = threading.Event()
+
+    def replace_transport(self, transport: Transport) -> threading.Event:
+        """Deliver through `transport` from the next mail on (callable from any thread). The
+        delivering thread swaps it in between two mails and closes the old transport then, when
+        no mail is in its hands; the event returned is set once that has happened."""
+        with self._swap_lock:
+            superseded, self._next_transport = self._next_transport, transport
+            self._swapped = swapped = threading.Event()
+        if superseded is not None:  # two reloads in a row: the first one's was never used
+            superseded.close()
+        return swapped
+
+    def take_new_transport(self) -> None:
+        """On the delivering thread: swap in the transport a reload handed over, if any."""
+        if self._next_transport is None:
+            return
+        with self._swap_lock:
+            new, self._next_transport = self._next_transport, None
+            swapped = self._swapped
+        if new is None:
+            return
+        old, self.transport = self.transport, new
+        try:
+            old.close()
+        except Exception:  # a connection that died meanwhile: nothing left to close
+            log.exception("closing the previous outbound transport failed")
+        swapped.set()
 
     def run_once(self, limit: int = 100) -> list[DeliveryOutcome]:
         """Deliver what is due now (up to `limit` mails); return once every result is recorded.
@@ -96,6 +130,7 @@ class OutboxDeliverer:
         smtplib loop. A crash can leave up to two groups sent but not marked: they go out again
         with their original Message-IDs once the lease ends."""
         outcomes: list[DeliveryOutcome] = []
+        self.take_new_transport()
         rows = self._db.submit(self._record_and_claim, [], min(limit, CLAIM_EVERY)).result()
         claimed = len(rows)
         unrecorded: list[Delivered] = []
@@ -155,6 +190,8 @@ class OutboxDeliverer:
 
     def _deliver(self, row: Claimed) -> tuple[dict[str, object], DeliveryOutcome]:
         """Hand one mail to the transport; return the row's new values and the outcome."""
+        if self._next_transport is not None:  # a reload: from this mail on, the new one
+            self.take_new_transport()
         try:
             result = self.transport.deliver(row.envelope_from, row.recipients, row.data)
         except DeliveryError as exc:

@@ -23,3 +23,12 @@ def make_transport(outbound: Outbound, local_hostname: str | None = None) -> Tra
             context = ssl.create_default_context(cafile=str(outbound.smtp.ca_file))
         return SmtpTransport(outbound.smtp, ssl_context=context, local_hostname=local_hostname)
     raise ValueError(f"unknown outbound transport {outbound.transport!r} (known: maildir, smtp)")
+
+
+def describe(outbound: Outbound) -> str:
+    """Where outgoing mail goes, for log lines and systemd's status."""
+    if outbound.transport == "smtp" and outbound.smtp is not None:
+        return f"smarthost {outbound.smtp.host}:{outbound.smtp.port}"
+    if outbound.transport == "maildir":
+        return f"Maildir {outbound.maildir}"
+    return outbound.transport

@@ -14,6 +14,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +40,10 @@ class Outcome:
     status: str
     ticket_number: int | None = None
     reason: str | None = None
+    # For the log and the metrics: when the mail was stored, its Message-ID, a ticket opened.
+    received_at: datetime | None = None
+    message_id: str | None = None
+    opened: bool = False
 
 
 # Decisions that leave the message without a ticket entry: the inbound status, the outcome.
@@ -172,9 +177,10 @@ class Processor:
         if inbound.attempts >= self.settings.processing.max_attempts:
             reason = f"processing failed {inbound.attempts} times; last error:\n{tb}"
             mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=self.clock.now())
-            return Outcome(inbound.id, "quarantined", reason=reason)
+            return Outcome(inbound.id, "quarantined", reason=reason,
+                           received_at=inbound.received_at)
         inbound.reason = tb
-        return Outcome(inbound.id, "retry", reason=tb)
+        return Outcome(inbound.id, "retry", reason=tb, received_at=inbound.received_at)
 
     # -- one message --------------------------------------------------------------------------
     def _process(self, session: Session, inbound: Inbound,
@@ -189,24 +195,27 @@ class Processor:
         d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
                    languages=self.composer.languages)
         self._log_and_count(inbound, d)
+        seen = {"received_at": inbound.received_at,
+                "message_id": result.message_id if isinstance(result, ParsedMessage) else None}
         if d.outcome in _HELD:
             status, word = _HELD[d.outcome]
             mark_inbound(inbound, status, d.reason or word, now=now)
-            return Outcome(inbound.id, word, d.ticket_number, d.reason)
+            return Outcome(inbound.id, word, d.ticket_number, d.reason, **seen)
         assert isinstance(result, ParsedMessage)
         if d.outcome == "bounce":
             assert d.bounce is not None
             outgoing, report = d.bounce
             number = apply_bounce(session, inbound, result, session.get_one(Outbox, outgoing.id),
                                   report, now=now)
-            return Outcome(inbound.id, "done", number)
+            return Outcome(inbound.id, "done", number, **seen)
         assert d.plan is not None   # a ticket or an agent's reply: one plan, one applier
         s = self.settings
         applied = apply_plan(session, d.plan, inbound, now=now,
                              first_number=s.first_ticket_number, settings=s,
                              composer=self.composer, sender_name=_sender_name(result, inbound))
         self._queued_mail |= applied.queued_mail
-        return Outcome(inbound.id, "done", applied.ticket.number)
+        return Outcome(inbound.id, "done", applied.ticket.number, **seen,
+                       opened=d.plan.new_ticket is not None)
 
     def _log_and_count(self, inbound: Inbound, d: Decision) -> None:
         """The decision's notes go to the log; failed token lookups count against the IP."""

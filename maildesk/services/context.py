@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,9 @@ from maildesk.clock import Clock, SystemClock, default_clock
 from maildesk.config import Settings, load_settings
 from maildesk.db.session import make_engine, make_read_sessionmaker, make_sessionmaker
 
+if TYPE_CHECKING:
+    from maildesk.monitor.metrics import Metrics
+
 
 @dataclass
 class Context:
@@ -19,6 +23,7 @@ class Context:
     engine: Engine
     make_session: sessionmaker[Session]
     clock: Clock = field(default_factory=SystemClock)
+    metrics: Metrics | None = None   # `serve` counts events here (monitor/metrics.py)
 
     @classmethod
     def load(cls, config_path: str | Path | None = None, clock: Clock | None = None) -> Context:

@@ -19,16 +19,21 @@ TIMER_BATCH = 50
 
 def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: bool = False,
                limit: int = TIMER_BATCH) -> int:
-    """One sweep in one transaction: (first) arm tickets without timers, fire what is due."""
+    """One sweep in one transaction: (first) arm tickets without timers, fire what is due;
+    counted in the daemon's metrics once committed."""
     from maildesk.effects.timers import arm_unarmed, fire_due
 
     now = ctx.clock.now()
+    fired_log: list[tuple[str, str, float]] = []
     with ctx.make_session() as session, session.begin():
         if arm:
             armed = arm_unarmed(session, settings, now)
             if armed:
                 log.info("armed the SLA timers of %d open tickets", armed)
-        fired = fire_due(session, settings, composer, now, limit=limit)
+        fired = fire_due(session, settings, composer, now, limit=limit, fired_log=fired_log)
+    if ctx.metrics is not None:
+        for kind, stage, late in fired_log:
+            ctx.metrics.timer_fired(kind, stage, late)
     if fired:
         log.info("%d timers fired", fired)
     return fired

@@ -3,7 +3,8 @@
 `store_arrivals` writes raw bytes (once per distinct content, by sha256) and one `inbound` row
 per arrival in the caller's transaction. `GroupCommitWriter` serves the SMTP listener: sessions
 that finish DATA at the same time share one transaction and so one fsync, and each gets its 250
-only after that commit.
+only after that commit. A commit that fails gets each waiter a StorageFailed (the listener's
+451): one line saying why, so a database outage costs a line per message at most.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from maildesk.db.models import Channel, Inbound, InboundStatus, RawMessage
+from maildesk.db.outage import is_unreachable, one_line
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,10 @@ def store_one(make_session: sessionmaker[Session], arrival: Arrival) -> int:
         return store_arrivals(session, [arrival])[0]
 
 
+class StorageFailed(Exception):
+    """The arrivals could not be committed; str() is the reason, in one line."""
+
+
 @dataclass
 class _Job:
     arrival: Arrival
@@ -142,11 +148,20 @@ class GroupCommitWriter:
                 with self._engine.begin() as conn:
                     ids = store_arrivals(conn, [j.arrival for j in jobs])
             except Exception as exc:  # every waiter learns the commit failed: SMTP says 451
-                log.warning("storing %d message(s) failed: %s", len(jobs), exc)
-                for job in jobs:
-                    job.future.set_exception(exc)
+                self._failed(jobs, exc)
                 continue
             for job, inbound_id in zip(jobs, ids):
                 job.future.set_result(inbound_id)
             if self._on_stored is not None:
                 self._on_stored()
+
+    @staticmethod
+    def _failed(jobs: list[_Job], exc: Exception) -> None:
+        if is_unreachable(exc):  # the daemon's outage watch logs the outage itself
+            failed = StorageFailed(f"database unreachable: {one_line(exc)}")
+        else:
+            failed = StorageFailed(one_line(exc))
+            log.warning("storing %d message(s) failed: %s", len(jobs), failed)
+        failed.__cause__ = exc
+        for job in jobs:
+            job.future.set_exception(failed)

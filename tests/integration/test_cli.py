@@ -39,8 +39,9 @@ def test_check_reports_file_line_and_key(config_set, cli):
     line = next(i for i, l in enumerate(text.splitlines(), 1) if "P9" in l)
     proc = cli("check")
     assert proc.returncode == 1
-    assert f"{rules}:{line}: rules[0].set.priority: expected one of 'P1', 'P2', 'P3', 'P4', " \
-           f"got 'P9'" in proc.stderr.decode()
+    column = text.splitlines()[line - 1].index("P9") + 1
+    assert f"{rules}:{line}:{column}: rules[0].set.priority: expected one of 'P1', 'P2', " \
+           f"'P3', 'P4', got 'P9'" in proc.stderr.decode()
 
 
 def test_db_upgrade_is_idempotent(cli):
@@ -252,7 +253,8 @@ def test_check_reports_a_broken_rule_by_file_line_and_key(config_set, cli, old, 
     proc = cli("check")
     assert proc.returncode == 1
     err = proc.stderr.decode()
-    assert f"{rules}:{line}: {key}: " in err and problem in err, err
+    assert re.search(rf"{re.escape(str(rules))}:{line}:\d+: {re.escape(key)}: ", err), err
+    assert problem in err, err
 
 
 def test_rules_test_deadlines_skip_the_new_year_holidays(cli, tmp_path):

@@ -373,11 +373,11 @@ def test_mistakes_in_digests_and_reports_name_file_line_and_key(tmp_path):
     problems = [str(p).split("config/", 1)[1] for p in err.value.problems]
     base = CONFIG_ROOT.joinpath("maildesk.yaml").read_text().splitlines().index("digests:") + 1
     assert problems == [
-        f"maildesk.yaml:{base + 1}: digests.lines[1]: unknown line 'line7' (lines.yaml has: "
+        f"maildesk.yaml:{base + 1}:18: digests.lines[1]: unknown line 'line7' (lines.yaml has: "
         "line1, line2, line3, vendor)",
-        f"maildesk.yaml:{base + 5}: reports[0].on: `on` is the weekday of a weekly report; a "
+        f"maildesk.yaml:{base + 5}:9: reports[0].on: `on` is the weekday of a weekly report; a "
         "report every month has none",
-        f"maildesk.yaml:{base + 7}: reports[1].calendar: unknown calendar 'berlin' (sla.yaml "
+        f"maildesk.yaml:{base + 7}:15: reports[1].calendar: unknown calendar 'berlin' (sla.yaml "
         "has calendars: always, moscow)"]
     with pytest.raises(ConfigError) as err:
         load_with(tmp_path / "2", "digests:\n  at: \"25:00\"\n  often: true\n"

@@ -99,7 +99,8 @@ def test_sighup_swaps_in_a_valid_rule_set_and_refuses_a_broken_one(daemon, confi
     wait_for(lambda: "reload refused" in daemon.log.read_text(), "the refusal in the log")
     log = daemon.log.read_text()
     line = next(i for i, text in enumerate(broken.splitlines(), 1) if "принтер(" in text)
-    assert f"rules.yaml:{line}: rules[0].match.subject.regex" in log
+    column = broken.splitlines()[line - 1].index('"(?i)') + 1   # the value's column
+    assert f"rules.yaml:{line}:{column}: rules[0].match.subject.regex" in log
     assert "regular expression" in log
     send_smtp("127.0.0.1", port, mail(subject="Принтер не печатает", message_id="<p1@c>"))
     assert wait_for(lambda: ticket_lines(config_set), "the first ticket") == ["line1"]  # old rules

@@ -48,7 +48,8 @@ def test_wrong_type_names_file_line_and_key(cfg):
     assert problem.line == line_of(path, "port: twenty")
     assert problem.key == "smtp.port"
     assert "expected integer" in problem.message
-    assert str(problem).startswith(f"{path.resolve()}:{problem.line}: smtp.port:")
+    assert problem.column == len("  port: ") + 1      # the value's column
+    assert str(problem).startswith(f"{path.resolve()}:{problem.line}:{problem.column}: smtp.port:")
 
 
 def test_unknown_key_is_reported_at_its_line(cfg):

@@ -559,7 +559,7 @@ def test_a_broken_rule_names_file_line_and_key(own_rules, old, new, key):
         load_settings(own_rules.parent / "maildesk.yaml")
     (problem,) = err.value.problems
     assert (problem.file, problem.line, problem.key) == (str(own_rules.resolve()), line, key)
-    assert f"rules.yaml:{line}: {key}:" in str(err.value)
+    assert f"rules.yaml:{line}:{problem.column}: {key}:" in str(err.value)
 
 
 # --- the trigger index never changes the result -------------------------------------------------
