@@ -123,7 +123,10 @@ class _Main(click.Group):
 @click.version_option(__version__, "-V", "--version", prog_name="maildesk",
                       message="%(prog)s %(version)s")
 @click.option("--config", "config", envvar="MAILDESK_CONFIG", default="config/maildesk.yaml",
-              show_default=True, type=click.Path(dir_okay=False),
+              show_default=True,
+              # Not readable=True: an unreadable file is reported when it is loaded (exit 78, or
+              # 75 for `ingest` so the MTA retries), not as a usage error (2, a bounce).
+              type=click.Path(dir_okay=False, readable=False),
               help="maildesk.yaml to use (or $MAILDESK_CONFIG).")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 @click.option("--debug", is_flag=True, expose_value=False, callback=lambda ctx, _param, value:

@@ -326,9 +326,7 @@ FAULTS = {
 @pytest.mark.parametrize(("db_url", "fault"), [
     ("sqlite", "database locked"), ("postgresql", "database locked"),
     ("sqlite", "configuration broken"),
-    pytest.param("sqlite", "configuration unreadable", marks=pytest.mark.xfail(strict=True, reason=(
-        "maildesk/cli.py: --config is click.Path(readable=True), so an unreadable file is a "
-        "usage error, exit 2, which Postfix bounces (5.3.0) instead of retrying"))),
+    ("sqlite", "configuration unreadable"),
 ], indirect=["db_url"])
 def test_exit_75_from_ingest_makes_postfix_retry_until_it_clears(desk, postfix, fault):
     make_fault, output = FAULTS[fault]
