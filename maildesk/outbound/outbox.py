@@ -2,9 +2,11 @@
 
 A row is claimed by pushing its `next_attempt_at` forward by a lease (an optimistic UPDATE that
 only one deliverer can win), delivered outside any transaction, then marked sent, retried with
-exponential backoff, or failed. A crash between sending and marking leaves the lease to expire
-and the mail is sent again with the same Message-ID: the only duplicate possible, and one that
-mail clients fold together.
+exponential backoff, or failed. Results that cannot be written (the database locked or gone for a
+moment) are kept and written first thing on the next pass, before anything new is claimed: a
+mail that went out is not sent again because its "sent" was late. Only a crash between sending
+and marking leaves the lease to expire and the mail is sent again with the same Message-ID: the
+one duplicate possible, and one that mail clients fold together.
 
 A reload hands the deliverer a new transport (`replace_transport`); the delivering thread takes
 it up between two mails and closes the old one, so every mail goes through exactly one of them.
@@ -93,6 +95,8 @@ class OutboxDeliverer:
         self._next_transport: Transport | None = None   # handed over by a reload
         self._swap_lock = threading.Lock()
         self._swapped = threading.Event()
+        # Results of mails that went out but could not be written yet (on the db thread only).
+        self._owed: list[Delivered] = []
 
     def replace_transport(self, transport: Transport) -> threading.Event:
         """Deliver through `transport` from the next mail on (callable from any thread). The
@@ -157,24 +161,37 @@ class OutboxDeliverer:
                 return out
 
     def close(self) -> None:
+        if self._owed:  # one last try; what stays unwritten goes out again after its lease
+            try:
+                self._db.submit(self._record_and_claim, [], 0).result()
+            except Exception as exc:
+                log.warning("results of %d sent mail(s) could not be written: %s; they will be "
+                            "sent again once their lease ends", len(self._owed), exc)
         self._db.shutdown(wait=True)
 
     def _record_and_claim(self, done: list[Delivered], limit: int) -> list[Claimed]:
         """One transaction: write the results in `done`, then lease up to `limit` due mails.
         Only rows still due are won, so two deliverers never take the same mail. (Core
         statements: this runs beside the sending and should take little interpreter time.)"""
+        done = self._owed + done
         if not done and not limit:
             return []
         now = self.clock.now()
-        with self._engine.begin() as conn:
-            self._record(conn, done)
-            if not limit:
-                return []
-            due = conn.scalars(_DUE, {"now": now, "limit": limit}).all()
-            if not due:
-                return []
-            won = conn.scalars(_LEASE, {"ids": due, "now": now, "until": now + self.lease}).all()
-            rows = {row.id: Claimed(*row) for row in conn.execute(_LOAD, {"ids": won})}
+        try:
+            with self._engine.begin() as conn:
+                self._record(conn, done)
+                rows: dict[int, Claimed] = {}
+                due = conn.scalars(_DUE, {"now": now, "limit": limit}).all() if limit else []
+                if due:
+                    won = conn.scalars(_LEASE, {"ids": due, "now": now,
+                                                "until": now + self.lease}).all()
+                    rows = {row.id: Claimed(*row) for row in conn.execute(_LOAD, {"ids": won})}
+        except BaseException:
+            # Those mails went out: their results wait for the next transaction that works
+            # (well inside their lease), rather than the lease ending and sending them again.
+            self._owed = done
+            raise
+        self._owed = []
         return [rows[i] for i in due if i in rows]
 
     @staticmethod
