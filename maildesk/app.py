@@ -255,7 +255,9 @@ class TimersThread(Worker):
         scheduled = run_schedules(self.ctx, self.settings, self.composer)
         if (fired or scheduled) and self.on_outbox:
             self.on_outbox()
-        return fired >= TIMER_BATCH
+        # Sweep again at once while sweeps fire anything: a batch can fire fewer than it
+        # read (tickets another daemon holds are skipped), and what is left is due now.
+        return fired > 0
 
 
 @dataclass

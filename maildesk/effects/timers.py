@@ -1,9 +1,10 @@
 """The timer sweep: fire what fell due, each exactly once, in the transaction that carries
 it out (`serve --only timers`, or `maildesk timers run` from cron).
 
-Due timers are read oldest first. On PostgreSQL each timer's ticket is locked with `FOR UPDATE
-SKIP LOCKED` before the timer is fired, so a ticket a second timer process (or the processor)
-holds is skipped, not waited for. Each is claimed by an UPDATE that only
+Due timers are read oldest first. On PostgreSQL their tickets are locked by that same read
+(`FOR UPDATE OF ticket SKIP LOCKED`), so several daemons sweep different tickets at once and a
+ticket that another sweeper (or the processor) holds is skipped, not waited for. Each timer is
+claimed by an UPDATE that only
 succeeds while it is still pending: whoever claims it carries it out, in the same
 transaction, so a crash before the commit leaves it pending (it fires after the restart) and
 a commit leaves it fired (it never fires again). What fell due while no timer process ran is
@@ -36,21 +37,25 @@ log = logging.getLogger(__name__)
 _DUE = (select(TicketTimer.id)
         .where(TicketTimer.state == TimerState.PENDING, TicketTimer.due_at <= bindparam("now"))
         .order_by(TicketTimer.due_at).limit(bindparam("limit")))   # the index's own order
-# On PostgreSQL with the tickets, to lock them (SQLite needs no lock, and its index alone
-# answers the ids: a ticket id per row would cost a table lookup each).
-_DUE_TICKETS = _DUE.add_columns(TicketTimer.ticket_id)
+# On PostgreSQL the due timers come with their tickets, locked in the same statement (`FOR
+# UPDATE OF ticket SKIP LOCKED`): that is the claim. A second sweeper, in another daemon, finds
+# the next due timers of other tickets instead of the same ones; the processor, busy with a
+# ticket, holds it and its timers wait for the next sweep. Anyone who changes a ticket's timers
+# holds its row lock first (lifecycle.rearm), so holding it makes its timers ours, and a
+# ticket's timers fire in the order they fell due even with several sweepers (its later ones
+# are skipped while an earlier one is claimed). A sweeper that dies releases its claims with
+# its transaction: the row lock is the lease. (SQLite needs no lock, one writer at a time, and
+# its index alone answers the ids: a ticket id per row would cost a table lookup each.)
+_DUE_TICKETS = (select(TicketTimer.id, TicketTimer.ticket_id)
+                .join(Ticket, Ticket.id == TicketTimer.ticket_id)
+                .where(TicketTimer.state == TimerState.PENDING,
+                       TicketTimer.due_at <= bindparam("now"))
+                .order_by(TicketTimer.due_at).limit(bindparam("limit"))
+                .with_for_update(skip_locked=True, of=Ticket))
 _CLAIM = (update(TicketTimer)
           .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
           .values(state=TimerState.FIRED, fired_at=bindparam("now"))
           .execution_options(synchronize_session=False))
-# Lock the timer's ticket unless another transaction holds it (a second timer process, the
-# processor busy with it): the timer then waits for the next sweep. Anyone who changes a
-# ticket's timers holds its row lock first (lifecycle.rearm), so holding it makes its timers
-# ours: the claim never waits, and two sweepers never act on one ticket. Taken per timer, as
-# it is fired, not in the due SELECT: a join locking every due ticket there costs twice the
-# SELECT itself (ticket rows lie scattered over the table).
-_LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
-                .with_for_update(skip_locked=True))
 # Open tickets with no timer at all: made before timers existed (see migration 0005).
 _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
                                  ~select(TicketTimer.id).where(TicketTimer.ticket_id == Ticket.id)
@@ -63,12 +68,8 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     """Fire up to `limit` due timers in the caller's transaction; how many fired. Each fired
     timer's (kind, stage, seconds late) is added to `fired_log` (for the metrics, counted
     once the caller has committed)."""
-    due = due_timers(session, now, limit)
-    lock = session.get_bind().dialect.name == "postgresql"   # SQLite: one writer at a time
     fired = 0
-    for timer_id, ticket_id in due:
-        if lock and session.scalar(_LOCK_TICKET, {"ticket_id": ticket_id}) is None:
-            continue  # held elsewhere: next sweep
+    for timer_id in due_timers(session, now, limit):
         if session.execute(_CLAIM, {"timer_id": timer_id, "now": now}).rowcount != 1:
             continue  # another process took it
         timer = session.get_one(TicketTimer, timer_id)
@@ -87,13 +88,12 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     return fired
 
 
-def due_timers(session: Session, now: datetime, limit: int) -> list[tuple[int, int | None]]:
-    """Up to `limit` due timers, oldest first, as (timer id, ticket id on PostgreSQL)."""
+def due_timers(session: Session, now: datetime, limit: int) -> list[int]:
+    """Up to `limit` due timers, oldest first, claimed on PostgreSQL (their tickets locked)."""
     params = {"now": now, "limit": limit}
     if session.get_bind().dialect.name == "postgresql":
-        return [(timer_id, ticket_id) for timer_id, ticket_id
-                in session.execute(_DUE_TICKETS, params)]
-    return [(timer_id, None) for timer_id in session.scalars(_DUE, params)]
+        return [timer_id for timer_id, _ticket in session.execute(_DUE_TICKETS, params)]
+    return list(session.scalars(_DUE, params))
 
 
 def arm_unarmed(session: Session, settings: Settings, now: datetime) -> int:

@@ -40,8 +40,8 @@ def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: boo
 
 
 def fire_all_due(ctx: Context) -> int:
-    """`timers run`: arm, then sweep batch after batch until less than a batch was due; then
-    the digests and reports by mail that are due (a desk run from cron gets them too)."""
+    """`timers run`: arm, then sweep batch after batch until a sweep fires nothing; then the
+    digests and reports by mail that are due (a desk run from cron gets them too)."""
     from maildesk.outbound.compose import Composer
     from maildesk.services.schedules import run_schedules
 
@@ -50,6 +50,6 @@ def fire_all_due(ctx: Context) -> int:
     while True:
         fired = run_timers(ctx, ctx.settings, composer, arm=arm)
         total, arm = total + fired, False
-        if fired < TIMER_BATCH:
+        if not fired:
             run_schedules(ctx, ctx.settings, composer)
             return total

@@ -1,0 +1,58 @@
+"""Several daemons on one PostgreSQL: what one of them is working on, the others skip, and they
+find the next work instead of waiting for it or doing it twice (issue 22).
+
+Claims are row locks taken by the statement that finds the work (`FOR UPDATE SKIP LOCKED`), in
+the transaction that does it: a daemon that dies releases them with its connection."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from desk import MONDAY, Desk
+from maildesk.db.models import TicketTimer, TimerState
+from maildesk.effects.timers import due_timers
+
+pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+def desk(config_set):
+    d = Desk(config_set.path, MONDAY)
+    yield d
+    d.close()
+
+
+def ticket_of(session, timer_ids: list[int]) -> dict[int, int]:
+    rows = session.execute(select(TicketTimer.id, TicketTimer.ticket_id)
+                           .where(TicketTimer.id.in_(timer_ids)))
+    return dict(rows.all())
+
+
+def test_two_sweepers_claim_timers_of_different_tickets(desk):
+    for i in range(6):
+        desk.client_writes(f"Printer {i} is broken", f"Printer {i} prints nothing.")
+    now = MONDAY + timedelta(days=30)   # every deadline of every ticket is long past
+    with desk.ctx.make_session() as s:
+        due = s.scalars(select(TicketTimer.id).where(TicketTimer.state == TimerState.PENDING,
+                                                     TicketTimer.due_at <= now)).all()
+    assert len(due) >= 12   # several timers per ticket
+
+    first, second = desk.ctx.make_session(), desk.ctx.make_session()
+    try:
+        with first.begin(), second.begin():
+            a = due_timers(first, now, 5)          # the five oldest, their tickets claimed
+            b = due_timers(second, now, len(due))  # everything the first has not claimed
+            tickets_a, tickets_b = ticket_of(first, a), ticket_of(first, b)
+            assert len(a) == 5 and b and not set(a) & set(b)
+            # Not even the later timers of a ticket the first sweeper holds: a ticket's timers
+            # fire in the order they fell due.
+            assert not set(tickets_a.values()) & set(tickets_b.values())
+            first.rollback()                       # the first sweeper dies: its claims end
+            c = due_timers(second, now, len(due))
+            assert set(a) <= set(c)
+    finally:
+        first.close()
+        second.close()
