@@ -55,6 +55,10 @@ _HELD = {"quarantine": (InboundStatus.QUARANTINED, "quarantined"),
 def _sender_name(message: ParsedMessage, inbound: Inbound) -> str:
     return sender_of(message, inbound.mail_from)[1]
 
+# A parse result as the feed thread hands it over: the inbound id and the message, or what
+# went wrong with the sandbox itself.
+Parsed = tuple[int, "ParsedMessage | Unparseable | Exception"]
+
 # How long a batch, holding the database's write lock, waits for the next parse result.
 PARSE_WAIT_IN_BATCH = 0.25
 
@@ -90,6 +94,7 @@ class Processor:
 
     # -- claiming ---------------------------------------------------------------------------
     def _pending(self, limit: int, only: list[int] | None) -> list[tuple[int, bytes]]:
+        """SQLite: the oldest pending messages, read before the write lock is taken."""
         with self.make_session() as session:
             q = (select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
                  .where(Inbound.status == InboundStatus.PENDING).order_by(Inbound.id).limit(limit))
@@ -97,15 +102,47 @@ class Processor:
                 q = q.where(Inbound.id.in_(only))
             return [(i, bytes(d)) for i, d in session.execute(q).all()]
 
+    @staticmethod
+    def _claim(session: Session, limit: int, only: list[int] | None) -> dict[int, Inbound]:
+        """PostgreSQL: the oldest pending messages no other processor holds, locked by the
+        statement that finds them (the claim lasts as long as this transaction: a processor
+        that dies releases it). A second daemon claims the next ones; none parses a message
+        another one is working on."""
+        q = (select(Inbound).where(Inbound.status == InboundStatus.PENDING)
+             .order_by(Inbound.id).limit(limit).with_for_update(skip_locked=True))
+        if only is not None:
+            q = q.where(Inbound.id.in_(only))
+        return {row.id: row for row in session.scalars(q)}
+
     def run_batch(self, limit: int = 100, only: list[int] | None = None) -> list[Outcome]:
         """Process up to `limit` pending messages (oldest first); return what became of them.
 
         The child process parses message i+1 while this thread writes message i, so a batch
         costs about max(parse, write) rather than their sum."""
-        pending = self._pending(limit, only)
-        if not pending:
-            return []
-        parsed: queue.Queue[tuple[int, ParsedMessage | Unparseable | Exception]] = queue.Queue()
+        if self.make_session.kw["bind"].dialect.name == "postgresql":
+            with self.make_session.begin() as session:
+                rows = self._claim(session, limit, only)
+                if not rows:
+                    return []
+                data = dict(session.execute(select(RawMessage.id, RawMessage.data).where(
+                    RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
+                outcomes = self._apply_batch(
+                    session, [(i, bytes(data[r.raw_id])) for i, r in rows.items()], rows)
+        else:
+            pending = self._pending(limit, only)
+            if not pending:
+                return []
+            outcomes = self._apply_batch(None, pending, None)
+        if self._queued_mail and self.on_outbox is not None:
+            self._queued_mail = False
+            self.on_outbox()
+        return outcomes
+
+    def _apply_batch(self, session: Session | None, pending: list[tuple[int, bytes]],
+                     rows: dict[int, Inbound] | None) -> list[Outcome]:
+        """Parse `pending` beside applying it, in `session` (PostgreSQL: the claiming one) or
+        in a write transaction begun once the first message is parsed (SQLite)."""
+        parsed: queue.Queue[Parsed] = queue.Queue()
         stop = threading.Event()
 
         def parse_all() -> None:
@@ -120,46 +157,48 @@ class Processor:
 
         parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
         parser.start()
-        outcomes: list[Outcome] = []
-        # The write lock is taken only once the first message is parsed, and a batch ends
-        # early when the next parse keeps it waiting (a child starting, a message near the
-        # parse time bound): the SMTP listener and the IMAP poller need that lock to store.
         try:
             ready = [parsed.get()]
+            if session is not None:
+                return self._apply_parsed(session, pending, rows or {}, ready, parsed)
+            # SQLite: the write lock is taken only once the first message is parsed, and a
+            # batch ends early when the next parse keeps it waiting (a child starting, a
+            # message near the parse time bound): the SMTP listener and the IMAP poller need
+            # that lock to store.
             with self.make_session.begin() as session:
-                ids = [i for i, _ in pending]
-                claim = select(Inbound).where(Inbound.id.in_(ids),
+                claim = select(Inbound).where(Inbound.id.in_([i for i, _ in pending]),
                                               Inbound.status == InboundStatus.PENDING)
-                if session.get_bind().dialect.name == "postgresql":
-                    claim = claim.with_for_update(skip_locked=True)
                 rows = {row.id: row for row in session.scalars(claim)}
-                for _ in pending:
-                    if ready:
-                        inbound_id, result = ready.pop()
-                    else:
-                        try:
-                            inbound_id, result = parsed.get(timeout=PARSE_WAIT_IN_BATCH)
-                        except queue.Empty:
-                            break  # commit what is done; the rest stays pending
-                    if isinstance(result, Exception):
-                        raise result  # roll the batch back; it stays pending for the next pass
-                    inbound = rows.get(inbound_id)
-                    if inbound is None:  # another processor took it
-                        continue
-                    savepoint = session.begin_nested()
-                    try:
-                        outcome = self._process(session, inbound, result)
-                        savepoint.commit()
-                    except Exception:
-                        savepoint.rollback()
-                        outcome = self._failed(inbound, traceback.format_exc())
-                    outcomes.append(outcome)
+                return self._apply_parsed(session, pending, rows, ready, parsed)
         finally:
             stop.set()
             parser.join()
-        if self._queued_mail and self.on_outbox is not None:
-            self._queued_mail = False
-            self.on_outbox()
+
+    def _apply_parsed(self, session: Session, pending: list[tuple[int, bytes]],
+                      rows: dict[int, Inbound], ready: list[Parsed],
+                      parsed: queue.Queue[Parsed]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for _ in pending:
+            if ready:
+                inbound_id, result = ready.pop()
+            else:
+                try:
+                    inbound_id, result = parsed.get(timeout=PARSE_WAIT_IN_BATCH)
+                except queue.Empty:
+                    break  # commit what is done; the rest stays pending
+            if isinstance(result, Exception):
+                raise result  # roll the batch back; it stays pending for the next pass
+            inbound = rows.get(inbound_id)
+            if inbound is None:  # another processor took it
+                continue
+            savepoint = session.begin_nested()
+            try:
+                outcome = self._process(session, inbound, result)
+                savepoint.commit()
+            except Exception:
+                savepoint.rollback()
+                outcome = self._failed(inbound, traceback.format_exc())
+            outcomes.append(outcome)
         return outcomes
 
     def drain(self, batch: int = 100) -> list[Outcome]:

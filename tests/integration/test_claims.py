@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from desk import MONDAY, Desk
+from helpers import store
+from mails import mail
 from maildesk.db.models import TicketTimer, TimerState
 from maildesk.effects.timers import due_timers
+from maildesk.process.run import Processor
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -56,3 +59,19 @@ def test_two_sweepers_claim_timers_of_different_tickets(desk):
     finally:
         first.close()
         second.close()
+
+
+def test_a_second_processor_takes_the_next_mail_not_the_claimed_one(ctx, processor):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(6)]
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            held = Processor._claim(other, 3, None)   # another daemon's batch, in flight
+            assert sorted(held) == ids[:3]
+            outcomes = processor.run_batch(limit=10)
+            assert sorted(o.inbound_id for o in outcomes) == ids[3:]
+            other.rollback()                           # that daemon dies: its claim ends
+    finally:
+        other.close()
+    assert sorted(o.inbound_id for o in processor.drain()) == ids[:3]
