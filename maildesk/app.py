@@ -189,6 +189,10 @@ class IntakeGate:
         with self._cond:
             self._cond.wait_for(lambda: self._busy == 0, timeout=self.MAX_HOLD)
 
+    def waiting(self) -> bool:
+        """Is intake storing (or about to), so that a batch holding the lock should commit?"""
+        return self._busy > 0
+
 
 class ProcessorThread(Worker):
     """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
@@ -197,10 +201,12 @@ class ProcessorThread(Worker):
     def __init__(self, ctx: Context, on_outbox=None, probes=None):  # type: ignore[no-untyped-def]
         from maildesk.process.run import Processor
 
-        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
-                                   probes=probes)
-        self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         self.intake = IntakeGate()
+        # On SQLite a batch commits early when intake waits for the write lock: the listener's
+        # 250 must not wait for a batch of processing (on PostgreSQL they do not contend).
+        self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
+                                   probes=probes, yield_to=self.intake.waiting)
+        self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         super().__init__("processor", self._step, metrics=ctx.metrics)
 
     def _step(self) -> bool:
@@ -314,7 +320,8 @@ def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
     processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes)
                  if "process" in components else None)
     timers = TimersThread(ctx, on_outbox=wake_outbound) if "timers" in components else None
-    writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None)
+    writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None,
+                               intake=processor.intake.busy if processor else None)
     daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers,
                     components=components, relays=relays)
     if "imap" in components:

@@ -59,6 +59,9 @@ def _sender_name(message: ParsedMessage, inbound: Inbound) -> str:
 # went wrong with the sandbox itself.
 Parsed = tuple[int, "ParsedMessage | Unparseable | Exception"]
 
+# Messages the parser may be ahead of the writer.
+PARSE_AHEAD = 2
+
 # How long a batch, holding the database's write lock, waits for the next parse result.
 PARSE_WAIT_IN_BATCH = 0.25
 
@@ -69,13 +72,17 @@ class Processor:
     def __init__(self, settings: Settings, make_session: sessionmaker[Session], clock: Clock,
                  sandbox: ParseSandbox | None = None,
                  on_outbox: Callable[[], None] | None = None,
-                 probes: TokenProbeGuard | None = None):
+                 probes: TokenProbeGuard | None = None,
+                 yield_to: Callable[[], bool] | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
         self.probes = probes        # failed token lookups per client IP, for the listener
         self._queued_mail = False
         self.clock = clock
+        # SQLite: asked after each message whether intake waits for the write lock; if so the
+        # batch commits what is done at once and the rest waits for the next one.
+        self.yield_to = yield_to
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
 
@@ -142,17 +149,30 @@ class Processor:
                      rows: dict[int, Inbound] | None) -> list[Outcome]:
         """Parse `pending` beside applying it, in `session` (PostgreSQL: the claiming one) or
         in a write transaction begun once the first message is parsed (SQLite)."""
-        parsed: queue.Queue[Parsed] = queue.Queue()
+        # A short queue: the parser keeps a message or two ahead of the writer, no more, so a
+        # batch that ends early (intake waiting, a slow parse) has not parsed for nothing.
+        parsed: queue.Queue[Parsed] = queue.Queue(maxsize=PARSE_AHEAD)
         stop = threading.Event()
+
+        def hand_over(item: Parsed) -> bool:
+            while not stop.is_set():
+                try:
+                    parsed.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def parse_all() -> None:
             for inbound_id, data in pending:
                 if stop.is_set():
                     return
                 try:
-                    parsed.put((inbound_id, self.sandbox.parse(data)))
+                    result: ParsedMessage | Unparseable | Exception = self.sandbox.parse(data)
                 except Exception as exc:  # the sandbox itself failed: not this message's fault
-                    parsed.put((inbound_id, exc))
+                    hand_over((inbound_id, exc))
+                    return
+                if not hand_over((inbound_id, result)):
                     return
 
         parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
@@ -169,16 +189,20 @@ class Processor:
                 claim = select(Inbound).where(Inbound.id.in_([i for i, _ in pending]),
                                               Inbound.status == InboundStatus.PENDING)
                 rows = {row.id: row for row in session.scalars(claim)}
-                return self._apply_parsed(session, pending, rows, ready, parsed)
+                return self._apply_parsed(session, pending, rows, ready, parsed,
+                                          yield_to=self.yield_to)
         finally:
             stop.set()
             parser.join()
 
     def _apply_parsed(self, session: Session, pending: list[tuple[int, bytes]],
                       rows: dict[int, Inbound], ready: list[Parsed],
-                      parsed: queue.Queue[Parsed]) -> list[Outcome]:
+                      parsed: queue.Queue[Parsed],
+                      yield_to: Callable[[], bool] | None = None) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for _ in pending:
+            if outcomes and yield_to is not None and yield_to():
+                break  # intake waits for the write lock: commit, the rest stays pending
             if ready:
                 inbound_id, result = ready.pop()
             else:

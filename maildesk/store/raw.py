@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,8 +107,12 @@ class GroupCommitWriter:
     """A writer thread that commits the arrivals queued while the previous commit ran together."""
 
     def __init__(self, engine: Engine, *, max_batch: int = 64,
-                 on_stored: Callable[[], None] | None = None):
+                 on_stored: Callable[[], None] | None = None,
+                 intake: Callable[[], AbstractContextManager[None]] | None = None):
+        """`intake`: marks each commit as intake at work (serve's IntakeGate.busy), so that
+        the processor, sharing SQLite's one write lock, lets it go first."""
         self._engine = engine
+        self._intake = intake or nullcontext
         self._max_batch = max_batch
         self._on_stored = on_stored
         self._queue: queue.Queue[_Job | None] = queue.Queue()
@@ -145,7 +150,7 @@ class GroupCommitWriter:
             if not jobs:
                 continue
             try:
-                with self._engine.begin() as conn:
+                with self._intake(), self._engine.begin() as conn:
                     ids = store_arrivals(conn, [j.arrival for j in jobs])
             except Exception as exc:  # every waiter learns the commit failed: SMTP says 451
                 self._failed(jobs, exc)

@@ -1,0 +1,63 @@
+"""Intake goes before processing on SQLite, where both need the one write lock: a processing
+batch commits after the message in hand as soon as the listener waits to store, so a 250 waits
+for one message's processing at most, not a batch's (issue 22)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from helpers import store
+from mails import mail
+from maildesk.app import IntakeGate
+from maildesk.db.models import Channel, Inbound, InboundStatus
+from maildesk.process.run import Processor
+from maildesk.store.raw import Arrival, GroupCommitWriter
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def pending(ctx) -> int:
+    with ctx.make_session() as s:
+        return len(s.scalars(select(Inbound.id).where(Inbound.status == InboundStatus.PENDING))
+                   .all())
+
+
+def test_a_batch_commits_after_the_message_in_hand_when_intake_waits(ctx):
+    for i in range(5):
+        store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock, yield_to=lambda: True)
+    try:
+        assert [o.status for o in processor.run_batch(limit=20)] == ["done"]
+        assert pending(ctx) == 4
+        assert len(processor.drain()) == 4   # one message per batch while intake keeps waiting
+    finally:
+        processor.close()
+    assert pending(ctx) == 0
+
+
+def test_the_writer_says_intake_waits_while_it_waits_for_the_lock(ctx):
+    gate = IntakeGate()
+    writer = GroupCommitWriter(ctx.engine, intake=gate.busy)
+    blocker = sqlite3.connect(ctx.engine.url.database, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")   # a processing batch holding the write lock
+        assert not gate.waiting()
+        future = writer.submit(Arrival(data=mail(subject="in a hurry"), channel=Channel.SMTP,
+                                       received_at=datetime.now(timezone.utc),
+                                       mail_from="c@customer.example", rcpt_to=("support@example.com",)))
+        for _ in range(200):                 # the writer's thread gets to its commit
+            if gate.waiting():
+                break
+            time.sleep(0.01)
+        assert gate.waiting()                # a batch asked now commits what it has
+        blocker.execute("COMMIT")
+        assert future.result(timeout=10) > 0
+        assert not gate.waiting()
+    finally:
+        blocker.close()
+        writer.close()
