@@ -375,6 +375,18 @@ class ImapFolder(Base):
     __table_args__ = (UniqueConstraint("account", "folder"),)
 
 
+class ImapLease(Base):
+    """Which daemon polls a folder of an IMAP account: one at a time. The holder renews it
+    while it polls; when it dies the lease runs out and a standby daemon takes the folder over,
+    from the progress in `imap_folder` (maildesk/ingress/lease.py)."""
+
+    __tablename__ = "imap_lease"
+    account: Mapped[str] = mapped_column(String(128), primary_key=True)
+    folder: Mapped[str] = mapped_column(String(512), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))   # host:pid:random of the daemon
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class ImapQuarantineCopy(Base):
     """A quarantined IMAP message whose copy (with the reason) was put in the account's
     quarantine folder."""

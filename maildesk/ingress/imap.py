@@ -24,8 +24,8 @@ import re
 import shlex
 import ssl
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -44,6 +44,7 @@ from maildesk.db.models import (
     InboundStatus,
     RawMessage,
 )
+from maildesk.ingress.lease import FolderLease
 from maildesk.store.raw import Arrival, store_arrivals
 
 log = logging.getLogger(__name__)
@@ -190,10 +191,21 @@ class FolderPoller:
         self.handles_quarantine = handles_quarantine
         self.prefix = source_prefix(account.name, folder.name)
         self.intake = intake  # IntakeGate of `serve`: the processor waits while we store
+        # Set by the watcher: the folder's lease, confirmed in every transaction that stores
+        # or moves progress (a poller taken over cannot commit; ingress/lease.py).
+        self.lease: FolderLease | None = None
 
     @property
     def label(self) -> str:
         return f"{self.account.name}/{self.folder.name}"
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction, begun by renewing our lease (LeaseLost: not ours any more)."""
+        with self.make_session.begin() as session:
+            if self.lease is not None:
+                self.lease.confirm(session)
+            yield session
 
     # -- the pass -----------------------------------------------------------------------------
     def run_pass(self, client: IMAPClient) -> PassResult:
@@ -232,7 +244,7 @@ class FolderPoller:
     def _state(self, client: IMAPClient, uidvalidity: int, selected: dict,
                result: PassResult) -> ImapFolder:
         now = self.clock.now()
-        with self.make_session.begin() as session:
+        with self._writing() as session:
             state = session.scalar(select(ImapFolder).where(
                 ImapFolder.account == self.account.name, ImapFolder.folder == self.folder.name))
             if state is None:
@@ -284,7 +296,7 @@ class FolderPoller:
             self._report(done, total)
         # Everything looked at (taken and acted on, old backlog left alone, oversize) is
         # behind us now.
-        with self.make_session.begin() as session:
+        with self._writing() as session:
             session.execute(update(ImapFolder).where(ImapFolder.id == state.id).values(
                 last_uid=new[-1], acked_uid=new[-1], updated_at=self.clock.now()))
         state.last_uid = state.acked_uid = new[-1]
@@ -309,7 +321,7 @@ class FolderPoller:
                for uid in uids if uid in fetched and b"BODY[]" in fetched[uid]]
         now = self.clock.now()
         digests = {f.uid: hashlib.sha256(f.data).hexdigest() for f in got}
-        with self.make_session.begin() as session:
+        with self._writing() as session:
             known = self._already_stored(session, set(digests.values()))
             arrivals = []
             for f in got:
@@ -353,7 +365,7 @@ class FolderPoller:
         """Record that the server-side action is done up to `uid`."""
         if uid <= state.acked_uid:
             return
-        with self.make_session.begin() as session:
+        with self._writing() as session:
             session.execute(update(ImapFolder).where(ImapFolder.id == state.id)
                             .values(acked_uid=uid))
         state.acked_uid = uid
@@ -430,7 +442,7 @@ class FolderPoller:
         self._ensure_folder(client, folder)
         for row in rows:
             client.append(folder, quarantine_copy(row.data, row.reason or "", row.id))
-            with self.make_session.begin() as session:
+            with self._writing() as session:
                 session.add(ImapQuarantineCopy(inbound_id=row.id, copied_at=self.clock.now()))
             log.info("%s: inbound %s quarantined (%s): copy put in %s", self.account.name,
                      row.id, (row.reason or "").splitlines()[0][:120] if row.reason else "",

@@ -28,6 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from maildesk.clock import Clock
 from maildesk.config.model import ImapAccount
 from maildesk.ingress.imap import FolderPoller, ImapLoginError, PassResult, connect, logout_quietly
+from maildesk.ingress.lease import (RENEW_EVERY, STANDBY_CHECK, FolderLease, LeaseLost,
+                                    daemon_id)
 
 if TYPE_CHECKING:
     from maildesk.monitor.metrics import Metrics
@@ -62,8 +64,10 @@ class AccountPass:
 def poll_once(accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Session],
               clock: Clock, *, max_size: int, only: str | None = None,
               progress: Callable[[str], None] | None = None) -> list[AccountPass]:
-    """`maildesk poll --once`: one pass over every folder of every enabled account."""
+    """`maildesk poll --once`: one pass over every folder of every enabled account (a
+    folder a daemon is polling is left to it)."""
     out: list[AccountPass] = []
+    owner = daemon_id()
     for account in accounts:
         if not account.enabled or (only and account.name != only):
             continue
@@ -75,22 +79,48 @@ def poll_once(accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Sess
             continue
         try:
             for poller in _pollers(account, make_session, clock, max_size, None, progress):
-                try:
-                    out.append(AccountPass(account.name, poller.folder.name,
-                                           poller.run_pass(client)))
-                except (IMAPClient.Error, OSError) as exc:
-                    out.append(AccountPass(account.name, poller.folder.name, None,
-                                           _describe(exc)))
+                out.append(_leased_pass(poller, client, owner))
         finally:
             logout_quietly(client)
     return out
 
 
-class FolderWatcher:
-    """A thread that keeps one folder of one account taken in."""
+def _leased_pass(poller: FolderPoller, client: IMAPClient, owner: str) -> AccountPass:
+    """One pass holding the folder's lease for its length. A lease held by someone else is
+    waited for up to its length: a poller killed before (cron's last run) leaves one that
+    runs out; a daemon polling the folder renews its own, and the folder is left to it."""
+    account, folder = poller.account.name, poller.folder.name
+    lease = FolderLease(poller.make_session, poller.clock, account, folder, owner)
+    try:
+        deadline = time.monotonic() + lease.duration.total_seconds() + 2 * IDLE_TICK
+        told = False
+        while (holder := lease.acquire()) is not None:
+            if time.monotonic() > deadline:
+                return AccountPass(account, folder, None, f"polled by {holder}; left to it")
+            if poller.progress is not None and not told:
+                poller.progress(f"{poller.label}: held by {holder}; waiting for its lease")
+                told = True
+            time.sleep(IDLE_TICK)
+        poller.lease = lease
+        try:
+            return AccountPass(account, folder, poller.run_pass(client))
+        finally:
+            lease.release()
+    except (IMAPClient.Error, OSError, LeaseLost) as exc:
+        return AccountPass(account, folder, None, _describe(exc))
 
-    def __init__(self, poller: FolderPoller, metrics: Metrics | None = None):
+
+class FolderWatcher:
+    """A thread that keeps one folder of one account taken in, while it holds the folder's
+    lease (`lease`: several daemons on one database; None: no one else polls it)."""
+
+    def __init__(self, poller: FolderPoller, metrics: Metrics | None = None,
+                 lease: FolderLease | None = None):
         self.poller = poller
+        self.lease = lease
+        poller.lease = lease
+        self._renewed = 0.0     # time.monotonic() of the last renewal
+        self.standby_for: str | None = None   # who holds the folder while we stand by
         self.metrics = metrics   # mails found and stored; when the folder was last in sync
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -129,11 +159,51 @@ class FolderWatcher:
             self._thread.join()
 
     def _run(self) -> None:
+        try:
+            self._watch()
+        finally:
+            if self.lease is not None:
+                try:
+                    self.lease.release()
+                except Exception as exc:  # it runs out by itself
+                    log.warning("%s: giving up the lease: %s", self.poller.label,
+                                _describe(exc))
+
+    def _hold(self) -> bool:
+        """Take the folder's lease (or stand by while another daemon holds it)."""
+        if self.lease is None:
+            return True
+        label = self.poller.label
+        holder = self.lease.acquire()
+        if holder is not None:
+            if holder != self.standby_for:
+                log.info("%s: polled by %s; standing by", label, holder)
+                self.standby_for = holder
+            return False
+        if self.standby_for is not None:
+            log.info("%s: taking over from %s", label, self.standby_for)
+            self.standby_for = None
+        self._renewed = time.monotonic()
+        return True
+
+    def _keep_lease(self) -> None:
+        """While waiting for news: renew the lease every RENEW_EVERY (LeaseLost if gone)."""
+        if self.lease is None or time.monotonic() - self._renewed < RENEW_EVERY:
+            return
+        holder = self.lease.acquire()
+        self._renewed = time.monotonic()
+        if holder is not None:
+            raise LeaseLost(holder)
+
+    def _watch(self) -> None:
         delay = BACKOFF_FIRST
         label = self.poller.label
         while not self._stop.is_set():
             client = None
             try:
+                if not self._hold():
+                    self._stop.wait(STANDBY_CHECK)
+                    continue
                 client = connect(self.poller.account)
                 log.info("%s: connected", label)
                 while not self._stop.is_set():
@@ -147,6 +217,10 @@ class FolderWatcher:
                                  label, result.stored, result.skipped, result.oversize,
                                  result.quarantine_copies)
                     self._wait(client)
+            except LeaseLost as exc:  # stalled past the lease: another daemon polls it now
+                log.warning("%s: taken over by %s; standing by", label, exc)
+                self.standby_for = str(exc)
+                continue
             except ImapLoginError as exc:
                 log.error("%s: %s; trying again in %.0f s", label, exc, BACKOFF_MAX)
                 delay = BACKOFF_MAX
@@ -165,6 +239,7 @@ class FolderWatcher:
         if not (account.idle and client.has_capability("IDLE")):
             deadline = time.monotonic() + account.poll_interval.total_seconds()
             while not self._stop.is_set() and not self._wake.is_set():
+                self._keep_lease()
                 if self._wake.wait(min(IDLE_TICK, max(deadline - time.monotonic(), 0))):
                     break
                 if time.monotonic() >= deadline:
@@ -176,6 +251,7 @@ class FolderWatcher:
         try:
             started = time.monotonic()
             while not self._stop.is_set() and not self._wake.is_set():
+                self._keep_lease()
                 responses = client.idle_check(timeout=IDLE_TICK)
                 self._synced()   # the server is listening for us: the folder is in sync
                 if any(len(r) > 1 and r[1] in _NEWS for r in responses):
@@ -211,11 +287,14 @@ class ImapService:
         self._intake = intake
         self.max_size = max_size
         self.accounts = {a.name: a for a in accounts if a.enabled}
+        self.owner = daemon_id()   # whose leases: this daemon's
         self.watchers = self._watch(self.accounts.values())
         self._started = False
 
     def _watch(self, accounts: Iterable[ImapAccount]) -> list[FolderWatcher]:
-        return [FolderWatcher(p, self._metrics) for a in accounts
+        return [FolderWatcher(p, self._metrics, FolderLease(
+                    self._make_session, self._clock, a.name, p.folder.name, self.owner))
+                for a in accounts
                 for p in _pollers(a, self._make_session, self._clock, self.max_size,
                                   self._on_stored, intake=self._intake)]
 

@@ -103,7 +103,8 @@ class Processor:
     def _pending(self, limit: int, only: list[int] | None) -> list[tuple[int, bytes]]:
         """SQLite: the oldest pending messages, read before the write lock is taken."""
         with self.make_session() as session:
-            q = (select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
+            q = (select(Inbound.id, RawMessage.data)
+                 .join(RawMessage, RawMessage.id == Inbound.raw_id)
                  .where(Inbound.status == InboundStatus.PENDING).order_by(Inbound.id).limit(limit))
             if only is not None:
                 q = q.where(Inbound.id.in_(only))
@@ -236,7 +237,8 @@ class Processor:
 
     def _failed(self, inbound: Inbound, tb: str) -> Outcome:
         inbound.attempts += 1
-        log.error("processing inbound %s failed (attempt %d):\n%s", inbound.id, inbound.attempts, tb)
+        log.error("processing inbound %s failed (attempt %d):\n%s", inbound.id, inbound.attempts,
+                  tb)
         if inbound.attempts >= self.settings.processing.max_attempts:
             reason = f"processing failed {inbound.attempts} times; last error:\n{tb}"
             mark_inbound(inbound, InboundStatus.QUARANTINED, reason, now=self.clock.now())

@@ -455,3 +455,62 @@ def test_mail_over_the_size_limit_is_moved_to_quarantine_not_stored(imap_config,
         assert len(imap_inbound(ctx)) == 1
     finally:
         ctx.close()
+
+
+def lease_holder(ctx) -> str | None:
+    from maildesk.db.models import ImapLease
+    with ctx.make_session() as s:
+        row = s.scalar(select(ImapLease).where(ImapLease.account == "support",
+                                               ImapLease.folder == "INBOX"))
+        return row.owner if row is not None else None
+
+
+def test_one_daemon_polls_a_folder_and_a_standby_takes_over_when_it_dies(
+        imap_config, config_set, dovecot, tmp_path, db_url):
+    """Two daemons watch the same folder: the one holding its lease polls it, the other stands
+    by; killed with SIGKILL, the holder's lease runs out and the standby takes the folder over
+    (within LEASE + STANDBY_CHECK), from the progress the dead one committed: every mail once."""
+    from maildesk.ingress.lease import LEASE, STANDBY_CHECK
+
+    imap_config(import_existing="all", idle=True)
+    exe = str(Path(sys.executable).parent / "maildesk")
+    cmd = [exe, "--config", str(config_set.path), "serve", "--only", "imap"]
+    ctx = load(config_set)
+    daemons: list[subprocess.Popen] = []
+    try:
+        for name in ("a", "b"):
+            with open(tmp_path / f"{name}.log", "wb") as err:
+                daemons.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err))
+            assert b"maildesk serving" in daemons[-1].stdout.readline()
+            if name == "a":    # the first one takes the folder
+                wait_for(lambda: lease_holder(ctx), "the first daemon's lease")
+        first, second = daemons
+        holder = lease_holder(ctx)
+        assert f":{first.pid}:" in holder
+        for i in range(5):
+            dovecot.append("INBOX", client_mail(i))
+        _wait_stored(ctx, 5, 60)
+        wait_for(lambda: "standing by" in (tmp_path / "b.log").read_text(), "the standby")
+
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        for i in range(5, 10):
+            dovecot.append("INBOX", client_mail(i))
+        bound = LEASE.total_seconds() + STANDBY_CHECK + 30   # + a loaded machine's slack
+        wait_for(lambda: f":{second.pid}:" in (lease_holder(ctx) or ""), "the take-over", bound)
+        _wait_stored(ctx, 10, 60)
+        sources = [i.source for i in imap_inbound(ctx)]
+        assert len(sources) == 10 and len(set(sources)) == 10
+        flags = dovecot.flags("INBOX")
+        assert len(flags) == 10 and all(b"\\Seen" in f for f in flags.values())
+        assert "taking over from" in (tmp_path / "b.log").read_text()
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+        assert "support/INBOX: connected" not in (tmp_path / "b.log").read_text().split(
+            "taking over from")[0]   # the standby never polled while the first held it
+    finally:
+        for proc in daemons:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        ctx.close()

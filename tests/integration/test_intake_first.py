@@ -49,7 +49,8 @@ def test_the_writer_says_intake_waits_while_it_waits_for_the_lock(ctx):
         assert not gate.waiting()
         future = writer.submit(Arrival(data=mail(subject="in a hurry"), channel=Channel.SMTP,
                                        received_at=datetime.now(timezone.utc),
-                                       mail_from="c@customer.example", rcpt_to=("support@example.com",)))
+                                       mail_from="c@customer.example",
+                                       rcpt_to=("support@example.com",)))
         for _ in range(200):                 # the writer's thread gets to its commit
             if gate.waiting():
                 break
