@@ -194,6 +194,10 @@ class IntakeGate:
         return self._busy > 0
 
 
+# Seconds before a batch that left mail deferred (PostgreSQL, several daemons) runs again.
+DEFER_WAIT = 0.2
+
+
 class ProcessorThread(Worker):
     """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
     other processes (`ingest`, a second daemon)."""
@@ -215,7 +219,15 @@ class ProcessorThread(Worker):
         self.intake.wait_idle()
         outcomes = self.processor.run_batch(limit=20)
         now = self.processor.clock.now()
+        if any(o.status == "deferred" for o in outcomes):
+            # Another daemon's batch holds what they need: soon again, not at the next poll.
+            timer = threading.Timer(DEFER_WAIT, self.wake)
+            timer.daemon = True
+            timer.start()
         for o in outcomes:
+            if o.status == "deferred":
+                log.debug("inbound %s: deferred (%s)", o.inbound_id, o.reason)
+                continue
             log.info("inbound %s: %s%s", o.inbound_id, o.status,
                      f" ticket {o.ticket_number}" if o.ticket_number else
                      f" ({o.reason.splitlines()[0]})" if o.reason else "",
@@ -226,7 +238,9 @@ class ProcessorThread(Worker):
                                             if o.received_at else None, o.opened)
         if self.on_quarantine and any(o.status == "quarantined" for o in outcomes):
             self.on_quarantine()
-        return bool(outcomes) and not all(o.status == "retry" for o in outcomes)
+        from maildesk.process.run import UNSETTLED
+
+        return bool(outcomes) and not all(o.status in UNSETTLED for o in outcomes)
 
     def stop(self) -> None:
         super().stop()

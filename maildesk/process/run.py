@@ -29,6 +29,7 @@ from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
 from maildesk.probes import TokenProbeGuard, source_ip
+from maildesk.process.contention import held_elsewhere
 from maildesk.process.lookups import DbLookups
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,10 @@ class Outcome:
     message_id: str | None = None
     opened: bool = False
 
+
+# Outcomes that leave the message pending: failed (tried again later, counted) and deferred
+# (another processor holds what it needs: taken up by the next batch, not counted).
+UNSETTLED = ("retry", "deferred")
 
 # Decisions that leave the message without a ticket entry: the inbound status, the outcome.
 _HELD = {"quarantine": (InboundStatus.QUARANTINED, "quarantined"),
@@ -83,6 +88,7 @@ class Processor:
         # SQLite: asked after each message whether intake waits for the write lock; if so the
         # batch commits what is done at once and the rest waits for the next one.
         self.yield_to = yield_to
+        self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
 
@@ -232,7 +238,7 @@ class Processor:
         while True:
             got = self.run_batch(batch)
             out.extend(got)
-            if not got or all(o.status == "retry" for o in got):
+            if not got or all(o.status in UNSETTLED for o in got):
                 return out
 
     def _failed(self, inbound: Inbound, tb: str) -> Outcome:
@@ -259,6 +265,11 @@ class Processor:
             update_only=inbound.update_only, auth_results=inbound.auth_results)
         d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
                    languages=self.composer.languages)
+        if self._postgres and isinstance(result, ParsedMessage):
+            why = held_elsewhere(session, inbound.id, result, d)
+            if why is not None:   # stays pending: the next batch takes it up
+                return Outcome(inbound.id, "deferred", reason=why,
+                               received_at=inbound.received_at)
         self._log_and_count(inbound, d)
         seen = {"received_at": inbound.received_at,
                 "message_id": result.message_id if isinstance(result, ParsedMessage) else None}

@@ -9,13 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from desk import MONDAY, Desk
 from helpers import store
 from mails import mail
-from maildesk.db.models import TicketTimer, TimerState
+from maildesk.db.models import Ticket, TicketTimer, TimerState
 from maildesk.effects.timers import due_timers
+from maildesk.pipeline.parse import parse_message
+from maildesk.pipeline.plan import dedupe_key
+from maildesk.process import contention
 from maildesk.process.run import Processor
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -75,3 +78,66 @@ def test_a_second_processor_takes_the_next_mail_not_the_claimed_one(ctx, process
     finally:
         other.close()
     assert sorted(o.inbound_id for o in processor.drain()) == ids[:3]
+
+
+# -- what a batch needs that another one holds: it waits its turn, it does not wait on a lock --
+def ticket_numbers(ctx) -> list[int]:
+    with ctx.make_session() as s:
+        return list(s.scalars(select(Ticket.number).order_by(Ticket.number)))
+
+
+def test_a_reply_waits_while_its_original_is_held_by_another_processor(ctx, processor):
+    original = store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
+    reply = store(ctx, mail(subject="Re: Printer", message_id="<re@customer.example>",
+                            in_reply_to="<orig@customer.example>",
+                            references=["<orig@customer.example>"]))
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            assert list(Processor._claim(other, 1, None)) == [original]   # being written
+            (outcome,) = processor.run_batch(limit=10)
+            assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
+            assert ticket_numbers(ctx) == []            # no ticket of its own
+            other.rollback()
+    finally:
+        other.close()
+    assert [o.status for o in processor.drain()] == ["done", "done"]
+    assert len(ticket_numbers(ctx)) == 1               # one thread, one ticket
+
+
+def test_mail_to_a_ticket_another_processor_is_changing_waits_for_it(ctx, processor):
+    store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
+    processor.drain()
+    (number,) = ticket_numbers(ctx)
+    reply = store(ctx, mail(subject="Re: Printer", in_reply_to="<orig@customer.example>"))
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            other.execute(select(Ticket.id).with_for_update())   # e.g. a timer sweep
+            (outcome,) = processor.run_batch(limit=10)
+            assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
+            other.rollback()
+    finally:
+        other.close()
+    (outcome,) = processor.drain()
+    assert (outcome.status, outcome.ticket_number) == ("done", number)
+
+
+def test_a_copy_another_processor_is_applying_waits_and_is_then_a_duplicate(ctx, processor):
+    raw = mail(subject="Printer", message_id="<twice@customer.example>")
+    parsed = parse_message(raw)
+    store(ctx, raw)
+    copy = store(ctx, raw, rcpt=("help@example.com",))
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            Processor._claim(other, 1, None)               # the first copy, being applied
+            other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                          {"k": contention._key(dedupe_key(parsed))})
+            (outcome,) = processor.run_batch(limit=10)
+            assert (outcome.inbound_id, outcome.status) == (copy, "deferred")
+            other.rollback()
+    finally:
+        other.close()
+    assert [o.status for o in processor.drain()] == ["done", "duplicate"]
+    assert len(ticket_numbers(ctx)) == 1

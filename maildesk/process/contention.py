@@ -1,0 +1,70 @@
+"""Several processors on one PostgreSQL: a message whose work another processor holds waits
+its turn (stays pending, taken up by the next batch) instead of waiting for a lock.
+
+Each batch is one transaction that keeps its locks until it commits. Waiting inside it for a
+lock another batch holds is how two daemons deadlock, or how the second copy of a mail hits the
+dedupe key, or how a reply opens a ticket of its own because its original is still being
+written elsewhere. So, before a decision is applied:
+
+- the copy's dedupe key is taken with `pg_try_advisory_xact_lock`: the same mail arriving twice
+  at once is applied by one processor; the other finds it a duplicate afterwards;
+- the ticket it joins is locked `FOR UPDATE SKIP LOCKED`: a ticket another batch (or a timer
+  sweep) is changing is not waited for;
+- a mail that looks like a reply but would open a new ticket waits while an earlier mail is
+  still pending: its original may be among them, not yet committed.
+
+SQLite has one writer at a time: none of this applies there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import BigInteger, bindparam, func, select
+from sqlalchemy.orm import Session
+
+from maildesk.db.models import Inbound, InboundStatus, Ticket
+from maildesk.pipeline.decide import Decision
+from maildesk.pipeline.parse import ParsedMessage
+from maildesk.pipeline.plan import dedupe_key
+from maildesk.pipeline.subject import strip_prefixes
+
+_TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger)))
+_LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
+                .with_for_update(skip_locked=True))
+_EARLIER_PENDING = (select(Inbound.id).where(Inbound.status == InboundStatus.PENDING,
+                                             Inbound.id < bindparam("inbound_id")).limit(1))
+# Advisory lock keys of this module: a namespace, so other users of advisory locks on the
+# same database do not collide with ours.
+_NAMESPACE = b"maildesk.dedupe\0"
+
+
+def _key(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(_NAMESPACE + text.encode()).digest()[:8], "big",
+                          signed=True)
+
+
+def looks_like_reply(message: ParsedMessage) -> bool:
+    """In-Reply-To, References, or a reply/forward prefix on the subject."""
+    return bool(message.in_reply_to or message.references or strip_prefixes(message.subject)[1])
+
+
+def held_elsewhere(session: Session, inbound_id: int, message: ParsedMessage,
+                   d: Decision) -> str | None:
+    """Why this message must wait for another processor's commit (None: go ahead). Takes the
+    locks it needs in the caller's transaction."""
+    if d.outcome not in ("ticket", "agent", "bounce"):
+        return None       # quarantined, a duplicate, ignored: writes no shared row
+    if not session.scalar(_TRY_LOCK, {"key": _key(dedupe_key(message))}):
+        return "a copy of this mail is being processed elsewhere"
+    plan = d.plan
+    if plan is None:
+        return None
+    joins = plan.thread.ticket_id
+    if joins is not None:
+        if session.scalar(_LOCK_TICKET, {"ticket_id": joins}) is None:
+            return "its ticket is being changed elsewhere"
+    elif looks_like_reply(message) and \
+            session.scalar(_EARLIER_PENDING, {"inbound_id": inbound_id}) is not None:
+        return "a reply that would open a ticket while earlier mail is still pending"
+    return None
