@@ -10,8 +10,11 @@ written elsewhere. So, before a decision is applied:
   at once is applied by one processor; the other finds it a duplicate afterwards;
 - the ticket it joins is locked `FOR UPDATE SKIP LOCKED`: a ticket another batch (or a timer
   sweep) is changing is not waited for;
-- a mail that looks like a reply but would open a new ticket waits while an earlier mail is
-  still pending: its original may be among them, not yet committed.
+- a mail that would open a new ticket waits while an earlier mail that is still pending names
+  it or what it names (its Message-ID or one it refers to, found in the stored bytes): the two
+  belong to one thread, and the earlier one, in another batch, is not committed yet (a reply
+  stored before its original is the same case the other way round). A reply that refers to
+  nothing by its headers (only its subject says so) waits while any earlier mail is pending.
 
 SQLite has one writer at a time: none of this applies there.
 """
@@ -20,10 +23,10 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import BigInteger, bindparam, func, select
+from sqlalchemy import BigInteger, LargeBinary, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
-from maildesk.db.models import Inbound, InboundStatus, Ticket
+from maildesk.db.models import Inbound, InboundStatus, RawMessage, Ticket
 from maildesk.pipeline.decide import Decision
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import dedupe_key
@@ -34,6 +37,9 @@ _LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
                 .with_for_update(skip_locked=True))
 _EARLIER_PENDING = (select(Inbound.id).where(Inbound.status == InboundStatus.PENDING,
                                              Inbound.id < bindparam("inbound_id")).limit(1))
+# How far back the stored bytes of pending mail are searched: the batches in flight are the
+# newest pending mail; an older backlog is not being written by anyone right now.
+RELATED_WINDOW = 500
 # Advisory lock keys of this module: a namespace, so other users of advisory locks on the
 # same database do not collide with ours.
 _NAMESPACE = b"maildesk.dedupe\0"
@@ -64,7 +70,25 @@ def held_elsewhere(session: Session, inbound_id: int, message: ParsedMessage,
     if joins is not None:
         if session.scalar(_LOCK_TICKET, {"ticket_id": joins}) is None:
             return "its ticket is being changed elsewhere"
-    elif looks_like_reply(message) and \
+    elif _related_pending(session, inbound_id, message):
+        return "earlier mail of its thread is being processed elsewhere"
+    elif not (message.in_reply_to or message.references) and looks_like_reply(message) and \
             session.scalar(_EARLIER_PENDING, {"inbound_id": inbound_id}) is not None:
         return "a reply that would open a ticket while earlier mail is still pending"
     return None
+
+
+def _related_pending(session: Session, inbound_id: int, message: ParsedMessage) -> bool:
+    """Is an earlier, still pending mail naming this one's Message-ID or one it names?"""
+    needles = [m.encode("ascii", "replace") for m in
+               dict.fromkeys((message.message_id, *message.in_reply_to, *message.references))
+               if m]
+    if not needles:
+        return False
+    found = [text(f"position(:needle{k} in raw_message.data) > 0")
+             .bindparams(bindparam(f"needle{k}", needle, type_=LargeBinary))
+             for k, needle in enumerate(needles)]
+    query = (select(Inbound.id).join(RawMessage, RawMessage.id == Inbound.raw_id)
+             .where(Inbound.status == InboundStatus.PENDING, Inbound.id < inbound_id,
+                    Inbound.id >= inbound_id - RELATED_WINDOW, or_(*found)).limit(1))
+    return session.scalar(query) is not None

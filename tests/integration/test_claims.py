@@ -105,6 +105,38 @@ def test_a_reply_waits_while_its_original_is_held_by_another_processor(ctx, proc
     assert len(ticket_numbers(ctx)) == 1               # one thread, one ticket
 
 
+def test_an_original_waits_while_its_reply_stored_before_it_is_held_elsewhere(ctx, processor):
+    reply = store(ctx, mail(subject="Re: Printer", message_id="<re@customer.example>",
+                            in_reply_to="<orig@customer.example>"))
+    original = store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            assert list(Processor._claim(other, 1, None)) == [reply]
+            (outcome,) = processor.run_batch(limit=10)
+            assert (outcome.inbound_id, outcome.status) == (original, "deferred")
+            other.rollback()
+    finally:
+        other.close()
+    assert [o.status for o in processor.drain()] == ["done", "done"]
+    assert len(ticket_numbers(ctx)) == 1
+
+
+def test_a_new_mail_of_another_thread_does_not_wait(ctx, processor):
+    store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
+    other_thread = store(ctx, mail(sender="Somebody <else@elsewhere.example>",
+                                   subject="Scanner", message_id="<scan@elsewhere.example>"))
+    other = ctx.make_session()
+    try:
+        with other.begin():
+            Processor._claim(other, 1, None)
+            (outcome,) = processor.run_batch(limit=10)
+            assert (outcome.inbound_id, outcome.status) == (other_thread, "done")
+            other.rollback()
+    finally:
+        other.close()
+
+
 def test_mail_to_a_ticket_another_processor_is_changing_waits_for_it(ctx, processor):
     store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
     processor.drain()
