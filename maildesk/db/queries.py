@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,16 +49,28 @@ _VOLUME = select(
 
 
 def next_ticket_number(session: Session, first: int) -> int:
-    """Bump the ticket counter in the caller's transaction. The row lock serialises writers, so
-    numbers stay unique; the counter only grows, so a deleted ticket's number is never reused."""
-    bump = _BUMP
-    number = session.execute(bump).scalar()
+    """Bump the ticket counter. The row lock serialises writers, so numbers stay unique; the
+    counter only grows, so a deleted ticket's number is never reused.
+
+    SQLite (one writer anyway): in the caller's transaction, so numbers have no gaps. PostgreSQL:
+    in a transaction of its own, committed at once, so the counter's row lock is held for one
+    statement and not for the caller's whole batch: several daemons open tickets at the same
+    time. A batch that then fails leaves its numbers unused, as a sequence would."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return _bump(session.connection(), first)
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    with engine.begin() as conn:
+        return _bump(conn, first)
+
+
+def _bump(conn: Connection, first: int) -> int:
+    number = conn.execute(_BUMP).scalar()
     if number is None:  # the very first ticket: create the counter (racing writers: one wins)
-        dialect = session.get_bind().dialect.name
-        ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Counter)
-        session.execute(ins.values(name="ticket", value=first - 1)
-                        .on_conflict_do_nothing(index_elements=["name"]))
-        number = session.execute(bump).scalar_one()
+        ins = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(Counter)
+        conn.execute(ins.values(name="ticket", value=first - 1)
+                     .on_conflict_do_nothing(index_elements=["name"]))
+        number = conn.execute(_BUMP).scalar_one()
     return number
 
 
