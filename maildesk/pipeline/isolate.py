@@ -31,7 +31,7 @@ def _worker(conn: Connection, memory_mb: int) -> None:
     while True:
         try:
             raw = conn.recv_bytes()
-        except EOFError:
+        except (EOFError, OSError):  # the daemon stopped, or died (kill -9): so do we, quietly
             return
         try:
             result: ParsedMessage | Unparseable = parse_message(raw)
@@ -44,6 +44,8 @@ def _worker(conn: Connection, memory_mb: int) -> None:
             conn.send(result)
         except MemoryError:
             conn.send(Unparseable(f"the parsed message needed more than {memory_mb} MB"))
+        except OSError:   # the daemon died while we parsed
+            return
 
 
 class ParseSandbox:

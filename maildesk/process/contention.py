@@ -10,11 +10,15 @@ written elsewhere. So, before a decision is applied:
   at once is applied by one processor; the other finds it a duplicate afterwards;
 - the ticket it joins is locked `FOR UPDATE SKIP LOCKED`: a ticket another batch (or a timer
   sweep) is changing is not waited for;
-- a mail that would open a new ticket waits while an earlier mail that is still pending names
-  it or what it names (its Message-ID or one it refers to, found in the stored bytes): the two
-  belong to one thread, and the earlier one, in another batch, is not committed yet (a reply
-  stored before its original is the same case the other way round). A reply that refers to
-  nothing by its headers (only its subject says so) waits while any earlier mail is pending.
+- a mail waits while an earlier mail that is still pending names it or what it names (its
+  Message-ID or one it refers to, found in the stored bytes): the two belong to one thread,
+  and the earlier one, in another batch, is not committed yet (a reply stored before its
+  original is the same case the other way round). A reply that refers to nothing by its
+  headers (only its subject says so) and would open a ticket waits while any earlier mail is
+  pending.
+
+The first two are asked before the decision reads anything (a batch committing in between
+would otherwise go unseen), the ticket once the decision has named it.
 
 SQLite has one writer at a time: none of this applies there.
 """
@@ -55,23 +59,30 @@ def looks_like_reply(message: ParsedMessage) -> bool:
     return bool(message.in_reply_to or message.references or strip_prefixes(message.subject)[1])
 
 
-def held_elsewhere(session: Session, inbound_id: int, message: ParsedMessage,
-                   d: Decision) -> str | None:
-    """Why this message must wait for another processor's commit (None: go ahead). Takes the
-    locks it needs in the caller's transaction."""
-    if d.outcome not in ("ticket", "agent", "bounce"):
-        return None       # quarantined, a duplicate, ignored: writes no shared row
+def held_elsewhere(session: Session, inbound_id: int, message: ParsedMessage) -> str | None:
+    """Before deciding: why this mail must wait for another processor's commit (None: go
+    ahead). Asked before the decision reads anything, so that what it reads is either already
+    committed or still held here: a batch that commits between the decision and this check
+    cannot slip through. Takes its lock in the caller's transaction."""
     if not session.scalar(_TRY_LOCK, {"key": _key(dedupe_key(message))}):
         return "a copy of this mail is being processed elsewhere"
+    if _related_pending(session, inbound_id, message):
+        return "earlier mail of its thread is being processed elsewhere"
+    return None
+
+
+def ticket_held_elsewhere(session: Session, inbound_id: int, message: ParsedMessage,
+                          d: Decision) -> str | None:
+    """After deciding: the ticket the mail joins is locked here, or it waits (None: go ahead);
+    a reply that refers to nothing by its headers (only its subject says so) and would open a
+    ticket waits while any earlier mail is pending."""
     plan = d.plan
-    if plan is None:
+    if plan is None or d.outcome not in ("ticket", "agent"):
         return None
     joins = plan.thread.ticket_id
     if joins is not None:
         if session.scalar(_LOCK_TICKET, {"ticket_id": joins}) is None:
             return "its ticket is being changed elsewhere"
-    elif _related_pending(session, inbound_id, message):
-        return "earlier mail of its thread is being processed elsewhere"
     elif not (message.in_reply_to or message.references) and looks_like_reply(message) and \
             session.scalar(_EARLIER_PENDING, {"inbound_id": inbound_id}) is not None:
         return "a reply that would open a ticket while earlier mail is still pending"

@@ -29,7 +29,7 @@ from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
 from maildesk.probes import TokenProbeGuard, source_ip
-from maildesk.process.contention import held_elsewhere
+from maildesk.process.contention import held_elsewhere, ticket_held_elsewhere
 from maildesk.process.lookups import DbLookups
 
 log = logging.getLogger(__name__)
@@ -263,13 +263,17 @@ class Processor:
             rcpt_to=tuple(inbound.rcpt_to), received_at=inbound.received_at,
             source=inbound.source, no_autoreply=inbound.no_autoreply,
             update_only=inbound.update_only, auth_results=inbound.auth_results)
-        d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
-                   languages=self.composer.languages)
-        if self._postgres and isinstance(result, ParsedMessage):
-            why = held_elsewhere(session, inbound.id, result, d)
-            if why is not None:   # stays pending: the next batch takes it up
-                return Outcome(inbound.id, "deferred", reason=why,
-                               received_at=inbound.received_at)
+        # PostgreSQL, several processors: what another batch holds is waited for by
+        # deferring, not by a lock wait (process/contention.py).
+        contended = result if self._postgres and isinstance(result, ParsedMessage) else None
+        why = held_elsewhere(session, inbound.id, contended) if contended else None
+        if why is None:
+            d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
+                       languages=self.composer.languages)
+            if contended:
+                why = ticket_held_elsewhere(session, inbound.id, contended, d)
+        if why is not None:   # stays pending: the next batch takes it up
+            return Outcome(inbound.id, "deferred", reason=why, received_at=inbound.received_at)
         self._log_and_count(inbound, d)
         seen = {"received_at": inbound.received_at,
                 "message_id": result.message_id if isinstance(result, ParsedMessage) else None}
