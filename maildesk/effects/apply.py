@@ -26,7 +26,8 @@ from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.metrics import record_resolution, record_response
-from maildesk.effects.notify import (forwardable, queue_command_error, queue_line_notification,
+from maildesk.effects.notify import (Built, built_event, forwardable, line_notification,
+                                     queue_built, queue_command_error,
                                      queue_search_results, queue_to_client)
 from maildesk.effects.record import (MAX_STORED_REFERENCES, apply_bounce, join_ticket,
                                      mark_inbound, open_ticket, record_message,
@@ -201,8 +202,8 @@ def _answer_search(ctx: Applying, e: AnswerSearch) -> None:
 
 
 def _notify(ctx: Applying, e: NotifyLine) -> None:
-    def send() -> str | None:
-        return queue_line_notification(
+    def make() -> Built | None:
+        return line_notification(
             ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now, event=e.event,
             key=f"{ctx.key}.{e.key or e.event}",
             message=ctx.message if e.with_message else None,
@@ -212,18 +213,22 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             articles=[dict(a) for a in e.articles])
 
     deadline = e.deadline or ctx.deadline
-
     if not ctx.contain_notifications:
-        ctx.queued_mail |= send() is not None
-        return
-    try:
-        with ctx.session.begin_nested():
-            sent = send()
-    except Exception as exc:
-        log.exception("line notification for ticket %s failed", ctx.ticket.number)
-        ctx.event(EventKind.NOTIFICATION_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
-        return
-    ctx.queued_mail |= sent is not None
+        built = make()
+    else:
+        # A template or address that cannot be made into a mail must not cost the cause its
+        # ticket entry: the notification is dropped and the ticket says why. Building only
+        # reads, so nothing needs undoing (no savepoint: it cost two flushes per mail).
+        try:
+            built = make()
+        except Exception as exc:
+            log.exception("line notification for ticket %s failed", ctx.ticket.number)
+            ctx.event(EventKind.NOTIFICATION_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
+            return
+    if built is not None:
+        queue_built(ctx.session, ctx.ticket, built, ctx.settings, now=ctx.now,
+                    event=built_event(built))
+        ctx.queued_mail = True
 
 
 def _rearm(ctx: Applying, e: Rearm) -> None:

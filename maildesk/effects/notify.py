@@ -116,29 +116,58 @@ class Mail:
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     attachments: Sequence[OutgoingAttachment] = ()
+    event: Mapping[str, Any] | None = None   # what the ticket event records besides the mail
+
+
+@dataclass(frozen=True)
+class Built:
+    """A mail made into bytes, ready to queue: nothing can go wrong with it but the database."""
+
+    mail: Mail
+    message_id: str
+    subject: str
+    data: bytes
+    from_name: str
+
+
+def build(ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
+          from_name: str | None = None) -> Built:
+    """The mail's bytes, with a new Message-ID and the ticket's tag in the subject."""
+    message_id = new_message_id(settings.domain)
+    tag = format_tag(settings.ticket_tag, ticket.number)
+    subject = mail.rendered.subject if tag in mail.rendered.subject \
+        else f"{tag} {mail.rendered.subject}"
+    sender = from_name or settings.instance_name
+    data = build_message(
+        from_name=sender, from_address=ticket.mailbox,
+        to_name=mail.to_name, to_address=mail.to_address, subject=subject,
+        rendered=mail.rendered, message_id=message_id, in_reply_to=mail.in_reply_to,
+        references=mail.references, reply_to=mail.reply_to, date=now, auto=mail.auto,
+        attachments=mail.attachments)
+    return Built(mail, message_id, subject, data, sender)
 
 
 def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
           record_as: Role | None = None, from_name: str | None = None,
           event: dict[str, Any] | None = None) -> str:
     """Build the mail, put it in the outbox; record it on the ticket. Returns its Message-ID."""
-    message_id = new_message_id(settings.domain)
-    tag = format_tag(settings.ticket_tag, ticket.number)
-    subject = mail.rendered.subject if tag in mail.rendered.subject \
-        else f"{tag} {mail.rendered.subject}"
-    data = build_message(
-        from_name=from_name or settings.instance_name, from_address=ticket.mailbox,
-        to_name=mail.to_name, to_address=mail.to_address, subject=subject,
-        rendered=mail.rendered, message_id=message_id, in_reply_to=mail.in_reply_to,
-        references=mail.references, reply_to=mail.reply_to, date=now, auto=mail.auto,
-        attachments=mail.attachments)
+    return queue_built(session, ticket, build(ticket, mail, settings, now=now,
+                                              from_name=from_name),
+                       settings, now=now, record_as=record_as, event=event)
+
+
+def queue_built(session: Session, ticket: Ticket, built: Built, settings: Settings, *,
+                now: datetime, record_as: Role | None = None,
+                event: dict[str, Any] | None = None) -> str:
+    """Put a built mail in the outbox; record it on the ticket. Returns its Message-ID."""
+    mail, message_id, subject = built.mail, built.message_id, built.subject
     queue_outgoing(session, settings, ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
-                   mailbox=ticket.mailbox, to_address=mail.to_address, data=data, now=now)
+                   mailbox=ticket.mailbox, to_address=mail.to_address, data=built.data, now=now)
     if record_as is not None:
         session.add(Message(
             ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=record_as,
             message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
-            from_name=from_name or settings.instance_name, to=[mail.to_address], cc=[],
+            from_name=built.from_name, to=[mail.to_address], cc=[],
             subject=subject, sent_at=now, received_at=now, body_text=mail.rendered.text,
             has_html=mail.rendered.html is not None, thread_reason=mail.kind, internal=False,
             defects=[]))
@@ -164,16 +193,21 @@ def forwardable(message: ParsedMessage, *, include_inline: bool) -> list[Outgoin
             if include_inline or not a.inline]
 
 
-def queue_line_notification(session: Session, ticket: Ticket, settings: Settings,
-                            composer: Composer, *, now: datetime, event: str, key: str,
-                            line: Line | None = None, message: ParsedMessage | None = None,
-                            message_row: Message | None = None, text: str | None = None,
-                            actor: str | None = None, from_line: str | None = None,
-                            to: str | None = None, reason: str = "",
-                            deadline: dict[str, Any] | None = None,
-                            articles: Sequence[Mapping[str, Any]] = ()) -> str | None:
-    """Tell a line mailbox (or `to`, the line's lead) about a ticket: new, escalated, the
-    client wrote, a note, a deadline near or missed.
+def built_event(built: Built) -> dict[str, Any]:
+    """What the ticket event of a line notification says besides the mail: event and line."""
+    return dict(built.mail.event or {})
+
+
+def line_notification(session: Session, ticket: Ticket, settings: Settings,
+                      composer: Composer, *, now: datetime, event: str, key: str,
+                      line: Line | None = None, message: ParsedMessage | None = None,
+                      message_row: Message | None = None, text: str | None = None,
+                      actor: str | None = None, from_line: str | None = None,
+                      to: str | None = None, reason: str = "",
+                      deadline: dict[str, Any] | None = None,
+                      articles: Sequence[Mapping[str, Any]] = ()) -> Built | None:
+    """The line notification, built (None: the ticket has no line): it reads the ticket's
+    history but writes nothing, so a template that fails costs nothing to undo.
 
     The mail carries the message (and its attachments), deadlines, the ticket's history and
     the client's earlier tickets below a marker line, and `Reply-To` the agents' reply
@@ -200,9 +234,9 @@ def queue_line_notification(session: Session, ticket: Ticket, settings: Settings
     mail = Mail(kind=EventKind.NOTIFICATION, key=key, to_address=recipient,
                 to_name="" if to else line.name,
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-generated",
-                in_reply_to=root, references=(root,), attachments=attachments)
-    return queue(session, ticket, mail, settings, now=now,
-                 event={"event": event, "line": line.id})
+                in_reply_to=root, references=(root,), attachments=attachments,
+                event={"event": event, "line": line.id})
+    return build(ticket, mail, settings, now=now)
 
 
 def _current(row: Message | None, message: ParsedMessage | None,

@@ -298,6 +298,27 @@ def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
         assert "no_such_variable" in event.data["error"]
 
 
+def test_a_broken_line_notification_costs_no_ticket(config_set, ctx, processor):
+    """The line notification is built before anything of it is written: a template that
+    fails leaves the ticket, its autoreply and an event saying why, and no half-queued mail."""
+    tpl = Path(config_set.data["paths"]["templates"]) / "en" / "line_notification.txt"
+    tpl.write_text("{{ no_such_variable.attribute }}\n", encoding="utf-8")
+    from maildesk.process.run import Processor
+    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    try:
+        t = deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))
+    finally:
+        fresh.close()
+    assert t is not None and t.subject == "Printer"
+    assert autoreplies(ctx) == 1
+    assert outbox_count(ctx, "notification") == 0
+    with ctx.make_session() as s:
+        (event,) = s.scalars(select(TicketEvent).where(
+            TicketEvent.kind == "notification_failed"))
+        assert "no_such_variable" in event.data["error"]
+        assert not s.scalars(select(TicketEvent).where(TicketEvent.kind == "notification")).all()
+
+
 def test_deadlines_are_also_shown_in_the_clients_own_time_zone(ctx, processor):
     """A client in Novosibirsk (UTC+7, by the Date header of their mail) reads the deadlines
     at their own clock too; one in Moscow only once."""
