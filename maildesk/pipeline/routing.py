@@ -26,7 +26,7 @@ def detect_language(message: ParsedMessage) -> str:
     if message.content_language:
         return message.content_language.split("-")[0].lower()
     sample = f"{message.subject}\n{message.text[:4000]}"
-    letters = sum(ch.isalpha() for ch in sample)
+    letters = sum(map(str.isalpha, sample))   # not a generator: no Python frame per character
     return "ru" if letters and len(_CYRILLIC.findall(sample)) * 3 > letters else "en"
 
 
