@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,26 @@ def banner(port: int) -> int:
         smtp.close()
 
 
+@contextmanager
+def serving(config_set, env: dict[str, str], log: Path,
+            listener: NotifySocket) -> Iterator[subprocess.Popen]:
+    """`maildesk serve` under `env`, stderr to `log`. When the body completes: SIGTERM, then
+    STOPPING=1 and exit status 0. However it ends: killed if still running, `listener` closed."""
+    with open(log, "wb") as err:
+        proc = subprocess.Popen([EXE, "--config", str(config_set.path), "serve"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        listener.wait("STOPPING")
+        assert proc.wait(60) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        listener.close()
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_serve_tells_systemd_ready_watchdog_reloading_and_stopping(config_set, notify_dir,
                                                                    tmp_path):
@@ -90,10 +111,7 @@ def test_serve_tells_systemd_ready_watchdog_reloading_and_stopping(config_set, n
     env.pop("WATCHDOG_PID", None)
     port = config_set.data["smtp"]["port"]
     log = tmp_path / "serve.log"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([EXE, "--config", str(config_set.path), "serve"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with serving(config_set, env, log, listener) as proc:
         ready = listener.wait("READY")
         # READY=1 comes once the listener is bound: the port answers at once, with a greeting.
         assert banner(port) == 220
@@ -111,15 +129,6 @@ def test_serve_tells_systemd_ready_watchdog_reloading_and_stopping(config_set, n
         assert "configuration reloaded" in log.read_text()
         assert banner(port) == 220
         listener.wait("WATCHDOG")      # still pinging after the reload
-
-        proc.send_signal(signal.SIGTERM)
-        listener.wait("STOPPING")
-        assert proc.wait(60) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        listener.close()
     order = [k for m in listener.messages for k in ("READY", "RELOADING", "STOPPING") if k in m]
     assert order == ["READY", "RELOADING", "READY", "STOPPING"]
 
@@ -130,10 +139,7 @@ def test_a_refused_reload_still_ends_the_reloading_state(config_set, notify_dir,
     env = {**os.environ, "NOTIFY_SOCKET": str(notify_dir / "notify")}
     env.pop("WATCHDOG_USEC", None)
     log = tmp_path / "serve.log"
-    with open(log, "wb") as err:
-        proc = subprocess.Popen([EXE, "--config", str(config_set.path), "serve"], env=env,
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
+    with serving(config_set, env, log, listener) as proc:
         listener.wait("READY")
         rules = config_set.dir / "rules.yaml"
         rules.write_text(rules.read_text(encoding="utf-8").replace("stop: true", "stop: maybe"),
@@ -142,14 +148,6 @@ def test_a_refused_reload_still_ends_the_reloading_state(config_set, notify_dir,
         listener.wait("RELOADING")
         assert "refused" in listener.wait("READY")["STATUS"]
         assert "reload refused" in log.read_text()
-        proc.send_signal(signal.SIGTERM)
-        listener.wait("STOPPING")
-        assert proc.wait(60) == 0, log.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        listener.close()
     assert not any("WATCHDOG" in m for m in listener.messages)  # no WATCHDOG_USEC, no pings
 
 

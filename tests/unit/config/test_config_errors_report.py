@@ -2,27 +2,13 @@
 file:line:column, YAML syntax errors where the mistake is (not where PyYAML noticed it), and
 what was expected in words ("a duration such as 30m, 4h, 2d"), never as a regular expression."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from config_helpers import replace
 from maildesk.config import ConfigError, load_settings
 from maildesk.durations import split_duration
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    return tmp_path / "config"
-
-
-def replace(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def place_of(path: Path, needle: str, at: str | None = None) -> tuple[int, int]:

@@ -1,26 +1,14 @@
 """Config files: validated on load, errors name file, line and key."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from config_helpers import replace
 from maildesk.config import ConfigError, load_settings
 from maildesk.config.model import parse_duration, resolve_database_url
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    return tmp_path / "config"
-
-
-def replace(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def line_of(path: Path, needle: str) -> int:

@@ -1,26 +1,12 @@
 """The loaders of each file and section: every mistake of one load is reported together, in
 the order the files and sections are read; the old import paths still work."""
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from config_helpers import replace
 from maildesk.config import ConfigError, load_settings
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-def cfg(tmp_path):
-    shutil.copytree(ROOT / "config", tmp_path / "config")
-    return tmp_path / "config"
-
-
-def replace(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def test_mistakes_of_every_file_and_section_come_together_in_load_order(cfg):
