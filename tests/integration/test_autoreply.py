@@ -282,15 +282,20 @@ def test_a_non_ascii_local_part_gets_a_ticket_and_no_autoreply(ctx, processor):
         "=?utf-8?b?0JjQstCw0L0=?= <ivan@xn--e1afmkfd.xn--p1ai>"
 
 
-def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
-    tpl = Path(config_set.data["paths"]["templates"]) / "en" / "autoreply.txt"
+def deliver_with_broken(template: str, config_set, ctx):
+    """Deliver a new client mail with `template` (en) failing to render; return its ticket."""
+    tpl = Path(config_set.data["paths"]["templates"]) / "en" / template
     tpl.write_text("{{ no_such_variable.attribute }}\n", encoding="utf-8")
     from maildesk.process.run import Processor
-    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)   # reads the templates anew
     try:
-        t = deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))
+        return deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))
     finally:
         fresh.close()
+
+
+def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
+    t = deliver_with_broken("autoreply.txt", config_set, ctx)
     assert t is not None and t.subject == "Printer"
     assert autoreplies(ctx) == 0
     with ctx.make_session() as s:
@@ -301,14 +306,7 @@ def test_a_broken_template_costs_no_ticket(config_set, ctx, processor):
 def test_a_broken_line_notification_costs_no_ticket(config_set, ctx, processor):
     """The line notification is built before anything of it is written: a template that
     fails leaves the ticket, its autoreply and an event saying why, and no half-queued mail."""
-    tpl = Path(config_set.data["paths"]["templates"]) / "en" / "line_notification.txt"
-    tpl.write_text("{{ no_such_variable.attribute }}\n", encoding="utf-8")
-    from maildesk.process.run import Processor
-    fresh = Processor(ctx.settings, ctx.make_session, ctx.clock)
-    try:
-        t = deliver(ctx, fresh, mail(sender="jane@customer.example", subject="Printer"))
-    finally:
-        fresh.close()
+    t = deliver_with_broken("line_notification.txt", config_set, ctx)
     assert t is not None and t.subject == "Printer"
     assert autoreplies(ctx) == 1
     assert outbox_count(ctx, "notification") == 0
