@@ -19,11 +19,13 @@ import os
 import platform
 import shutil
 import signal
+import smtplib
 import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -498,6 +500,51 @@ def statements_sent(engine: Any) -> Iterator[list[tuple[str, Any]]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", grab)
+
+
+def smtp_client(port: int, timeout: float = 120) -> smtplib.SMTP:
+    """A client connection to 127.0.0.1:`port`, greeted (EHLO)."""
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=timeout)
+    smtp.ehlo("bench.example.net")
+    return smtp
+
+
+def run_clients(count: int, connect: Callable[[int], smtplib.SMTP],
+                body: Callable[[int, smtplib.SMTP], smtplib.SMTP], name: str, *,
+                on_start: Callable[[], None] | None = None) -> None:
+    """`count` client threads: each opens its connection (`connect(i)`); once every one is
+    connected `on_start()` runs (the clock starts there) and then each runs `body(i, smtp)`,
+    which returns the connection it ends with (it may have reconnected), and quits it. A
+    client that cannot connect ends the benchmark (after the others gave up waiting)."""
+    barrier = threading.Barrier(count, action=on_start)
+    failures: list[BaseException] = []
+
+    def client(i: int) -> None:
+        try:
+            smtp = connect(i)
+        except BaseException as exc:  # reported after the join
+            failures.append(exc)
+            barrier.abort()
+            return
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            smtp.close()
+            return
+        smtp = body(i, smtp)
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+    threads = [threading.Thread(target=client, args=(i,), name=f"{name}-client-{i}")
+               for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        raise SystemExit(f"{name}: a client could not connect: {failures[0]!r}")
 
 
 class Timer:

@@ -73,7 +73,7 @@ import yaml
 
 from common import (HERE, REPLY_PREFIXES, ROOT, SUPPORT, Mail, ScratchDatabase, ServerProcess,
                     Timer, describe_corpus, free_port, generate_corpus, maildesk_command,
-                    percentile, verdict, write_config_set, write_json)
+                    percentile, run_clients, smtp_client, verdict, write_config_set, write_json)
 
 sys.path.insert(0, str(ROOT / "tests"))
 from dovecot import Dovecot  # noqa: E402  (the test suite's Dovecot runner)
@@ -225,22 +225,8 @@ def send_shards(corpus: Corpus, ports: list[int], name: str,
         started.append(time.perf_counter())
         if on_start:
             on_start(started[0])
-    barrier = threading.Barrier(k, action=go)
-    failures: list[BaseException] = []
 
-    def client(c: int) -> None:
-        try:
-            smtp = smtplib.SMTP("127.0.0.1", ports[c % len(ports)], timeout=300)
-            smtp.ehlo("bench.example.net")
-        except BaseException as exc:
-            failures.append(exc)
-            barrier.abort()
-            return
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            smtp.close()
-            return
+    def send(c: int, smtp: smtplib.SMTP) -> smtplib.SMTP:
         own = latencies[c]
         disconnected = False
         for i in corpus.shards[c]:
@@ -272,18 +258,10 @@ def send_shards(corpus: Corpus, ports: list[int], name: str,
             if disconnected:
                 break
         finished[c] = time.perf_counter()
-        try:
-            smtp.quit()
-        except smtplib.SMTPException:
-            smtp.close()
+        return smtp
 
-    threads = [threading.Thread(target=client, args=(c,), name=f"client-{c}") for c in range(k)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise SystemExit(f"{name}: a client could not connect: {failures[0]!r}")
+    run_clients(k, lambda c: smtp_client(ports[c % len(ports)], timeout=300), send, name,
+                on_start=go)
     lat = [x for own in latencies for x in own]
     return SendResult(len(lat), sum(errors), started[0], max(finished), lat, sum(deferred))
 

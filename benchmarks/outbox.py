@@ -35,7 +35,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from pathlib import Path
 import yaml
 
 from common import (store_pending, ServerProcess, serve_sink, Mail, Timer, free_port, generate_corpus, maildesk_command, percentile,
-                    verdict, write_config_set, write_json)
+                    run_clients, smtp_client, verdict, write_config_set, write_json)
 
 TARGET_RATIO = 0.7            # OutboxDeliverer.drain() rate / plain smtplib rate
 LOADS = (20, 50, 100)         # offered client mails per second for (2)
@@ -319,22 +318,8 @@ def paced_send(port: int, mails: list[Mail], rate: float, senders: int
     done: list[list[Sent]] = [[] for _ in range(senders)]
     errors = [0] * senders
     start: list[float] = []
-    barrier = threading.Barrier(senders, action=lambda: start.append(time.time() + 0.1))
-    failures: list[BaseException] = []
 
-    def client(k: int) -> None:
-        try:
-            smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
-            smtp.ehlo("bench.example.net")
-        except BaseException as exc:
-            failures.append(exc)
-            barrier.abort()
-            return
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            smtp.close()
-            return
+    def send(k: int, smtp: smtplib.SMTP) -> smtplib.SMTP:
         t0 = start[0]
         for i in shares[k]:
             due = t0 + i / rate
@@ -353,19 +338,10 @@ def paced_send(port: int, mails: list[Mail], rate: float, senders: int
                     break
                 continue
             done[k].append(Sent(mail.message_id, due, t_start, time.time()))
-        try:
-            smtp.quit()
-        except smtplib.SMTPException:
-            smtp.close()
+        return smtp
 
-    threads = [threading.Thread(target=client, args=(k,), name=f"sender-{k}")
-               for k in range(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise SystemExit(f"a sender could not connect: {failures[0]!r}")
+    run_clients(senders, lambda _k: smtp_client(port), send, "paced",
+                on_start=lambda: start.append(time.time() + 0.1))
     return [s for d in done for s in d], start[0], sum(errors)
 
 

@@ -22,13 +22,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from common import (ServerProcess, HERE, Mail, Timer, describe_corpus, free_port, generate_corpus,
-                    maildesk_command, percentile, verdict, write_config_set, write_json)
+                    maildesk_command, percentile, run_clients, smtp_client, verdict,
+                    write_config_set, write_json)
 
 TARGET_RATIO = 0.7   # maildesk / sink at K=8
 TARGET_K = 8
@@ -75,22 +75,8 @@ def send_all(port: int, mails: list[Mail], clients: int, name: str) -> RunResult
     errors = [0] * clients
     finished = [0.0] * clients
     started: list[float] = []
-    barrier = threading.Barrier(clients, action=lambda: started.append(time.perf_counter()))
-    failures: list[BaseException] = []
 
-    def client(i: int) -> None:
-        try:
-            smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
-            smtp.ehlo("bench.example.net")
-        except BaseException as exc:
-            failures.append(exc)
-            barrier.abort()
-            return
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            smtp.close()
-            return
+    def send(i: int, smtp: smtplib.SMTP) -> smtplib.SMTP:
         own = latencies[i]
         for mail in shares[i]:
             t0 = time.perf_counter()
@@ -105,19 +91,10 @@ def send_all(port: int, mails: list[Mail], clients: int, name: str) -> RunResult
                 continue
             own.append(time.perf_counter() - t0)
         finished[i] = time.perf_counter()
-        try:
-            smtp.quit()
-        except smtplib.SMTPException:
-            smtp.close()
+        return smtp
 
-    threads = [threading.Thread(target=client, args=(i,), name=f"client-{i}")
-               for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if failures:
-        raise SystemExit(f"{name}: a client could not connect: {failures[0]!r}")
+    run_clients(clients, lambda _i: smtp_client(port), send, name,
+                on_start=lambda: started.append(time.perf_counter()))
     all_latencies = [x for own in latencies for x in own]
     return RunResult(name, clients, len(all_latencies), sum(errors),
                      max(finished) - started[0], all_latencies)

@@ -55,7 +55,8 @@ from random import Random
 
 from common import (CORPUS_START, EN_FIRST, EN_LAST, EN_SENTENCES, EN_TOPICS, RU_FIRST, RU_LAST,
                     RU_SENTENCES, RU_TOPICS, SUPPORT, TRANSLIT, ServerProcess, Timer, free_port,
-                    maildesk_command, message_id_for, write_config_set, write_json)
+                    maildesk_command, message_id_for, run_clients, smtp_client, write_config_set,
+                    write_json)
 
 DEFAULT_THREADS = 910
 QUICK_THREADS = 150
@@ -289,26 +290,7 @@ def deliver(port: int, order: list[ThreadMail], clients: int) -> Delivery:
     shares = [order[i::clients] for i in range(clients)]
     result = Delivery()
     lock = threading.Lock()
-    barrier = threading.Barrier(clients)
-    failures: list[BaseException] = []
-
-    def connect() -> smtplib.SMTP:
-        smtp = smtplib.SMTP("127.0.0.1", port, timeout=120)
-        smtp.ehlo("bench.example.net")
-        return smtp
-
-    def client(i: int) -> None:
-        try:
-            smtp = connect()
-        except BaseException as exc:  # reported after the join
-            failures.append(exc)
-            barrier.abort()
-            return
-        try:
-            barrier.wait()
-        except threading.BrokenBarrierError:
-            smtp.close()
-            return
+    def send(i: int, smtp: smtplib.SMTP) -> smtplib.SMTP:
         for mail in shares[i]:
             accepted = False
             for attempt in range(6):
@@ -317,7 +299,7 @@ def deliver(port: int, order: list[ThreadMail], clients: int) -> Delivery:
                     accepted = True
                     break
                 except smtplib.SMTPServerDisconnected:
-                    smtp = connect()
+                    smtp = smtp_client(port)
                 except smtplib.SMTPResponseException as exc:
                     temporary = 400 <= exc.smtp_code < 500
                     if not temporary or result.retries < 3:
@@ -337,20 +319,10 @@ def deliver(port: int, order: list[ThreadMail], clients: int) -> Delivery:
                     result.sent += 1
                 else:
                     result.refused.append(mail.message_id)
-        try:
-            smtp.quit()
-        except smtplib.SMTPException:
-            smtp.close()
+        return smtp
 
-    threads = [threading.Thread(target=client, args=(i,), name=f"smtp-client-{i}")
-               for i in range(clients)]
-    with Timer() as t:
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join()
-    if failures:
-        raise SystemExit(f"a client could not connect: {failures[0]!r}")
+    with Timer() as t:   # connecting included
+        run_clients(clients, lambda _i: smtp_client(port), send, "smtp")
     result.seconds = t.seconds
     return result
 
