@@ -13,8 +13,10 @@ import queue
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -78,7 +80,8 @@ class Processor:
                  sandbox: ParseSandbox | None = None,
                  on_outbox: Callable[[], None] | None = None,
                  probes: TokenProbeGuard | None = None,
-                 yield_to: Callable[[], bool] | None = None):
+                 yield_to: Callable[[], bool] | None = None,
+                 write_turn: AbstractContextManager[Any] | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
@@ -88,6 +91,7 @@ class Processor:
         # SQLite: asked after each message whether intake waits for the write lock; if so the
         # batch commits what is done at once and the rest waits for the next one.
         self.yield_to = yield_to
+        self.write_turn = write_turn or nullcontext()   # SQLite: held while a batch writes
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
@@ -192,7 +196,7 @@ class Processor:
             # batch ends early when the next parse keeps it waiting (a child starting, a
             # message near the parse time bound): the SMTP listener and the IMAP poller need
             # that lock to store.
-            with self.make_session.begin() as session:
+            with self.write_turn, self.make_session.begin() as session:
                 claim = select(Inbound).where(Inbound.id.in_([i for i, _ in pending]),
                                               Inbound.status == InboundStatus.PENDING)
                 rows = {row.id: row for row in session.scalars(claim)}

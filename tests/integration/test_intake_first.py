@@ -62,3 +62,24 @@ def test_the_writer_says_intake_waits_while_it_waits_for_the_lock(ctx):
     finally:
         blocker.close()
         writer.close()
+
+
+def test_the_writer_gets_the_lock_the_moment_the_batch_lets_it_go(ctx):
+    """In one daemon the write lock is handed on in the process (IntakeGate.turn): a batch that
+    holds it keeps the listener's commit waiting, and releasing it lets the commit through."""
+    gate = IntakeGate()
+    writer = GroupCommitWriter(ctx.engine, intake=gate.storing)
+    try:
+        with gate.turn:                      # a processing batch writing
+            future = writer.submit(Arrival(data=mail(subject="next"), channel=Channel.SMTP,
+                                           received_at=datetime.now(timezone.utc),
+                                           mail_from="c@customer.example",
+                                           rcpt_to=("support@example.com",)))
+            for _ in range(200):
+                if gate.waiting():
+                    break
+                time.sleep(0.01)
+            assert gate.waiting() and not future.done()   # told, and waiting for its turn
+        assert future.result(timeout=10) > 0
+    finally:
+        writer.close()
