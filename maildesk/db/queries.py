@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from maildesk.domain import TicketFacts
 
 # Statements of the per-message path, built once: building them anew (coercing every
 # element, computing cache keys) cost about as much interpreter time as running them.
+_NO_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 _BUMP = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
          .returning(Counter.value))
 _WITH_SENDER = select(Participant.ticket_id).where(
@@ -30,22 +31,33 @@ _TICKETS_BY_ID = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=T
 _REFERENCING = (select(MessageReference.ticket_id).distinct()
                 .where(MessageReference.referenced_id.in_(bindparam("ids", expanding=True)))
                 .order_by(MessageReference.ticket_id).limit(10))
+# session.info key of what a message's lookups found out for its applier (HeldTickets).
+_HELD = "maildesk.held_tickets"
+_BY_NUMBERS = select(Ticket).where(Ticket.number.in_(bindparam("numbers", expanding=True)))
+_BY_SUBJECT = (select(Ticket).join(Participant, Participant.ticket_id == Ticket.id)
+               .where(Ticket.subject_key == bindparam("key"),
+                      Ticket.status != TicketStatus.CLOSED,
+                      Participant.address == bindparam("sender"))
+               .order_by(Ticket.last_activity_at.desc()).limit(bindparam("limit")))
 # As many of a mail's own references as are recorded per mail (effects/record.py).
 MAX_LOOKED_UP_REFERENCES = 50
 _HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
-                                       Outbox.created_at >= bindparam("sent_since")),
-                   func.count().filter(Outbox.bounced_at >= bindparam("bounced_since")))
+                                       Outbox.created_at >= bindparam("sent_since"))
+                   .label("sent"),
+                   func.count().filter(Outbox.bounced_at >= bindparam("bounced_since"))
+                   .label("bounced"))
             .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
-            .where(Ticket.requester == bindparam("address")))
+            .where(Ticket.requester == bindparam("address"))).subquery()
 # Two counts, each on its own index: (recipient_domain, created_at) and (kind, created_at).
-_VOLUME = select(
-    select(func.count()).select_from(Outbox)
-    .where(Outbox.recipient_domain == bindparam("domain"),
-           Outbox.created_at >= bindparam("since"), Outbox.kind == "autoreply")
-    .scalar_subquery(),
-    select(func.count()).select_from(Outbox)
-    .where(Outbox.kind == "autoreply", Outbox.created_at >= bindparam("since"))
-    .scalar_subquery())
+_TO_DOMAIN = (select(func.count()).select_from(Outbox)
+              .where(Outbox.recipient_domain == bindparam("domain"),
+                     Outbox.created_at >= bindparam("since"), Outbox.kind == "autoreply")
+              .scalar_subquery())
+_TOTAL = (select(func.count()).select_from(Outbox)
+          .where(Outbox.kind == "autoreply", Outbox.created_at >= bindparam("since"))
+          .scalar_subquery())
+# All four in one round trip (each part reads as before; the first is one aggregate row).
+_COUNTS = select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL).select_from(_HISTORY)
 
 
 def next_ticket_number(session: Session, first: int) -> int:
@@ -61,6 +73,10 @@ def next_ticket_number(session: Session, first: int) -> int:
         return _bump(session.connection(), first)
     engine = bind if isinstance(bind, Engine) else bind.engine
     with engine.begin() as conn:
+        # Its commit need not wait for the disk: the WAL is written in order, so the commit of
+        # any ticket with this number makes the bump durable first. A crash can only lose the
+        # bump of a number no committed ticket has, which the next ticket then gets.
+        conn.execute(_NO_WAIT)
         return _bump(conn, first)
 
 
@@ -74,11 +90,44 @@ def _bump(conn: Connection, first: int) -> int:
     return number
 
 
-def _facts(session: Session, tickets: Sequence[Ticket], sender: str) -> list[TicketFacts]:
+class HeldTickets:
+    """What one message's lookups found, kept for its applier (until the next message's).
+
+    The tickets stay loaded: the session's identity map holds an unchanged object only
+    weakly, and a ticket the thread lookup loaded was gone again when the decision asked for
+    its state, and again when the applier joined it, each time one more SELECT of the same
+    row. And who takes part in them: the applier need not ask again."""
+
+    def __init__(self) -> None:
+        self.tickets: list[Ticket] = []
+        self.participants: set[tuple[int, str]] = set()   # (ticket id, address)
+
+
+def hold_tickets(session: Session) -> HeldTickets:
+    """From now on, until the next call, keep what these lookups find (HeldTickets)."""
+    held = session.info[_HELD] = HeldTickets()
+    return held
+
+
+def takes_part(session: Session, ticket_id: int, address: str) -> bool | None:
+    """True when the lookups found `address` among the ticket's participants; None: they do
+    not know (no rows are ever removed, so only a yes can be relied on)."""
+    held = session.info.get(_HELD)
+    return True if held is not None and (ticket_id, address) in held.participants else None
+
+
+def _facts(session: Session, tickets: Sequence[Ticket], sender: str, *,
+           sender_takes_part: bool = False) -> list[TicketFacts]:
+    """`sender_takes_part`: the tickets were found by their participant `sender` already."""
     if not tickets:
         return []
     ids = [t.id for t in tickets]
-    with_sender = set(session.scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
+    with_sender = set(ids) if sender_takes_part else \
+        set(session.scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.tickets.extend(tickets)
+        held.participants.update((i, sender) for i in with_sender)
     return [TicketFacts(id=t.id, number=t.number, status=t.status.value, reply_token=t.reply_token,
                         participants=frozenset({sender}) if t.id in with_sender else frozenset(),
                         last_activity_at=t.last_activity_at) for t in tickets]
@@ -140,7 +189,7 @@ def tickets_by_numbers(session: Session, numbers: Iterable[int], sender: str) ->
     numbers = list(dict.fromkeys(numbers))[:20]
     if not numbers:
         return []
-    found = {t.number: t for t in session.scalars(select(Ticket).where(Ticket.number.in_(numbers)))}
+    found = {t.number: t for t in session.scalars(_BY_NUMBERS, {"numbers": numbers})}
     return _facts(session, [found[n] for n in numbers if n in found], sender)
 
 
@@ -148,26 +197,17 @@ def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10)
     """Not-closed tickets with this subject key on which `sender` takes part, newest first."""
     if not key:
         return []
-    tickets = session.scalars(
-        select(Ticket).join(Participant, Participant.ticket_id == Ticket.id)
-        .where(Ticket.subject_key == key, Ticket.status != TicketStatus.CLOSED,
-               Participant.address == sender)
-        .order_by(Ticket.last_activity_at.desc()).limit(limit)).all()
-    return _facts(session, tickets, sender)
+    tickets = session.scalars(_BY_SUBJECT, {"key": key, "sender": sender, "limit": limit}).all()
+    return _facts(session, tickets, sender, sender_takes_part=True)
 
 
-def autoreply_history(session: Session, address: str, *, sent_since: datetime,
-                      bounced_since: datetime) -> tuple[int, bool]:
-    """For the loop guards, in one indexed read: how many autoreplies went to `address` since
-    `sent_since` (the hourly cap), and whether mail to it bounced since `bounced_since` (such
-    an address gets no autoreply for a while)."""
-    row = session.execute(_HISTORY, {"sent_since": sent_since, "bounced_since": bounced_since,
-                                     "address": address}).one()
-    return row[0] or 0, bool(row[1])
-
-
-def autoreply_volume(session: Session, domain: str, *, since: datetime) -> tuple[int, int]:
-    """For the backscatter caps, in one read: autoreplies queued since `since` to addresses
-    of `domain`, and in total."""
-    row = session.execute(_VOLUME, {"domain": domain.lower(), "since": since}).one()
-    return row[0] or 0, row[1] or 0
+def autoreply_counts(session: Session, address: str, domain: str, *, sent_since: datetime,
+                     bounced_since: datetime, since: datetime) -> tuple[int, bool, int, int]:
+    """For the loop guards and the backscatter caps, in one statement of indexed reads: how
+    many autoreplies went to `address` since `sent_since` (the hourly cap); whether mail to it
+    bounced since `bounced_since` (such an address gets no autoreply for a while); and the
+    autoreplies queued since `since` to addresses of `domain`, and in total."""
+    row = session.execute(_COUNTS, {"sent_since": sent_since, "bounced_since": bounced_since,
+                                    "address": address, "domain": domain.lower(),
+                                    "since": since}).one()
+    return row[0] or 0, bool(row[1]), row[2] or 0, row[3] or 0

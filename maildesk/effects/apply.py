@@ -20,10 +20,10 @@ from maildesk.actions import (Acknowledge, AddTags, AnswerSearch, Assign, Client
                               MailClient, MarkBreached, MoveToLine, NotifyLine, Rate, Rearm,
                               RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
-from maildesk.db.models import (Inbound, InboundStatus, Message, Role, Ticket, TicketEvent,
-                                TicketStatus)
+from maildesk.db.models import Inbound, InboundStatus, Message, Role, Ticket, TicketStatus
 from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
+from maildesk.effects.events import EventRows, event_row, write_events
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.metrics import record_resolution, record_response
 from maildesk.effects.notify import (Built, built_event, forwardable, line_notification,
@@ -60,10 +60,16 @@ class Applying:
     deadline: Mapping[str, Any] | None = None   # a timer's: shown in its notifications
     sla_changed: bool = False
     queued_mail: bool = False
+    fresh_ticket: bool = False      # opened by this cause: it has no timers yet
+    events: EventRows = field(default_factory=list)   # written by write_events (events.py)
 
     def event(self, kind: EventKind, data: dict[str, Any], actor: str | None = None) -> None:
-        self.session.add(TicketEvent(ticket_id=self.ticket.id, at=self.now, kind=kind,
-                                     actor=actor, data={**data, **self.cause}))
+        self.events.append(event_row(self.ticket.id, self.now, kind, actor,
+                                     {**data, **self.cause}))
+
+    def write_events(self) -> None:
+        """The cause's events into the database: call before its transaction ends."""
+        write_events(self.session, self.events)
 
     @property
     def agent_name(self) -> str:
@@ -74,8 +80,8 @@ class Applying:
 
 def _event(ctx: Applying, e: Event) -> None:
     # What a mail says of itself dates from its arrival; what it makes happen, from now.
-    ctx.session.add(TicketEvent(ticket_id=ctx.ticket.id, at=ctx.at if e.at_arrival else ctx.now,
-                                kind=e.kind, actor=ctx.actor, data={**e.data, **ctx.cause}))
+    ctx.events.append(event_row(ctx.ticket.id, ctx.at if e.at_arrival else ctx.now, e.kind,
+                                ctx.actor, {**e.data, **ctx.cause}))
 
 
 def _set_status(ctx: Applying, e: SetStatus) -> None:
@@ -171,7 +177,8 @@ def _acknowledge(ctx: Applying, e: Acknowledge) -> None:
         log.exception("autoreply for ticket %s could not be composed", ctx.ticket.number)
         ctx.event(EventKind.AUTOREPLY_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
         return
-    queue_autoreply(ctx.session, autoreply, ctx.ticket, ctx.settings, now=ctx.now)
+    queue_autoreply(ctx.session, autoreply, ctx.ticket, ctx.settings, now=ctx.now,
+                    events=ctx.events)
     ctx.queued_mail = True
 
 
@@ -181,7 +188,8 @@ def _mail_client(ctx: Applying, e: MailClient) -> None:
     queue_to_client(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
                     template=e.template, key=f"{ctx.key}.{e.key}", context={"text": e.text},
                     agent_name=ctx.agent_name if e.as_agent else "", attachments=files,
-                    language=e.language, role=Role.AGENT if e.as_agent else Role.SYSTEM)
+                    language=e.language, role=Role.AGENT if e.as_agent else Role.SYSTEM,
+                    events=ctx.events)
     ctx.queued_mail = True
 
 
@@ -189,7 +197,8 @@ def _tell_agent(ctx: Applying, e: TellAgent) -> None:
     queue_command_error(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
                         key=f"{ctx.key}.command_error", to_address=ctx.actor or "",
                         errors=e.errors,
-                        in_reply_to=ctx.message.message_id if ctx.message else None)
+                        in_reply_to=ctx.message.message_id if ctx.message else None,
+                        events=ctx.events)
     ctx.queued_mail = True
 
 
@@ -197,7 +206,8 @@ def _answer_search(ctx: Applying, e: AnswerSearch) -> None:
     queue_search_results(ctx.session, ctx.ticket, ctx.settings, ctx.composer, now=ctx.now,
                          key=f"{ctx.key}.search", to_address=ctx.actor or "",
                          searches=e.searches,
-                         in_reply_to=ctx.message.message_id if ctx.message else None)
+                         in_reply_to=ctx.message.message_id if ctx.message else None,
+                         events=ctx.events)
     ctx.queued_mail = True
 
 
@@ -227,14 +237,14 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             return
     if built is not None:
         queue_built(ctx.session, ctx.ticket, built, ctx.settings, now=ctx.now,
-                    event=built_event(built))
+                    event=built_event(built), events=ctx.events)
         ctx.queued_mail = True
 
 
 def _rearm(ctx: Applying, e: Rearm) -> None:
     if e.always or ctx.sla_changed:
-        rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now)
-        ctx.sla_changed = False
+        rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now, fresh=ctx.fresh_ticket)
+        ctx.sla_changed = ctx.fresh_ticket = False
 
 
 _HANDLERS: dict[type, Callable[[Applying, Any], None]] = {
@@ -272,8 +282,9 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     ctx = Applying(session, settings, composer, now, ticket, key=str(inbound.id),
                    cause={"message_id": row.id}, at=at, actor=plan.sender,
                    actor_name=sender_name, message=plan.message, row=row, plan=plan,
-                   sla_changed=opened)
+                   sla_changed=opened, fresh_ticket=opened)
     apply_effects(ctx, plan.effects)
+    ctx.write_events()
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None

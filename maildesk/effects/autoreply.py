@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from maildesk.actions import Acknowledge
 from maildesk.addresses import solved_address
 from maildesk.config.model import Settings
-from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
+from maildesk.db.models import Direction, Message, Role, Ticket
 from maildesk.domain import EventKind
 from maildesk.kb.model import KnowledgeBase
+from maildesk.effects.events import EventRows, event_row
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.outbound.compose import Composer, build_message, clean_header, new_message_id
 from maildesk.pipeline.parse import ParsedMessage
@@ -170,22 +171,24 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
 
 
 def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
-                    settings: Settings, *, now: datetime) -> None:
-    """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction."""
+                    settings: Settings, *, now: datetime, events: EventRows) -> None:
+    """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction
+    (its events added to `events`, for the caller to write)."""
     message_id = autoreply.message_id
-    queue_outgoing(session, settings, ticket_id=ticket.id, kind=EventKind.AUTOREPLY,
-                   message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
-                   data=autoreply.data, now=now)
     session.add(Message(
         ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
         message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
         from_name=settings.instance_name, to=[autoreply.to_address], cc=[],
         subject=autoreply.subject, sent_at=now, received_at=now, body_text=autoreply.text,
         has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
-    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=EventKind.AUTOREPLY, actor=None,
-                            data={"language": autoreply.language, "message_id": message_id}))
+    queue_outgoing(session, settings, ticket_id=ticket.id, kind=EventKind.AUTOREPLY,
+                   message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
+                   data=autoreply.data, now=now)
+    session.flush()   # recorded mail is written at once: notify._history reads it unflushed
+    events.append(event_row(ticket.id, now, EventKind.AUTOREPLY, None,
+                            {"language": autoreply.language, "message_id": message_id}))
     if autoreply.suggested:
         # Counted per article in the KPI report: suggested, then solved by the client or not.
-        session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=EventKind.KB_SUGGESTED,
-                                actor=None, data={"language": autoreply.language,
-                                                  "articles": list(autoreply.suggested)}))
+        events.append(event_row(ticket.id, now, EventKind.KB_SUGGESTED, None,
+                                {"language": autoreply.language,
+                                 "articles": list(autoreply.suggested)}))

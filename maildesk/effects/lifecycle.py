@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -22,6 +23,9 @@ from maildesk.sla.schedule import RUNNING, Schedule, SlaState, TimerSpec, schedu
 _TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
                                     TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
 _LOCK_TICKET = select(Ticket.id).where(Ticket.id == bindparam("ticket_id")).with_for_update()
+# New timers in one executemany on the table (Core): as ORM objects each was an INSERT ...
+# RETURNING of its own, and nothing reads them back but through _TIMERS.
+_ADD_TIMERS = insert(TicketTimer.__table__)
 
 
 def change_status(ticket: Ticket, status: TicketStatus, now: datetime) -> bool:
@@ -62,13 +66,19 @@ def sla_state(ticket: Ticket) -> SlaState:
                      for a, b in (ticket.pauses or [])))  # type: ignore[misc]
 
 
-def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime) -> None:
-    """Deadlines on the ticket, and exactly the pending timers it needs now."""
-    if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
-        # The ticket's row lock before any of its timers' (as the timer sweep takes them):
-        # one order for everyone, so a sweeper and the processor never deadlock.
-        session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
-    rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
+def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *,
+          fresh: bool = False) -> None:
+    """Deadlines on the ticket, and exactly the pending timers it needs now. `fresh`: the
+    ticket was inserted by this transaction and has no timers yet (nothing to read or lock:
+    nobody else sees it)."""
+    if fresh:
+        rows: list[TicketTimer] = []
+    else:
+        if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
+            # The ticket's row lock before any of its timers' (as the timer sweep takes them):
+            # one order for everyone, so a sweeper and the processor never deadlock.
+            session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
+        rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
     fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
                       if t.state is TimerState.FIRED)
     state = sla_state(ticket)
@@ -106,18 +116,20 @@ def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
     if stale:
         session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
                         .values(state=TimerState.CANCELLED))
-    session.add_all(_row(ticket, spec, now) for key, spec in wanted.items()
-                    if key not in pending)
+    added = [_row(ticket, spec, now) for key, spec in wanted.items() if key not in pending]
+    if added:
+        with session.no_autoflush:   # they need nothing pending: their ticket has its id
+            session.execute(_ADD_TIMERS, added)
 
 
 def _identity(kind: str, stage: str, due: datetime, key: str) -> tuple[str, str, str, str]:
     return kind, stage, key, due.isoformat(timespec="seconds")
 
 
-def _row(ticket: Ticket, spec: TimerSpec, now: datetime) -> TicketTimer:
-    return TicketTimer(ticket_id=ticket.id, kind=spec.kind, stage=spec.stage, due_at=spec.due_at,
-                       state=TimerState.PENDING, data={**spec.data, "key": spec.key},
-                       created_at=now)
+def _row(ticket: Ticket, spec: TimerSpec, now: datetime) -> dict[str, Any]:
+    return {"ticket_id": ticket.id, "kind": spec.kind, "stage": spec.stage,
+            "due_at": spec.due_at, "state": TimerState.PENDING,
+            "data": {**spec.data, "key": spec.key}, "created_at": now}
 
 
 def move_to_line(ticket: Ticket, line: str, now: datetime) -> str | None:

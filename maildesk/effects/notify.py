@@ -31,10 +31,11 @@ from sqlalchemy.orm import Session
 from maildesk import addresses
 from maildesk.addresses import new_token
 from maildesk.config.model import Line, Settings
-from maildesk.db.models import Direction, Message, Role, Ticket, TicketEvent
+from maildesk.db.models import Direction, Message, Role, Ticket
 from maildesk.domain import EventKind
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
                                        new_message_id)
+from maildesk.effects.events import EventRows, event_row
 from maildesk.effects.outgoing import client_reply_address, queue_outgoing
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
@@ -45,7 +46,10 @@ HISTORY_ITEMS = 15
 HISTORY_CHARS = 2000
 EARLIER_TICKETS = 10
 
-_HISTORY = (select(Message).where(Message.ticket_id == bindparam("ticket_id"))
+# The columns shown, not whole Message objects (their JSON columns decoded for nothing).
+_HISTORY = (select(Message.id, Message.internal, Message.received_at, Message.from_name,
+                   Message.from_address, Message.role, Message.body_text)
+            .where(Message.ticket_id == bindparam("ticket_id"))
             .order_by(Message.id.desc()).limit(HISTORY_ITEMS + 1))
 _EARLIER = (select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
             .where(Ticket.requester == bindparam("requester"), Ticket.id != bindparam("ticket_id"))
@@ -148,21 +152,20 @@ def build(ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
 
 
 def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
-          record_as: Role | None = None, from_name: str | None = None,
+          events: EventRows, record_as: Role | None = None, from_name: str | None = None,
           event: dict[str, Any] | None = None) -> str:
     """Build the mail, put it in the outbox; record it on the ticket. Returns its Message-ID."""
     return queue_built(session, ticket, build(ticket, mail, settings, now=now,
                                               from_name=from_name),
-                       settings, now=now, record_as=record_as, event=event)
+                       settings, now=now, record_as=record_as, event=event, events=events)
 
 
 def queue_built(session: Session, ticket: Ticket, built: Built, settings: Settings, *,
-                now: datetime, record_as: Role | None = None,
+                now: datetime, events: EventRows, record_as: Role | None = None,
                 event: dict[str, Any] | None = None) -> str:
-    """Put a built mail in the outbox; record it on the ticket. Returns its Message-ID."""
+    """Put a built mail in the outbox; record it on the ticket (its event added to `events`,
+    for the caller to write). Returns its Message-ID."""
     mail, message_id, subject = built.mail, built.message_id, built.subject
-    queue_outgoing(session, settings, ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
-                   mailbox=ticket.mailbox, to_address=mail.to_address, data=built.data, now=now)
     if record_as is not None:
         session.add(Message(
             ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=record_as,
@@ -171,9 +174,13 @@ def queue_built(session: Session, ticket: Ticket, built: Built, settings: Settin
             subject=subject, sent_at=now, received_at=now, body_text=mail.rendered.text,
             has_html=mail.rendered.html is not None, thread_reason=mail.kind, internal=False,
             defects=[]))
-    session.add(TicketEvent(ticket_id=ticket.id, at=now, kind=mail.kind, actor=None,
-                            data={**(event or {}), "message_id": message_id,
-                                  "to": mail.to_address, "cause": mail.key}))
+    queue_outgoing(session, settings, ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
+                   mailbox=ticket.mailbox, to_address=mail.to_address, data=built.data, now=now)
+    if record_as is not None:
+        session.flush()   # a recorded mail is written at once (_history reads without a flush)
+    events.append(event_row(ticket.id, now, mail.kind, None,
+                            {**(event or {}), "message_id": message_id,
+                             "to": mail.to_address, "cause": mail.key}))
     return message_id
 
 
@@ -258,7 +265,11 @@ def _history(session: Session, ticket: Ticket, line: Line, row: Message | None,
              zone: ZoneInfo) -> list[dict[str, Any]]:
     """The ticket's latest mails, newest first; an external line sees no internal ones."""
     history = []
-    for m in session.scalars(_HISTORY, {"ticket_id": ticket.id}):
+    # No flush first: every mail is flushed when it is recorded (record.py, queue_built,
+    # autoreply.py), and what else is pending (the ticket's changes) is not read here.
+    with session.no_autoflush:
+        rows = session.execute(_HISTORY, {"ticket_id": ticket.id}).all()
+    for m in rows:
         if (row is not None and m.id == row.id) or (m.internal and line.external):
             continue
         history.append({"at": _local(m.received_at, zone), "internal": m.internal,
@@ -273,10 +284,12 @@ def _earlier(session: Session, ticket: Ticket, line: Line, settings: Settings,
     """The requester's other tickets (not shown to an external line)."""
     if line.external:
         return []
+    with session.no_autoflush:   # other tickets: nothing pending of this cause changes them
+        rows = session.execute(_EARLIER, {"requester": ticket.requester,
+                                          "ticket_id": ticket.id}).all()
     return [{"tag": format_tag(settings.ticket_tag, number), "subject": subject,
              "status": status.value, "created_at": _local(created, zone)}
-            for number, subject, status, created in session.execute(
-                _EARLIER, {"requester": ticket.requester, "ticket_id": ticket.id})]
+            for number, subject, status, created in rows]
 
 
 def _shorten(text: str) -> str:
@@ -296,7 +309,8 @@ def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str,
 def queue_to_client(session: Session, ticket: Ticket, settings: Settings, composer: Composer,
                     *, now: datetime, template: str, key: str, context: dict[str, Any],
                     agent_name: str, attachments: Sequence[OutgoingAttachment] = (),
-                    language: str | None = None, role: Role = Role.AGENT) -> str:
+                    events: EventRows, language: str | None = None,
+                    role: Role = Role.AGENT) -> str:
     """An agent's answer (or the resolution notice) to the client, from the support address,
     threaded into the client's own messages."""
     ctx = {**ticket_context(settings, ticket), "client_name": ticket.requester_name,
@@ -309,7 +323,7 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
                 reply_to=client_reply_address(ticket), auto=False,
                 in_reply_to=in_reply_to, references=references,
                 attachments=attachments)
-    return queue(session, ticket, mail, settings, now=now, record_as=role,
+    return queue(session, ticket, mail, settings, now=now, events=events, record_as=role,
                  from_name=f"{agent_name} ({settings.instance_name})" if agent_name
                  else settings.instance_name)
 
@@ -324,20 +338,22 @@ def _answering(ticket: Ticket, settings: Settings, agent_mail: str | None) -> tu
 
 def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
                         composer: Composer, *, now: datetime, key: str, to_address: str,
-                        errors: Sequence[str], in_reply_to: str | None) -> str:
+                        errors: Sequence[str], in_reply_to: str | None,
+                        events: EventRows) -> str:
     """Tell an agent why their mail was not carried out (only them)."""
     ctx = {**ticket_context(settings, ticket), "errors": list(errors), "now": now}
     rendered = composer.render("command_error", _language(composer, settings.language), ctx)
     mail = Mail(kind=EventKind.COMMAND_ERROR, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
-    return queue(session, ticket, mail, settings, now=now, event={"errors": list(errors)})
+    return queue(session, ticket, mail, settings, now=now, events=events,
+                 event={"errors": list(errors)})
 
 
 def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
                          composer: Composer, *, now: datetime, key: str, to_address: str,
                          searches: Sequence[Mapping[str, Any]],
-                         in_reply_to: str | None) -> str:
+                         in_reply_to: str | None, events: EventRows) -> str:
     """An agent's #search answered: to the agent only, replies go to the agents' address."""
     ctx = {**ticket_context(settings, ticket), "searches": [dict(s) for s in searches],
            "now": now}
@@ -345,5 +361,5 @@ def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
     mail = Mail(kind=EventKind.SEARCH_RESULTS, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
-    return queue(session, ticket, mail, settings, now=now,
+    return queue(session, ticket, mail, settings, now=now, events=events,
                  event={"queries": [s["query"] for s in searches]})

@@ -12,7 +12,7 @@ from maildesk.addresses import new_token
 from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message,
                                 MessageReference, Outbox, OutboxStatus, Participant, Role, Ticket,
                                 TicketEvent, TicketStatus)
-from maildesk.db.queries import next_ticket_number
+from maildesk.db.queries import next_ticket_number, takes_part
 from maildesk.domain import EventKind
 from maildesk.pipeline.bounces import DeliveryReport
 from maildesk.pipeline.parse import ParsedMessage
@@ -21,6 +21,7 @@ from maildesk.search.index import index_message
 
 _KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
                                      Participant.address == bindparam("address"))
+_ADD_REFERENCES = insert(MessageReference.__table__)   # Core: one executemany
 # Of a mail's In-Reply-To and References, kept for `queries.tickets_referencing`: In-Reply-To,
 # then the newest References. Plenty for real threads, and a hostile mail naming thousands of
 # ids writes no more rows than this.
@@ -55,19 +56,28 @@ def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -
 
 
 def join_ticket(session: Session, plan: Plan, at: datetime, now: datetime) -> Ticket:
-    """The ticket the message joins, its activity brought up to date."""
-    ticket = session.get_one(Ticket, plan.thread.ticket_id)
+    """The ticket the message joins, its activity brought up to date. On SQLite (one writer)
+    the ticket decide() loaded is current (lookups.py keeps it loaded); PostgreSQL reads it
+    again, now that process/contention.py holds its lock."""
+    reread = session.get_bind().dialect.name == "postgresql"
+    ticket = session.get_one(Ticket, plan.thread.ticket_id, populate_existing=reread)
     ticket.last_activity_at = max(ticket.last_activity_at, at)
     ticket.updated_at = now
     return ticket
+
+
+def _known(session: Session, ticket_id: int, address: str) -> bool:
+    with session.no_autoflush:   # only the ticket's activity is pending: the flush below
+        return session.scalar(_KNOWN, {"ticket_id": ticket_id, "address": address}) is not None
 
 
 def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound) -> Message:
     """The mail on its ticket (its sender a participant), with attachments and references;
     indexed for search (with the ticket's subject when it opens the ticket)."""
     m, at = plan.message, inbound.received_at
-    known = plan.new_ticket is None and session.scalar(
-        _KNOWN, {"ticket_id": ticket.id, "address": plan.sender})
+    known = plan.new_ticket is None and (
+        takes_part(session, ticket.id, plan.sender)   # decide's lookups saw it
+        or _known(session, ticket.id, plan.sender))
     if plan.sender and not known:
         session.add(Participant(ticket_id=ticket.id, address=plan.sender,
                                 name=m.from_.name if m.from_ else "", role=plan.role))
@@ -82,13 +92,14 @@ def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inboun
     session.flush()
     references = stored_references(m)
     if references:
-        session.execute(insert(MessageReference), [
+        session.execute(_ADD_REFERENCES, [
             {"message_id": message.id, "ticket_id": ticket.id, "referenced_id": r}
             for r in references])
     session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
                                content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
                                part=a.part[:64]) for a in m.attachments)
-    index_message(session, message, ticket=ticket if plan.new_ticket is not None else None)
+    with session.no_autoflush:   # the attachments can wait for the next flush
+        index_message(session, message, ticket=ticket if plan.new_ticket is not None else None)
     return message
 
 

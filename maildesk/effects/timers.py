@@ -135,6 +135,7 @@ def _carry_out(session: Session, timer: TicketTimer, settings: Settings, compose
                    deadline=deadline_info(timer.data))
     if action.stale:
         ctx.event(EventKind.TIMER_STALE, {"kind": timer.kind, "stage": timer.stage})
-        return
-    ticket.updated_at = now
-    apply_effects(ctx, timer_effects(action, timer.kind, timer.data.get("due"), ticket.line))
+    else:
+        ticket.updated_at = now
+        apply_effects(ctx, timer_effects(action, timer.kind, timer.data.get("due"), ticket.line))
+    ctx.write_events()

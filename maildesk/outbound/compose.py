@@ -211,9 +211,19 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
         *_reply_headers(in_reply_to, references, reply_to, from_name),
         *_auto_headers(auto),
     ]
-    out = [_CRLF.fold(name, value) for name, value in headers]
+    out = [_fold(name, value) for name, value in headers]
     out.append("MIME-Version: 1.0\r\n")
     return ("".join(out) + _mime_body(rendered, attachments)).encode("ascii")
+
+
+def _fold(name: str, value: str | Header) -> str:
+    """compat32's folding (`_CRLF.fold`), which leaves a one-line ASCII value that fits in 78
+    columns as it is: that case, nearly every header, is written here directly (the email
+    package's Header machinery cost more than the rest of the headers together)."""
+    if isinstance(value, str) and value.isascii() and len(name) + 2 + len(value) <= 78 \
+            and "\r" not in value and "\n" not in value:
+        return f"{name}: {value}\r\n"
+    return _CRLF.fold(name, value)
 
 
 def _address_headers(from_name: str, from_address: str, to_name: str, to_address: str,

@@ -41,6 +41,8 @@ class DbLookups:
         self.session = session
         self._inbound_id = inbound_id
         self._raw = raw
+        # The tickets decided about stay loaded for the applier (one message's at a time).
+        self._held = queries.hold_tickets(session)
 
     def raw(self) -> bytes:
         if self._raw is None:
@@ -92,6 +94,7 @@ class DbLookups:
 
     def ticket_state(self, ticket_id: int) -> TicketState:
         t = self.session.get_one(Ticket, ticket_id)
+        self._held.tickets.append(t)
         return TicketState(number=t.number, status=t.status, line=t.line, priority=t.priority,
                            assignee=t.assignee, category=t.category, tags=tuple(t.tags or ()),
                            subject=t.subject, requester=t.requester,
@@ -120,9 +123,9 @@ class DbLookups:
 
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory:
-        sent, bounced = queries.autoreply_history(self.session, sender, sent_since=since,
-                                                  bounced_since=bounced_since)
-        to_domain, total = queries.autoreply_volume(self.session, domain_of(sender), since=since)
+        sent, bounced, to_domain, total = queries.autoreply_counts(
+            self.session, sender, domain_of(sender), sent_since=since,
+            bounced_since=bounced_since, since=since)
         return SenderHistory(to_sender=sent, to_domain=to_domain, total=total,
                              bounced_recently=bounced)
 

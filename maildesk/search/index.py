@@ -23,6 +23,9 @@ SUBJECT = "subject"
 MESSAGE = "message"
 # Characters of one text that are analysed (migration 0010 back-fills with the same bound).
 MAX_TEXT = 100_000
+# On the table (Core): the subject's row (no message) and the mail's go in as one executemany,
+# without the ORM's bulk machinery.
+_INSERT = insert(SearchEntry.__table__)
 
 
 def stems(*texts: str | None) -> str:
@@ -45,4 +48,4 @@ def index_message(session: Session, message: Message, *, ticket: Ticket | None =
     the mail opened it. One INSERT statement."""
     rows = [subject_entry(ticket)] if ticket is not None else []
     rows.append(message_entry(message))
-    session.execute(insert(SearchEntry), rows)
+    session.execute(_INSERT, rows)

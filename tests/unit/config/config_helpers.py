@@ -1,6 +1,19 @@
-"""Helpers shared by the config tests (not named helpers.py: tests/helpers.py owns that name)."""
+"""Helpers and the cfg fixture shared by the config tests (imported by name: a conftest.py
+here would shadow tests/conftest.py for `from conftest import ...`; not helpers.py either)."""
 
+import shutil
 from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    """A copy of the example configuration directory."""
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    return tmp_path / "config"
 
 
 def replace(path: Path, old: str, new: str) -> None:

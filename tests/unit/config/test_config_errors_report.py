@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config_helpers import replace
+from config_helpers import cfg, replace  # noqa: F401  (cfg: a fixture)
 from maildesk.config import ConfigError, load_settings
 from maildesk.durations import split_duration
 
