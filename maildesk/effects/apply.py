@@ -26,7 +26,7 @@ from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
 from maildesk.effects.events import EventRows, event_row, write_events
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.metrics import record_resolution, record_response
-from maildesk.effects.notify import (Built, built_event, forwardable, line_notification,
+from maildesk.effects.notify import (Built, forwardable, line_notification,
                                      queue_built, queue_command_error,
                                      queue_search_results, queue_to_client)
 from maildesk.effects.record import (MAX_STORED_REFERENCES, apply_bounce, join_ticket,
@@ -237,7 +237,7 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             return
     if built is not None:
         queue_built(ctx.session, ctx.ticket, built, ctx.settings, now=ctx.now,
-                    event=built_event(built), events=ctx.events)
+                    events=ctx.events)
         ctx.queued_mail = True
 
 

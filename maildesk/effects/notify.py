@@ -179,7 +179,7 @@ def queue_built(session: Session, ticket: Ticket, built: Built, settings: Settin
     if record_as is not None:
         session.flush()   # a recorded mail is written at once (_history reads without a flush)
     events.append(event_row(ticket.id, now, mail.kind, None,
-                            {**(event or {}), "message_id": message_id,
+                            {**(event or mail.event or {}), "message_id": message_id,
                              "to": mail.to_address, "cause": mail.key}))
     return message_id
 
@@ -198,11 +198,6 @@ def forwardable(message: ParsedMessage, *, include_inline: bool) -> list[Outgoin
     return [OutgoingAttachment(a.filename, a.content_type, data)
             for a, data in zip(message.attachments, message.attachment_data)
             if include_inline or not a.inline]
-
-
-def built_event(built: Built) -> dict[str, Any]:
-    """What the ticket event of a line notification says besides the mail: event and line."""
-    return dict(built.mail.event or {})
 
 
 def line_notification(session: Session, ticket: Ticket, settings: Settings,

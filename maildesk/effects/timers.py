@@ -46,11 +46,8 @@ _DUE = (select(TicketTimer.id)
 # are skipped while an earlier one is claimed). A sweeper that dies releases its claims with
 # its transaction: the row lock is the lease. (SQLite needs no lock, one writer at a time, and
 # its index alone answers the ids: a ticket id per row would cost a table lookup each.)
-_DUE_TICKETS = (select(TicketTimer.id, TicketTimer.ticket_id)
+_DUE_TICKETS = (_DUE.add_columns(TicketTimer.ticket_id)
                 .join(Ticket, Ticket.id == TicketTimer.ticket_id)
-                .where(TicketTimer.state == TimerState.PENDING,
-                       TicketTimer.due_at <= bindparam("now"))
-                .order_by(TicketTimer.due_at).limit(bindparam("limit"))
                 .with_for_update(skip_locked=True, of=Ticket))
 _CLAIM = (update(TicketTimer)
           .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)

@@ -6,10 +6,13 @@ the transaction that does it: a daemon that dies releases them with its connecti
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.orm import Session
 
 from desk import MONDAY, Desk
 from helpers import store
@@ -64,19 +67,27 @@ def test_two_sweepers_claim_timers_of_different_tickets(desk):
         second.close()
 
 
-def test_a_second_processor_takes_the_next_mail_not_the_claimed_one(ctx, processor):
-    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
-           for i in range(6)]
+@contextmanager
+def another_batch(ctx) -> Iterator[Session]:
+    """A session in an open transaction, as another daemon's batch in flight; when the block
+    ends that daemon dies: its transaction rolls back and its claims end."""
     other = ctx.make_session()
     try:
         with other.begin():
-            held = Processor._claim(other, 3, None)   # another daemon's batch, in flight
-            assert sorted(held) == ids[:3]
-            outcomes = processor.run_batch(limit=10)
-            assert sorted(o.inbound_id for o in outcomes) == ids[3:]
-            other.rollback()                           # that daemon dies: its claim ends
+            yield other
+            other.rollback()
     finally:
         other.close()
+
+
+def test_a_second_processor_takes_the_next_mail_not_the_claimed_one(ctx, processor):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(6)]
+    with another_batch(ctx) as other:
+        held = Processor._claim(other, 3, None)   # another daemon's batch, in flight
+        assert sorted(held) == ids[:3]
+        outcomes = processor.run_batch(limit=10)
+        assert sorted(o.inbound_id for o in outcomes) == ids[3:]
     assert sorted(o.inbound_id for o in processor.drain()) == ids[:3]
 
 
@@ -91,16 +102,11 @@ def test_a_reply_waits_while_its_original_is_held_by_another_processor(ctx, proc
     reply = store(ctx, mail(subject="Re: Printer", message_id="<re@customer.example>",
                             in_reply_to="<orig@customer.example>",
                             references=["<orig@customer.example>"]))
-    other = ctx.make_session()
-    try:
-        with other.begin():
-            assert list(Processor._claim(other, 1, None)) == [original]   # being written
-            (outcome,) = processor.run_batch(limit=10)
-            assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
-            assert ticket_numbers(ctx) == []            # no ticket of its own
-            other.rollback()
-    finally:
-        other.close()
+    with another_batch(ctx) as other:
+        assert list(Processor._claim(other, 1, None)) == [original]   # being written
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
+        assert ticket_numbers(ctx) == []            # no ticket of its own
     assert [o.status for o in processor.drain()] == ["done", "done"]
     assert len(ticket_numbers(ctx)) == 1               # one thread, one ticket
 
@@ -109,15 +115,10 @@ def test_an_original_waits_while_its_reply_stored_before_it_is_held_elsewhere(ct
     reply = store(ctx, mail(subject="Re: Printer", message_id="<re@customer.example>",
                             in_reply_to="<orig@customer.example>"))
     original = store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
-    other = ctx.make_session()
-    try:
-        with other.begin():
-            assert list(Processor._claim(other, 1, None)) == [reply]
-            (outcome,) = processor.run_batch(limit=10)
-            assert (outcome.inbound_id, outcome.status) == (original, "deferred")
-            other.rollback()
-    finally:
-        other.close()
+    with another_batch(ctx) as other:
+        assert list(Processor._claim(other, 1, None)) == [reply]
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (original, "deferred")
     assert [o.status for o in processor.drain()] == ["done", "done"]
     assert len(ticket_numbers(ctx)) == 1
 
@@ -126,15 +127,10 @@ def test_a_new_mail_of_another_thread_does_not_wait(ctx, processor):
     store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
     other_thread = store(ctx, mail(sender="Somebody <else@elsewhere.example>",
                                    subject="Scanner", message_id="<scan@elsewhere.example>"))
-    other = ctx.make_session()
-    try:
-        with other.begin():
-            Processor._claim(other, 1, None)
-            (outcome,) = processor.run_batch(limit=10)
-            assert (outcome.inbound_id, outcome.status) == (other_thread, "done")
-            other.rollback()
-    finally:
-        other.close()
+    with another_batch(ctx) as other:
+        Processor._claim(other, 1, None)
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (other_thread, "done")
 
 
 def test_mail_to_a_ticket_another_processor_is_changing_waits_for_it(ctx, processor):
@@ -142,15 +138,10 @@ def test_mail_to_a_ticket_another_processor_is_changing_waits_for_it(ctx, proces
     processor.drain()
     (number,) = ticket_numbers(ctx)
     reply = store(ctx, mail(subject="Re: Printer", in_reply_to="<orig@customer.example>"))
-    other = ctx.make_session()
-    try:
-        with other.begin():
-            other.execute(select(Ticket.id).with_for_update())   # e.g. a timer sweep
-            (outcome,) = processor.run_batch(limit=10)
-            assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
-            other.rollback()
-    finally:
-        other.close()
+    with another_batch(ctx) as other:
+        other.execute(select(Ticket.id).with_for_update())   # e.g. a timer sweep
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
     (outcome,) = processor.drain()
     assert (outcome.status, outcome.ticket_number) == ("done", number)
 
@@ -160,16 +151,11 @@ def test_a_copy_another_processor_is_applying_waits_and_is_then_a_duplicate(ctx,
     parsed = parse_message(raw)
     store(ctx, raw)
     copy = store(ctx, raw, rcpt=("help@example.com",))
-    other = ctx.make_session()
-    try:
-        with other.begin():
-            Processor._claim(other, 1, None)               # the first copy, being applied
-            other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
-                          {"k": contention._key(dedupe_key(parsed))})
-            (outcome,) = processor.run_batch(limit=10)
-            assert (outcome.inbound_id, outcome.status) == (copy, "deferred")
-            other.rollback()
-    finally:
-        other.close()
+    with another_batch(ctx) as other:
+        Processor._claim(other, 1, None)               # the first copy, being applied
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                      {"k": contention._key(dedupe_key(parsed))})
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (copy, "deferred")
     assert [o.status for o in processor.drain()] == ["done", "duplicate"]
     assert len(ticket_numbers(ctx)) == 1
