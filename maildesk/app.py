@@ -19,9 +19,9 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from maildesk.config import ConfigError, Settings, load_settings
 from maildesk.sdnotify import Notifier
@@ -77,9 +77,16 @@ class Worker:
 
     RETRY_FIRST, RETRY_MAX = 1.0, 30.0   # seconds between passes that fail, doubling
 
+    def prepare(self) -> None:
+        """Run first on the thread, before it waits for work."""
+
     def _run(self) -> None:
         retry: float | None = None   # after a failed pass: the wait before the next try
         last_error: tuple[str, str] | None = None
+        try:
+            self.prepare()
+        except Exception:   # the first pass tries again
+            log.exception("%s: preparing failed", self._thread.name)
         while not self._stop.is_set():
             # After a failure, a wake still cuts the wait short: it comes from work that went
             # through (mail stored), so the database is back.
@@ -125,11 +132,12 @@ class Worker:
 class OutboundThread(Worker):
     """Delivers the outbox through the configured transport."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, write_turn: AbstractContextManager[Any] | None = None):
         from maildesk.outbound.outbox import OutboxDeliverer
 
         self.deliverer = OutboxDeliverer(ctx.make_session, self.build(ctx.settings), ctx.clock,
-                                         lease=ctx.settings.outbound.lease)
+                                         lease=ctx.settings.outbound.lease,
+                                         write_turn=write_turn)
         super().__init__("outbound", self._deliver, metrics=ctx.metrics)
 
     def _deliver(self) -> bool:
@@ -213,10 +221,11 @@ class ProcessorThread(Worker):
     """Runs the pipeline: woken when mail is stored, and every few seconds for mail stored by
     other processes (`ingest`, a second daemon)."""
 
-    def __init__(self, ctx: Context, on_outbox=None, probes=None):  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: Context, on_outbox=None, probes=None,  # type: ignore[no-untyped-def]
+                 intake: IntakeGate | None = None):
         from maildesk.process.run import Processor
 
-        self.intake = IntakeGate()
+        self.intake = intake or IntakeGate()
         # On SQLite a batch commits early when intake waits for the write lock: the listener's
         # 250 must not wait for a batch of processing (on PostgreSQL they do not contend).
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
@@ -224,6 +233,10 @@ class ProcessorThread(Worker):
                                    write_turn=self.intake.turn)
         self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         super().__init__("processor", self._step, metrics=ctx.metrics)
+
+    def prepare(self) -> None:
+        # The parse child takes about half a second to start: not while the first mail waits.
+        self.processor.sandbox.start()
 
     def _step(self) -> bool:
         # Small batches: a batch holds SQLite's write lock, which the listener and the
@@ -264,10 +277,12 @@ class TimersThread(Worker):
     (effects/timers.py), then sends the digests and reports by mail that are due
     (services/schedules.py); every `timers.interval`, and at start for what fell due meanwhile."""
 
-    def __init__(self, ctx: Context, on_outbox=None):  # type: ignore[no-untyped-def]
+    def __init__(self, ctx: Context, on_outbox=None,  # type: ignore[no-untyped-def]
+                 write_turn: AbstractContextManager[Any] | None = None):
         from maildesk.outbound.compose import Composer
 
         self.ctx = ctx
+        self.write_turn = write_turn or nullcontext()
         self.settings = ctx.settings
         self.composer = Composer(ctx.settings.templates_dir)
         self.on_outbox = on_outbox
@@ -282,7 +297,8 @@ class TimersThread(Worker):
         self._poll = settings.timer_interval.total_seconds()  # from the next wait on
 
     def _step(self) -> bool:
-        fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed)
+        fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed,
+                           write_turn=self.write_turn)
         self._armed = True
         scheduled = run_schedules(self.ctx, self.settings, self.composer)
         if (fired or scheduled) and self.on_outbox:
@@ -341,11 +357,17 @@ def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
     relays = Relays(ctx.settings.smtp.relays)
     probes = TokenProbeGuard(ctx.settings.security.token_failures_per_hour,
                              exempt=relays.contains)
-    outbound = OutboundThread(ctx) if "outbound" in components else None
+    # SQLite has one writer: the threads that write hand its lock on inside the process
+    # (IntakeGate.turn) rather than through SQLite's busy handler, which sleeps 1, 2, 5 ...
+    # 100 ms between tries while the lock may have been free and taken again meanwhile.
+    gate = IntakeGate()
+    turn = gate.turn if ctx.engine.dialect.name == "sqlite" else None
+    outbound = OutboundThread(ctx, write_turn=turn) if "outbound" in components else None
     wake_outbound = outbound.wake if outbound else None
-    processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes)
+    processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes, intake=gate)
                  if "process" in components else None)
-    timers = TimersThread(ctx, on_outbox=wake_outbound) if "timers" in components else None
+    timers = (TimersThread(ctx, on_outbox=wake_outbound, write_turn=turn)
+              if "timers" in components else None)
     writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None,
                                intake=processor.intake.storing if processor else None)
     daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers,

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -85,8 +87,11 @@ Delivered = tuple[Claimed, dict[str, object], DeliveryOutcome]
 
 class OutboxDeliverer:
     def __init__(self, make_session: sessionmaker[Session], transport: Transport, clock: Clock,
-                 *, lease: timedelta = LEASE):
+                 *, lease: timedelta = LEASE,
+                 write_turn: AbstractContextManager[Any] | None = None):
         self.make_session = make_session
+        # `serve` on SQLite: held for each transaction (the daemon's writers take turns).
+        self.write_turn = write_turn or nullcontext()
         self.transport = transport
         self.clock = clock
         self.lease = lease
@@ -178,7 +183,7 @@ class OutboxDeliverer:
             return []
         now = self.clock.now()
         try:
-            with self._engine.begin() as conn:
+            with self.write_turn, self._engine.begin() as conn:
                 self._record(conn, done)
                 rows: dict[int, Claimed] = {}
                 due = conn.scalars(_DUE, {"now": now, "limit": limit}).all() if limit else []

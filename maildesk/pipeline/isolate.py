@@ -80,6 +80,11 @@ class ParseSandbox:
             self._conn.close()
         self._proc = self._conn = None
 
+    def start(self) -> None:
+        """Start the child now (it takes a while) rather than for the first message."""
+        if self._conn is None:
+            self._start()
+
     def parse(self, raw: bytes) -> ParsedMessage | Unparseable:
         conn = self._conn or self._start()
         try:

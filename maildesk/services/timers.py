@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from contextlib import AbstractContextManager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from maildesk.config import Settings
 from maildesk.services.context import Context
@@ -18,14 +19,16 @@ TIMER_BATCH = 50
 
 
 def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: bool = False,
-               limit: int = TIMER_BATCH) -> int:
+               limit: int = TIMER_BATCH,
+               write_turn: AbstractContextManager[Any] | None = None) -> int:
     """One sweep in one transaction: (first) arm tickets without timers, fire what is due;
-    counted in the daemon's metrics once committed."""
+    counted in the daemon's metrics once committed. `write_turn`: held for the transaction
+    (`serve` on SQLite: the daemon's writers take turns)."""
     from maildesk.effects.timers import arm_unarmed, fire_due
 
     now = ctx.clock.now()
     fired_log: list[tuple[str, str, float]] = []
-    with ctx.make_session() as session, session.begin():
+    with write_turn or nullcontext(), ctx.make_session() as session, session.begin():
         if arm:
             armed = arm_unarmed(session, settings, now)
             if armed:
