@@ -17,7 +17,10 @@ from maildesk.domain import TicketFacts
 
 
 # Statements of the per-message path, built once: building them anew (coercing every
-# element, computing cache keys) cost about as much interpreter time as running them.
+# element, computing cache keys) cost about as much interpreter time as running them. Those
+# that read columns, not tickets, run on the session's connection: the ORM's execution path
+# (autoflush, result objects) cost several times the statement, and nothing they read can be
+# pending in the session (a cause writes its rows at its end, effects/events.py).
 _NO_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 _BUMP = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
          .returning(Counter.value))
@@ -123,7 +126,7 @@ def _facts(session: Session, tickets: Sequence[Ticket], sender: str, *,
         return []
     ids = [t.id for t in tickets]
     with_sender = set(ids) if sender_takes_part else \
-        set(session.scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
+        set(session.connection().scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
     held = session.info.get(_HELD)
     if held is not None:
         held.tickets.extend(tickets)
@@ -151,7 +154,7 @@ def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) ->
     """Tickets owning any of `ids`, in the order of the first id each one owns."""
     if not ids:
         return []
-    rows = session.execute(_OWNERS, {"ids": list(dict.fromkeys(ids))[:200]}).all()
+    rows = session.connection().execute(_OWNERS, {"ids": list(dict.fromkeys(ids))[:200]}).all()
     owner = {}
     for mid, tid in rows:
         owner.setdefault(mid, tid)
@@ -178,7 +181,7 @@ def tickets_sharing_references(session: Session, ids: Sequence[str],
 def _naming(session: Session, ids: list[str], sender: str) -> list[TicketFacts]:
     if not ids:
         return []
-    order = list(session.scalars(_REFERENCING, {"ids": ids}))
+    order = list(session.connection().scalars(_REFERENCING, {"ids": ids}))
     if not order:
         return []
     tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
@@ -207,7 +210,7 @@ def autoreply_counts(session: Session, address: str, domain: str, *, sent_since:
     many autoreplies went to `address` since `sent_since` (the hourly cap); whether mail to it
     bounced since `bounced_since` (such an address gets no autoreply for a while); and the
     autoreplies queued since `since` to addresses of `domain`, and in total."""
-    row = session.execute(_COUNTS, {"sent_since": sent_since, "bounced_since": bounced_since,
-                                    "address": address, "domain": domain.lower(),
-                                    "since": since}).one()
+    row = session.connection().execute(_COUNTS, {
+        "sent_since": sent_since, "bounced_since": bounced_since, "address": address,
+        "domain": domain.lower(), "since": since}).one()
     return row[0] or 0, bool(row[1]), row[2] or 0, row[3] or 0

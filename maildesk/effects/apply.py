@@ -23,7 +23,7 @@ from maildesk.config.model import Settings
 from maildesk.db.models import Inbound, InboundStatus, Message, Role, Ticket, TicketStatus
 from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
-from maildesk.effects.events import EventRows, event_row, write_events
+from maildesk.effects.events import EventRows, Gathered, event_row
 from maildesk.effects.lifecycle import change_status, move_to_line, rearm
 from maildesk.effects.metrics import record_resolution, record_response
 from maildesk.effects.notify import (Built, forwardable, line_notification,
@@ -61,15 +61,20 @@ class Applying:
     sla_changed: bool = False
     queued_mail: bool = False
     fresh_ticket: bool = False      # opened by this cause: it has no timers yet
-    events: EventRows = field(default_factory=list)   # written by write_events (events.py)
+    rows: Gathered = field(default_factory=Gathered)   # written by write_rows (events.py)
 
     def event(self, kind: EventKind, data: dict[str, Any], actor: str | None = None) -> None:
         self.events.append(event_row(self.ticket.id, self.now, kind, actor,
                                      {**data, **self.cause}))
 
-    def write_events(self) -> None:
-        """The cause's events into the database: call before its transaction ends."""
-        write_events(self.session, self.events)
+    @property
+    def events(self) -> EventRows:
+        return self.rows.events
+
+    def write_rows(self) -> None:
+        """The cause's pending objects and gathered rows into the database: call before its
+        transaction ends."""
+        self.rows.write(self.session)
 
     @property
     def agent_name(self) -> str:
@@ -178,7 +183,7 @@ def _acknowledge(ctx: Applying, e: Acknowledge) -> None:
         ctx.event(EventKind.AUTOREPLY_FAILED, {"error": f"{type(exc).__name__}: {exc}"})
         return
     queue_autoreply(ctx.session, autoreply, ctx.ticket, ctx.settings, now=ctx.now,
-                    events=ctx.events)
+                    rows=ctx.rows)
     ctx.queued_mail = True
 
 
@@ -189,7 +194,7 @@ def _mail_client(ctx: Applying, e: MailClient) -> None:
                     template=e.template, key=f"{ctx.key}.{e.key}", context={"text": e.text},
                     agent_name=ctx.agent_name if e.as_agent else "", attachments=files,
                     language=e.language, role=Role.AGENT if e.as_agent else Role.SYSTEM,
-                    events=ctx.events)
+                    rows=ctx.rows)
     ctx.queued_mail = True
 
 
@@ -198,7 +203,7 @@ def _tell_agent(ctx: Applying, e: TellAgent) -> None:
                         key=f"{ctx.key}.command_error", to_address=ctx.actor or "",
                         errors=e.errors,
                         in_reply_to=ctx.message.message_id if ctx.message else None,
-                        events=ctx.events)
+                        rows=ctx.rows)
     ctx.queued_mail = True
 
 
@@ -207,7 +212,7 @@ def _answer_search(ctx: Applying, e: AnswerSearch) -> None:
                          key=f"{ctx.key}.search", to_address=ctx.actor or "",
                          searches=e.searches,
                          in_reply_to=ctx.message.message_id if ctx.message else None,
-                         events=ctx.events)
+                         rows=ctx.rows)
     ctx.queued_mail = True
 
 
@@ -220,7 +225,8 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             message_row=ctx.row if e.with_message else None, text=e.text,
             actor=ctx.actor if e.by_actor else None, from_line=e.from_line, to=e.to,
             reason=e.reason, deadline=dict(deadline) if deadline else None,
-            articles=[dict(a) for a in e.articles])
+            articles=[dict(a) for a in e.articles],
+            pending=ctx.rows.messages_of(ctx.ticket.id))
 
     deadline = e.deadline or ctx.deadline
     if not ctx.contain_notifications:
@@ -237,13 +243,14 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             return
     if built is not None:
         queue_built(ctx.session, ctx.ticket, built, ctx.settings, now=ctx.now,
-                    events=ctx.events)
+                    rows=ctx.rows)
         ctx.queued_mail = True
 
 
 def _rearm(ctx: Applying, e: Rearm) -> None:
     if e.always or ctx.sla_changed:
-        rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now, fresh=ctx.fresh_ticket)
+        rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now, fresh=ctx.fresh_ticket,
+              gathered=ctx.rows)
         ctx.sla_changed = ctx.fresh_ticket = False
 
 
@@ -278,16 +285,17 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     opened = plan.new_ticket is not None
     ticket = open_ticket(session, plan, at, first_number) if opened \
         else join_ticket(session, plan, at, now)
-    row = record_message(session, plan, ticket, inbound)
+    gathered = Gathered()
+    row = record_message(session, plan, ticket, inbound, gathered)
     ctx = Applying(session, settings, composer, now, ticket, key=str(inbound.id),
                    cause={"message_id": row.id}, at=at, actor=plan.sender,
                    actor_name=sender_name, message=plan.message, row=row, plan=plan,
-                   sla_changed=opened, fresh_ticket=opened)
+                   sla_changed=opened, fresh_ticket=opened, rows=gathered)
     apply_effects(ctx, plan.effects)
-    ctx.write_events()
     inbound.status = InboundStatus.DONE
     inbound.processed_at = now
     inbound.reason = None
+    ctx.write_rows()   # one flush for all of it, then the gathered rows
     return Applied(ticket, row, ctx.queued_mail)
 
 

@@ -14,11 +14,11 @@ from sqlalchemy.orm import Session
 from maildesk.actions import Acknowledge
 from maildesk.addresses import solved_address
 from maildesk.config.model import Settings
-from maildesk.db.models import Direction, Message, Role, Ticket
+from maildesk.db.models import Role, Ticket
 from maildesk.domain import EventKind
 from maildesk.kb.model import KnowledgeBase
-from maildesk.effects.events import EventRows, event_row
-from maildesk.effects.outgoing import client_reply_address, queue_outgoing
+from maildesk.effects.events import Gathered, event_row
+from maildesk.effects.outgoing import client_reply_address, outgoing_message, queue_outgoing
 from maildesk.outbound.compose import Composer, build_message, clean_header, new_message_id
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.subject import format_tag
@@ -171,24 +171,22 @@ def compose_autoreply(ack: Acknowledge, deadlines: Deadlines | None, ticket: Tic
 
 
 def queue_autoreply(session: Session, autoreply: ComposedAutoreply, ticket: Ticket,
-                    settings: Settings, *, now: datetime, events: EventRows) -> None:
+                    settings: Settings, *, now: datetime, rows: Gathered) -> None:
     """Put the acknowledgement in the outbox and on the ticket, in the caller's transaction
-    (its events added to `events`, for the caller to write)."""
+    (into `rows`, for the caller to write)."""
     message_id = autoreply.message_id
-    session.add(Message(
-        ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=Role.SYSTEM,
-        message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
-        from_name=settings.instance_name, to=[autoreply.to_address], cc=[],
-        subject=autoreply.subject, sent_at=now, received_at=now, body_text=autoreply.text,
-        has_html=autoreply.has_html, thread_reason="autoreply", internal=False, defects=[]))
+    rows.messages.append(outgoing_message(
+        session, ticket, message_id=message_id, role=Role.SYSTEM,
+        from_name=settings.instance_name, to_address=autoreply.to_address,
+        subject=autoreply.subject, text=autoreply.text, has_html=autoreply.has_html,
+        reason="autoreply", now=now))
     queue_outgoing(session, settings, ticket_id=ticket.id, kind=EventKind.AUTOREPLY,
                    message_id=message_id, mailbox=ticket.mailbox, to_address=autoreply.to_address,
-                   data=autoreply.data, now=now)
-    session.flush()   # recorded mail is written at once: notify._history reads it unflushed
-    events.append(event_row(ticket.id, now, EventKind.AUTOREPLY, None,
-                            {"language": autoreply.language, "message_id": message_id}))
+                   data=autoreply.data, now=now, rows=rows)
+    rows.events.append(event_row(ticket.id, now, EventKind.AUTOREPLY, None,
+                                 {"language": autoreply.language, "message_id": message_id}))
     if autoreply.suggested:
         # Counted per article in the KPI report: suggested, then solved by the client or not.
-        events.append(event_row(ticket.id, now, EventKind.KB_SUGGESTED, None,
-                                {"language": autoreply.language,
-                                 "articles": list(autoreply.suggested)}))
+        rows.events.append(event_row(ticket.id, now, EventKind.KB_SUGGESTED, None,
+                                     {"language": autoreply.language,
+                                      "articles": list(autoreply.suggested)}))

@@ -18,13 +18,15 @@ from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
 from maildesk.db.models import Ticket, TicketStatus, TicketTimer, TimerState
+from maildesk.effects.events import Gathered
 from maildesk.sla.schedule import RUNNING, Schedule, SlaState, TimerSpec, schedule
 
 _TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
                                     TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
 _LOCK_TICKET = select(Ticket.id).where(Ticket.id == bindparam("ticket_id")).with_for_update()
 # New timers in one executemany on the table (Core): as ORM objects each was an INSERT ...
-# RETURNING of its own, and nothing reads them back but through _TIMERS.
+# RETURNING of its own, and nothing reads them back but through _TIMERS (after
+# Gathered.write).
 _ADD_TIMERS = insert(TicketTimer.__table__)
 
 
@@ -67,13 +69,17 @@ def sla_state(ticket: Ticket) -> SlaState:
 
 
 def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *,
-          fresh: bool = False) -> None:
+          fresh: bool = False, gathered: Gathered | None = None) -> None:
     """Deadlines on the ticket, and exactly the pending timers it needs now. `fresh`: the
-    ticket was inserted by this transaction and has no timers yet (nothing to read or lock:
-    nobody else sees it)."""
+    ticket was made by this transaction and has no timers yet (nothing to read or lock:
+    nobody else sees it). New timers go into `gathered` (written at the cause's end) when
+    given, else in at once."""
     if fresh:
         rows: list[TicketTimer] = []
     else:
+        if gathered is not None:
+            gathered.write(session)   # timers an earlier rearm of this cause gathered
+
         if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
             # The ticket's row lock before any of its timers' (as the timer sweep takes them):
             # one order for everyone, so a sweeper and the processor never deadlock.
@@ -98,7 +104,7 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *
         # a `#priority P2` in the mail that says `#resolve` or `#pending` (or while the ticket
         # waits) moves them as it would on a running clock.
         _show_deadlines(ticket, plan_for(replace(state, pauses=state.pauses[:-1])))
-    _replace_timers(session, ticket, rows, plan.timers, now)
+    _replace_timers(session, ticket, rows, plan.timers, now, gathered)
 
 
 def _show_deadlines(ticket: Ticket, plan: Schedule) -> None:
@@ -107,7 +113,8 @@ def _show_deadlines(ticket: Ticket, plan: Schedule) -> None:
 
 
 def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
-                    timers: Sequence[TimerSpec], now: datetime) -> None:
+                    timers: Sequence[TimerSpec], now: datetime,
+                    gathered: Gathered | None) -> None:
     """Cancel the pending timers the plan no longer has; add those it has that are missing."""
     pending = {_identity(t.kind, t.stage, t.due_at, t.data.get("key", "")): t for t in rows
                if t.state is TimerState.PENDING}
@@ -117,9 +124,11 @@ def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
         session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
                         .values(state=TimerState.CANCELLED))
     added = [_row(ticket, spec, now) for key, spec in wanted.items() if key not in pending]
-    if added:
-        with session.no_autoflush:   # they need nothing pending: their ticket has its id
-            session.execute(_ADD_TIMERS, added)
+    if gathered is not None:
+        gathered.timers.extend(added)
+    elif added:
+        session.flush()   # their ticket may be pending still (an id drawn in advance)
+        session.connection().execute(_ADD_TIMERS, added)
 
 
 def _identity(kind: str, stage: str, due: datetime, key: str) -> tuple[str, str, str, str]:

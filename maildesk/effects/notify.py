@@ -22,6 +22,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,8 +36,8 @@ from maildesk.db.models import Direction, Message, Role, Ticket
 from maildesk.domain import EventKind
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
                                        new_message_id)
-from maildesk.effects.events import EventRows, event_row
-from maildesk.effects.outgoing import client_reply_address, queue_outgoing
+from maildesk.effects.events import Gathered, event_row
+from maildesk.effects.outgoing import client_reply_address, outgoing_message, queue_outgoing
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.reply import MARKER
@@ -152,35 +153,31 @@ def build(ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
 
 
 def queue(session: Session, ticket: Ticket, mail: Mail, settings: Settings, *, now: datetime,
-          events: EventRows, record_as: Role | None = None, from_name: str | None = None,
+          rows: Gathered, record_as: Role | None = None, from_name: str | None = None,
           event: dict[str, Any] | None = None) -> str:
     """Build the mail, put it in the outbox; record it on the ticket. Returns its Message-ID."""
     return queue_built(session, ticket, build(ticket, mail, settings, now=now,
                                               from_name=from_name),
-                       settings, now=now, record_as=record_as, event=event, events=events)
+                       settings, now=now, record_as=record_as, event=event, rows=rows)
 
 
 def queue_built(session: Session, ticket: Ticket, built: Built, settings: Settings, *,
-                now: datetime, events: EventRows, record_as: Role | None = None,
+                now: datetime, rows: Gathered, record_as: Role | None = None,
                 event: dict[str, Any] | None = None) -> str:
     """Put a built mail in the outbox; record it on the ticket (its event added to `events`,
     for the caller to write). Returns its Message-ID."""
     mail, message_id, subject = built.mail, built.message_id, built.subject
     if record_as is not None:
-        session.add(Message(
-            ticket_id=ticket.id, inbound_id=None, direction=Direction.OUT, role=record_as,
-            message_id=message_id, dedupe_key=None, from_address=ticket.mailbox,
-            from_name=built.from_name, to=[mail.to_address], cc=[],
-            subject=subject, sent_at=now, received_at=now, body_text=mail.rendered.text,
-            has_html=mail.rendered.html is not None, thread_reason=mail.kind, internal=False,
-            defects=[]))
+        rows.messages.append(outgoing_message(
+            session, ticket, message_id=message_id, role=record_as, from_name=built.from_name,
+            to_address=mail.to_address, subject=subject, text=mail.rendered.text,
+            has_html=mail.rendered.html is not None, reason=mail.kind, now=now))
     queue_outgoing(session, settings, ticket_id=ticket.id, kind=mail.kind, message_id=message_id,
-                   mailbox=ticket.mailbox, to_address=mail.to_address, data=built.data, now=now)
-    if record_as is not None:
-        session.flush()   # a recorded mail is written at once (_history reads without a flush)
-    events.append(event_row(ticket.id, now, mail.kind, None,
-                            {**(event or mail.event or {}), "message_id": message_id,
-                             "to": mail.to_address, "cause": mail.key}))
+                   mailbox=ticket.mailbox, to_address=mail.to_address, data=built.data, now=now,
+                   rows=rows)
+    rows.events.append(event_row(ticket.id, now, mail.kind, None,
+                                 {**(event or mail.event or {}), "message_id": message_id,
+                                  "to": mail.to_address, "cause": mail.key}))
     return message_id
 
 
@@ -207,7 +204,8 @@ def line_notification(session: Session, ticket: Ticket, settings: Settings,
                       actor: str | None = None, from_line: str | None = None,
                       to: str | None = None, reason: str = "",
                       deadline: dict[str, Any] | None = None,
-                      articles: Sequence[Mapping[str, Any]] = ()) -> Built | None:
+                      articles: Sequence[Mapping[str, Any]] = (),
+                      pending: Sequence[Mapping[str, Any]] = ()) -> Built | None:
     """The line notification, built (None: the ticket has no line): it reads the ticket's
     history but writes nothing, so a template that fails costs nothing to undo.
 
@@ -222,7 +220,7 @@ def line_notification(session: Session, ticket: Ticket, settings: Settings,
     attachments = forwardable(message, include_inline=True) if message is not None else []
     context.update(event=event, actor=actor or "", from_line=from_line or "",
                    message=_current(message_row, message, attachments, text, zone),
-                   history=_history(session, ticket, line, message_row, zone),
+                   history=_history(session, ticket, line, message_row, zone, pending),
                    earlier_tickets=_earlier(session, ticket, line, settings, zone),
                    marker=MARKER, reason=reason, now=now,
                    # An external line (a vendor) is not shown internal articles.
@@ -257,14 +255,14 @@ def _current(row: Message | None, message: ParsedMessage | None,
 
 
 def _history(session: Session, ticket: Ticket, line: Line, row: Message | None,
-             zone: ZoneInfo) -> list[dict[str, Any]]:
-    """The ticket's latest mails, newest first; an external line sees no internal ones."""
+             zone: ZoneInfo, pending: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The ticket's latest mails, newest first; an external line sees no internal ones.
+    `pending`: the ticket's mails this cause records and has not written yet (Gathered)."""
+    stored = session.connection().execute(_HISTORY, {"ticket_id": ticket.id}).all()
+    mails = sorted([*stored, *(SimpleNamespace(**m) for m in pending)],
+                   key=lambda m: m.id, reverse=True)
     history = []
-    # No flush first: every mail is flushed when it is recorded (record.py, queue_built,
-    # autoreply.py), and what else is pending (the ticket's changes) is not read here.
-    with session.no_autoflush:
-        rows = session.execute(_HISTORY, {"ticket_id": ticket.id}).all()
-    for m in rows:
+    for m in mails:
         if (row is not None and m.id == row.id) or (m.internal and line.external):
             continue
         history.append({"at": _local(m.received_at, zone), "internal": m.internal,
@@ -279,9 +277,9 @@ def _earlier(session: Session, ticket: Ticket, line: Line, settings: Settings,
     """The requester's other tickets (not shown to an external line)."""
     if line.external:
         return []
-    with session.no_autoflush:   # other tickets: nothing pending of this cause changes them
-        rows = session.execute(_EARLIER, {"requester": ticket.requester,
-                                          "ticket_id": ticket.id}).all()
+    # Other tickets (on the connection: nothing pending of this cause changes them).
+    rows = session.connection().execute(_EARLIER, {"requester": ticket.requester,
+                                                   "ticket_id": ticket.id}).all()
     return [{"tag": format_tag(settings.ticket_tag, number), "subject": subject,
              "status": status.value, "created_at": _local(created, zone)}
             for number, subject, status, created in rows]
@@ -304,7 +302,7 @@ def thread_ids(session: Session, ticket: Ticket) -> tuple[str | None, tuple[str,
 def queue_to_client(session: Session, ticket: Ticket, settings: Settings, composer: Composer,
                     *, now: datetime, template: str, key: str, context: dict[str, Any],
                     agent_name: str, attachments: Sequence[OutgoingAttachment] = (),
-                    events: EventRows, language: str | None = None,
+                    rows: Gathered, language: str | None = None,
                     role: Role = Role.AGENT) -> str:
     """An agent's answer (or the resolution notice) to the client, from the support address,
     threaded into the client's own messages."""
@@ -312,13 +310,14 @@ def queue_to_client(session: Session, ticket: Ticket, settings: Settings, compos
            "agent_name": agent_name, "now": now, **context}
     lang = _language(composer, ticket.language, language, settings.language)
     rendered = composer.render(template, lang, ctx)
+    rows.write(session)   # the mails this cause recorded so far belong to the thread
     in_reply_to, references = thread_ids(session, ticket)
     mail = Mail(kind=EventKind(template), key=key, to_address=ticket.requester,
                 to_name=ticket.requester_name, rendered=rendered,
                 reply_to=client_reply_address(ticket), auto=False,
                 in_reply_to=in_reply_to, references=references,
                 attachments=attachments)
-    return queue(session, ticket, mail, settings, now=now, events=events, record_as=role,
+    return queue(session, ticket, mail, settings, now=now, rows=rows, record_as=role,
                  from_name=f"{agent_name} ({settings.instance_name})" if agent_name
                  else settings.instance_name)
 
@@ -334,21 +333,21 @@ def _answering(ticket: Ticket, settings: Settings, agent_mail: str | None) -> tu
 def queue_command_error(session: Session, ticket: Ticket, settings: Settings,
                         composer: Composer, *, now: datetime, key: str, to_address: str,
                         errors: Sequence[str], in_reply_to: str | None,
-                        events: EventRows) -> str:
+                        rows: Gathered) -> str:
     """Tell an agent why their mail was not carried out (only them)."""
     ctx = {**ticket_context(settings, ticket), "errors": list(errors), "now": now}
     rendered = composer.render("command_error", _language(composer, settings.language), ctx)
     mail = Mail(kind=EventKind.COMMAND_ERROR, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
-    return queue(session, ticket, mail, settings, now=now, events=events,
+    return queue(session, ticket, mail, settings, now=now, rows=rows,
                  event={"errors": list(errors)})
 
 
 def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
                          composer: Composer, *, now: datetime, key: str, to_address: str,
                          searches: Sequence[Mapping[str, Any]],
-                         in_reply_to: str | None, events: EventRows) -> str:
+                         in_reply_to: str | None, rows: Gathered) -> str:
     """An agent's #search answered: to the agent only, replies go to the agents' address."""
     ctx = {**ticket_context(settings, ticket), "searches": [dict(s) for s in searches],
            "now": now}
@@ -356,5 +355,5 @@ def queue_search_results(session: Session, ticket: Ticket, settings: Settings,
     mail = Mail(kind=EventKind.SEARCH_RESULTS, key=key, to_address=to_address, to_name="",
                 rendered=rendered, reply_to=agent_reply_address(ticket), auto="auto-replied",
                 in_reply_to=in_reply_to, references=_answering(ticket, settings, in_reply_to))
-    return queue(session, ticket, mail, settings, now=now, events=events,
+    return queue(session, ticket, mail, settings, now=now, rows=rows,
                  event={"queries": [s["query"] for s in searches]})

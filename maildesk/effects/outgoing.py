@@ -2,23 +2,21 @@
 
 The only place outbox rows are made: the return path `support+bounce-<id>-<day>-<key id><mac>@`
 is signed over the row's (id, key id, day), so a bounce names exactly this mail and nobody
-without the key can forge one (addresses.py). On SQLite the id is known before the INSERT (see
-`_predicted_id`); on PostgreSQL the row is flushed for its id, then signed.
+without the key can forge one (addresses.py). The id is drawn before the INSERT (db/ids.py).
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from maildesk.addresses import bounce_address, reply_address, sign_bounce, split
 from maildesk.config.model import Settings
-from maildesk.db.models import Outbox, OutboxStatus, Ticket
-
-_MAX_ID = select(func.max(Outbox.id))
-_NEXT_ID = "maildesk.next_outbox_id"   # session.info: [transaction, the next row's id]
+from maildesk.db.ids import new_id
+from maildesk.db.models import Direction, Message, Outbox, OutboxStatus, Role, Ticket
+from maildesk.effects.events import Gathered
 
 
 def client_reply_address(ticket: Ticket) -> str:
@@ -28,41 +26,33 @@ def client_reply_address(ticket: Ticket) -> str:
 
 def queue_outgoing(session: Session, settings: Settings, *, ticket_id: int | None, kind: str,
                    message_id: str, mailbox: str, to_address: str, data: bytes,
-                   now: datetime) -> Outbox:
-    """Add the row to the caller's transaction and return it (it has its id)."""
-    outbox = Outbox(ticket_id=ticket_id, kind=kind, message_id=message_id,
-                    recipients=[to_address], data=data,
-                    recipient_domain=split(to_address)[1] or None,
-                    status=OutboxStatus.QUEUED, attempts=0, next_attempt_at=now,
-                    give_up_at=now + settings.outbound.give_up_after, created_at=now)
-    predicted = _predicted_id(session)
-    if predicted is not None:
-        outbox.id = predicted        # signed now: no UPDATE after the INSERT
+                   now: datetime, rows: Gathered | None = None) -> int:
+    """Queue the mail in the caller's transaction: into `rows` (written at the cause's end),
+    else at once. Returns the row's id, drawn in advance so that the return path is signed
+    before the row is written (no UPDATE after the INSERT)."""
+    outbox_id = new_id(session, Outbox)
+    tag = sign_bounce(settings.signing_keys, outbox_id, now.astimezone(timezone.utc).date())
+    row = {"id": outbox_id, "ticket_id": ticket_id, "kind": kind, "message_id": message_id,
+           "bounce_tag": tag.text, "envelope_from": bounce_address(mailbox, tag),
+           "recipients": [to_address], "data": data, "status": OutboxStatus.QUEUED,
+           "attempts": 0, "next_attempt_at": now,
+           "give_up_at": now + settings.outbound.give_up_after, "last_error": None,
+           "created_at": now, "sent_at": None, "bounced_at": None,
+           "recipient_domain": split(to_address)[1] or None}
+    if rows is not None:
+        rows.outbox.append(row)
     else:
-        outbox.bounce_tag = outbox.envelope_from = ""
-        session.add(outbox)
-        session.flush()              # for its id: signed by an UPDATE at the next flush
-    tag = sign_bounce(settings.signing_keys, outbox.id, now.astimezone(timezone.utc).date())
-    outbox.bounce_tag = tag.text
-    outbox.envelope_from = bounce_address(mailbox, tag)
-    session.add(outbox)
-    return outbox
+        Gathered(outbox=[row]).write(session)
+    return outbox_id
 
 
-def _predicted_id(session: Session) -> int | None:
-    """SQLite: the id the row gets, so that it is signed before it is written (an UPDATE
-    after each INSERT cost as much as the INSERT). A rowid table gives a new row max(id) + 1,
-    and a write transaction is the only writer: max(id) is read once per transaction and
-    counted on from (this function makes every outbox row). A savepoint rolled back leaves a
-    gap, nothing worse. PostgreSQL: None (the sequence, shared with other processors, says)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
-    held = session.info.get(_NEXT_ID)
-    if held is None or held[0] is not session.get_transaction():
-        with session.no_autoflush:   # every row made here is counted already
-            top = session.scalar(_MAX_ID)
-        held = [session.get_transaction(), (top or 0) + 1]   # (the read began it, if need be)
-        session.info[_NEXT_ID] = held
-    predicted = held[1]
-    held[1] += 1
-    return predicted
+def outgoing_message(session: Session, ticket: Ticket, *, message_id: str, role: Role,
+                     from_name: str, to_address: str, subject: str, text: str, has_html: bool,
+                     reason: str, now: datetime) -> dict[str, Any]:
+    """The `message` row that records a mail we send on the ticket (for Gathered.messages)."""
+    return {"id": new_id(session, Message), "ticket_id": ticket.id, "inbound_id": None,
+            "direction": Direction.OUT, "role": role, "message_id": message_id,
+            "dedupe_key": None, "from_address": ticket.mailbox, "from_name": from_name,
+            "to": [to_address], "cc": [], "subject": subject, "sent_at": now,
+            "received_at": now, "body_text": text, "has_html": has_html,
+            "thread_reason": reason, "internal": False, "defects": []}

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from maildesk.addresses import new_token
-from maildesk.db.models import (Attachment, Direction, Inbound, InboundStatus, Message,
-                                MessageReference, Outbox, OutboxStatus, Participant, Role, Ticket,
+from maildesk.db.models import (Direction, Inbound, InboundStatus, Message,
+                                Outbox, OutboxStatus, Participant, Role, Ticket,
                                 TicketEvent, TicketStatus)
+from maildesk.db.ids import new_id
 from maildesk.db.queries import next_ticket_number, takes_part
+from maildesk.effects.events import Gathered
 from maildesk.domain import EventKind
 from maildesk.pipeline.bounces import DeliveryReport
 from maildesk.pipeline.parse import ParsedMessage
@@ -21,7 +23,6 @@ from maildesk.search.index import index_message
 
 _KNOWN = select(Participant.id).where(Participant.ticket_id == bindparam("ticket_id"),
                                      Participant.address == bindparam("address"))
-_ADD_REFERENCES = insert(MessageReference.__table__)   # Core: one executemany
 # Of a mail's In-Reply-To and References, kept for `queries.tickets_referencing`: In-Reply-To,
 # then the newest References. Plenty for real threads, and a hostile mail naming thousands of
 # ids writes no more rows than this.
@@ -36,11 +37,14 @@ def stored_references(message: ParsedMessage) -> list[str]:
 
 
 def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -> Ticket:
-    """The new ticket the plan asks for, numbered and flushed (it has its id)."""
+    """The new ticket the plan asks for, numbered, with its id (drawn in advance: db/ids.py),
+    pending in the session. It gets both its tokens now: the agents' one is needed by its first
+    line notification, and set later it cost an UPDATE after the INSERT."""
     nt, deadlines = plan.new_ticket, plan.deadlines
     assert nt is not None
-    ticket = Ticket(number=next_ticket_number(session, first_number),
-                    reply_token=new_token(), subject=nt.subject,
+    ticket = Ticket(id=new_id(session, Ticket),
+                    number=next_ticket_number(session, first_number),
+                    reply_token=new_token(), agent_token=new_token(), subject=nt.subject,
                     subject_key=nt.subject_key, status=TicketStatus.NEW, priority=nt.priority,
                     line=nt.line, category=nt.category, language=nt.language,
                     requester=nt.requester, requester_name=nt.requester_name,
@@ -51,7 +55,6 @@ def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -
                     first_response_due_at=deadlines.first_response if deadlines else None,
                     resolution_due_at=deadlines.resolution if deadlines else None)
     session.add(ticket)
-    session.flush()
     return ticket
 
 
@@ -67,39 +70,42 @@ def join_ticket(session: Session, plan: Plan, at: datetime, now: datetime) -> Ti
 
 
 def _known(session: Session, ticket_id: int, address: str) -> bool:
-    with session.no_autoflush:   # only the ticket's activity is pending: the flush below
-        return session.scalar(_KNOWN, {"ticket_id": ticket_id, "address": address}) is not None
+    # On the connection: only the ticket's activity is pending, written with the cause.
+    return session.connection().scalar(
+        _KNOWN, {"ticket_id": ticket_id, "address": address}) is not None
 
 
-def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound) -> Message:
-    """The mail on its ticket (its sender a participant), with attachments and references;
-    indexed for search (with the ticket's subject when it opens the ticket)."""
+def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound,
+                   gathered: Gathered) -> Message:
+    """The mail on its ticket (its sender a participant), with attachments; its references
+    and search entries (with the ticket's subject when it opens the ticket) into `gathered`."""
     m, at = plan.message, inbound.received_at
     known = plan.new_ticket is None and (
         takes_part(session, ticket.id, plan.sender)   # decide's lookups saw it
         or _known(session, ticket.id, plan.sender))
     if plan.sender and not known:
-        session.add(Participant(ticket_id=ticket.id, address=plan.sender,
-                                name=m.from_.name if m.from_ else "", role=plan.role))
-    message = Message(
-        ticket_id=ticket.id, inbound_id=inbound.id, direction=Direction.IN, role=plan.role,
-        message_id=m.message_id, dedupe_key=dedupe_key(m), from_address=plan.sender,
-        from_name=m.from_.name if m.from_ else "", to=[a.address for a in m.to],
-        cc=[a.address for a in m.cc], subject=m.subject, sent_at=m.date, received_at=at,
-        body_text=m.text, has_html=m.has_html, thread_reason=plan.thread.reason,
-        internal=plan.internal, defects=list(m.defects))
-    session.add(message)
-    session.flush()
-    references = stored_references(m)
-    if references:
-        session.execute(_ADD_REFERENCES, [
-            {"message_id": message.id, "ticket_id": ticket.id, "referenced_id": r}
-            for r in references])
-    session.add_all(Attachment(message_id=message.id, filename=a.filename[:512],
-                               content_type=a.content_type[:255], size=a.size, sha256=a.sha256,
-                               part=a.part[:64]) for a in m.attachments)
-    with session.no_autoflush:   # the attachments can wait for the next flush
-        index_message(session, message, ticket=ticket if plan.new_ticket is not None else None)
+        gathered.participants.append({"ticket_id": ticket.id, "address": plan.sender,
+                                      "name": m.from_.name if m.from_ else "",
+                                      "role": plan.role})
+    row = {"id": new_id(session, Message), "ticket_id": ticket.id, "inbound_id": inbound.id,
+           "direction": Direction.IN, "role": plan.role, "message_id": m.message_id,
+           "dedupe_key": dedupe_key(m), "from_address": plan.sender,
+           "from_name": m.from_.name if m.from_ else "", "to": [a.address for a in m.to],
+           "cc": [a.address for a in m.cc], "subject": m.subject, "sent_at": m.date,
+           "received_at": at, "body_text": m.text, "has_html": m.has_html,
+           "thread_reason": plan.thread.reason, "internal": plan.internal,
+           "defects": list(m.defects)}
+    gathered.messages.append(row)
+    message = Message(**row)   # not in the session: what the effects read of the mail
+    gathered.references.extend(
+        {"message_id": row["id"], "ticket_id": ticket.id, "referenced_id": r}
+        for r in stored_references(m))
+    gathered.attachments.extend(
+        {"message_id": row["id"], "filename": a.filename[:512],
+         "content_type": a.content_type[:255], "size": a.size, "sha256": a.sha256,
+         "part": a.part[:64]} for a in m.attachments)
+    index_message(gathered.search, message,
+                  ticket=ticket if plan.new_ticket is not None else None)
     return message
 
 
@@ -125,6 +131,7 @@ def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outb
         ticket = session.get_one(Ticket, outbox.ticket_id)
         number = ticket.number
         message = Message(
+            id=new_id(session, Message),
             ticket_id=ticket.id, inbound_id=inbound.id, direction=Direction.IN, role=Role.SYSTEM,
             message_id=bounce.message_id, dedupe_key=dedupe_key(bounce),
             from_address=bounce.from_.address if bounce.from_ else inbound.mail_from,
@@ -133,7 +140,6 @@ def apply_bounce(session: Session, inbound: Inbound, bounce: ParsedMessage, outb
             body_text=bounce.text, has_html=bounce.has_html, thread_reason="bounce",
             internal=True, defects=list(bounce.defects))
         session.add(message)
-        session.flush()
         session.add(TicketEvent(ticket_id=ticket.id, at=inbound.received_at,
                                 kind=EventKind.BOUNCE if report.failed else EventKind.DELIVERY_NOTICE,
                                 actor=None, data={"outbox_id": outbox.id, "summary": summary,

@@ -135,4 +135,4 @@ def _carry_out(session: Session, timer: TicketTimer, settings: Settings, compose
     else:
         ticket.updated_at = now
         apply_effects(ctx, timer_effects(action, timer.kind, timer.data.get("due"), ticket.line))
-    ctx.write_events()
+    ctx.write_rows()

@@ -55,7 +55,7 @@ class DbLookups:
         return first if value is None else value + 1
 
     def duplicate_of(self, key: str) -> tuple[int, int] | None:
-        row = self.session.execute(_EARLIER, {"key": key}).first()
+        row = self.session.connection().execute(_EARLIER, {"key": key}).first()
         return (row.id, row.number) if row is not None else None
 
     def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None:

@@ -6,26 +6,20 @@ internal notes, flagged), with the subject of the ticket it opens; not the mail 
 (acknowledgements, notifications) nor bounce reports. A message row holds the stems of the
 mail's subject and of its text, so a query whose words are spread over the two ("Принтер HP" /
 "не печатает с утра") still finds the mail; only the first MAX_TEXT characters of a text are
-analysed (a pasted log or a base64 blob says nothing more). On SQLite the insert also fills the
+analysed (a pasted log or a base64 blob says nothing more). On SQLite an insert also fills the
 FTS5 table `search_fts` (a trigger, migration 0010); on PostgreSQL the row's generated tsvector
 `tsv` (to_tsvector('simple', stems)) and its GIN index follow.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
-
 from maildesk.analyzer import analyze
-from maildesk.db.models import Message, SearchEntry, Ticket
+from maildesk.db.models import Message, Ticket
 
 SUBJECT = "subject"
 MESSAGE = "message"
 # Characters of one text that are analysed (migration 0010 back-fills with the same bound).
 MAX_TEXT = 100_000
-# On the table (Core): the subject's row (no message) and the mail's go in as one executemany,
-# without the ORM's bulk machinery.
-_INSERT = insert(SearchEntry.__table__)
 
 
 def stems(*texts: str | None) -> str:
@@ -43,9 +37,10 @@ def message_entry(message: Message) -> dict:
             "internal": bool(message.internal), "stems": stems(message.subject, message.body_text)}
 
 
-def index_message(session: Session, message: Message, *, ticket: Ticket | None = None) -> None:
-    """Index a mail just recorded (flushed: it has its id), and the subject of `ticket` when
-    the mail opened it. One INSERT statement."""
-    rows = [subject_entry(ticket)] if ticket is not None else []
+def index_message(rows: list[dict], message: Message, *, ticket: Ticket | None = None) -> None:
+    """The entries of a mail just recorded (it has its id), and of the subject of `ticket`
+    when the mail opened it, added to `rows`: the caller inserts them in one executemany
+    with the cause's other rows (effects/events.py)."""
+    if ticket is not None:
+        rows.append(subject_entry(ticket))
     rows.append(message_entry(message))
-    session.execute(_INSERT, rows)

@@ -136,7 +136,7 @@ def queue_report_mail(session: Session, settings: Settings, prepared: PreparedRe
                                     message_id=message_id, date=now)
         ids.append(queue_outgoing(session, settings, ticket_id=None, kind=KIND,
                                   message_id=message_id, mailbox=sender, to_address=to,
-                                  data=data, now=now).id)
+                                  data=data, now=now))
     return ids
 
 
