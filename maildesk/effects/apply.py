@@ -285,17 +285,16 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
     opened = plan.new_ticket is not None
     ticket = open_ticket(session, plan, at, first_number) if opened \
         else join_ticket(session, plan, at, now)
-    gathered = Gathered()
+    gathered = Gathered(tickets=[ticket])
     row = record_message(session, plan, ticket, inbound, gathered)
     ctx = Applying(session, settings, composer, now, ticket, key=str(inbound.id),
                    cause={"message_id": row.id}, at=at, actor=plan.sender,
                    actor_name=sender_name, message=plan.message, row=row, plan=plan,
                    sla_changed=opened, fresh_ticket=opened, rows=gathered)
     apply_effects(ctx, plan.effects)
-    inbound.status = InboundStatus.DONE
-    inbound.processed_at = now
-    inbound.reason = None
-    ctx.write_rows()   # one flush for all of it, then the gathered rows
+    gathered.inbound.append({"b_id": inbound.id, "status": InboundStatus.DONE, "reason": None,
+                             "processed_at": now})
+    ctx.write_rows()   # the ticket, then the gathered rows, a table at a time
     return Applied(ticket, row, ctx.queued_mail)
 
 

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.orm import Session
+from sqlalchemy import Column, Update, bindparam, insert, inspect, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
-from maildesk.db.models import (Attachment, Message, MessageReference, Outbox, Participant,
-                                SearchEntry, TicketEvent, TicketTimer)
+from maildesk.db.models import (Attachment, Inbound, Message, MessageReference, Outbox,
+                                Participant, SearchEntry, Ticket, TicketEvent, TicketTimer)
 
 EventRows = list[dict[str, Any]]
 Rows = list[dict[str, Any]]
@@ -41,6 +42,8 @@ def event_row(ticket_id: int, at: datetime, kind: str, actor: str | None,
 class Gathered:
     """One cause's rows, until `write`."""
 
+    tickets: list[Ticket] = field(default_factory=list)   # its ticket: made or changed by it
+    inbound: Rows = field(default_factory=list)   # the end state of the mail behind it
     messages: Rows = field(default_factory=list)
     attachments: Rows = field(default_factory=list)
     search: Rows = field(default_factory=list)
@@ -51,13 +54,19 @@ class Gathered:
     events: EventRows = field(default_factory=list)
 
     def write(self, session: Session) -> None:
-        """Flush what is pending (the rows' ticket), insert the gathered rows, forget them."""
+        """Write the tickets, flush what else is pending, insert the gathered rows, forget
+        them."""
         batches = (self.messages, self.attachments, self.search, self.references,
                    self.participants, self.outbox, self.timers, self.events)
-        session.flush()
-        if not any(batches):
+        for ticket in self.tickets:
+            write_ticket(session, ticket)
+        session.flush()   # what the rarer paths keep as ORM objects (a bounce's note)
+        if not any(batches) and not self.inbound:
             return
         conn = session.connection()
+        if self.inbound:
+            conn.execute(_INBOUND_DONE, self.inbound)
+            self.inbound.clear()
         for statement, rows in zip(_INSERTS, batches):
             if rows:
                 conn.execute(statement, rows)
@@ -66,3 +75,49 @@ class Gathered:
     def messages_of(self, ticket_id: int) -> Rows:
         """The mails this cause records on the ticket and has not written yet."""
         return [m for m in self.messages if m["ticket_id"] == ticket_id]
+
+
+_TICKET = Ticket.__table__
+_ADD_TICKET = insert(_TICKET)
+_TICKET_COLUMNS = {c.key: c for c in _TICKET.columns}
+_CHANGES: dict[frozenset[str], Update] = {}   # UPDATE statements by the columns they set
+_INBOUND_DONE = (update(Inbound.__table__).where(Inbound.__table__.c.id == bindparam("b_id"))
+                 .values(status=bindparam("status"), reason=bindparam("reason"),
+                         processed_at=bindparam("processed_at")))
+
+
+def write_ticket(session: Session, ticket: Ticket) -> None:
+    """The ticket as a cause left it, by Core: the ORM's flush cost several times the
+    statement. A new one (made by effects/record.py, not yet in the session) is inserted with
+    every column and then joins the session as if loaded; one loaded before gets an UPDATE
+    of the columns that changed, which then count as unchanged."""
+    state = inspect(ticket)
+    if state.transient:
+        values = {key: state.dict[key] if key in state.dict else _default(column)
+                  for key, column in _TICKET_COLUMNS.items()}
+        session.connection().execute(_ADD_TICKET, values)
+        for key, value in values.items():
+            if key not in state.dict:
+                setattr(ticket, key, value)
+        make_transient_to_detached(ticket)
+        session.add(ticket)
+        return
+    changed = {key: state.dict[key] for key in state.committed_state if key in _TICKET_COLUMNS}
+    if not changed:
+        return
+    keys = frozenset(changed)
+    statement = _CHANGES.get(keys)
+    if statement is None:
+        statement = _CHANGES[keys] = (
+            update(_TICKET).where(_TICKET.c.id == bindparam("b_id"))
+            .values({key: bindparam(key) for key in keys}))
+    session.connection().execute(statement, {**changed, "b_id": ticket.id})
+    for key, value in changed.items():
+        set_committed_value(ticket, key, value)
+
+
+def _default(column: Column[Any]) -> Any:
+    default = column.default
+    if default is None:
+        return None
+    return default.arg(None) if default.is_callable else default.arg   # type: ignore[attr-defined]

@@ -38,7 +38,7 @@ def stored_references(message: ParsedMessage) -> list[str]:
 
 def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -> Ticket:
     """The new ticket the plan asks for, numbered, with its id (drawn in advance: db/ids.py),
-    pending in the session. It gets both its tokens now: the agents' one is needed by its first
+    written with the cause's other rows. It gets both its tokens now: the agents' one is needed by its first
     line notification, and set later it cost an UPDATE after the INSERT."""
     nt, deadlines = plan.new_ticket, plan.deadlines
     assert nt is not None
@@ -54,8 +54,7 @@ def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -
                     first_line=nt.line, escalation_count=0, reopen_count=0,
                     first_response_due_at=deadlines.first_response if deadlines else None,
                     resolution_due_at=deadlines.resolution if deadlines else None)
-    session.add(ticket)
-    return ticket
+    return ticket   # not in the session: Gathered.write inserts it (effects/events.py)
 
 
 def join_ticket(session: Session, plan: Plan, at: datetime, now: datetime) -> Ticket:

@@ -25,6 +25,7 @@ from maildesk.actions import (Effect, Event, MarkBreached, MoveToLine, NotifyLin
                               SetStatus, deadline_info)
 from maildesk.domain import EventKind
 from maildesk.effects.apply import Applying, apply_effects
+from maildesk.effects.events import Gathered
 from maildesk.effects.lifecycle import rearm, sla_state
 from maildesk.outbound.compose import Composer
 from maildesk.sla.schedule import RUNNING
@@ -78,6 +79,8 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
             with session.begin_nested():
                 _carry_out(session, timer, settings, composer, now)
         except Exception as exc:   # one bad timer must not hold up the others
+            # What it wrote by Core is undone with the savepoint; the ORM does not know.
+            session.expire_all()
             log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
             session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind=EventKind.TIMER_FAILED,
                                     actor=None, data={"timer": timer.id,
@@ -129,7 +132,7 @@ def _carry_out(session: Session, timer: TicketTimer, settings: Settings, compose
     action = decide(timer.kind, timer.stage, timer.data, sla_state(ticket), lines, now)
     ctx = Applying(session, settings, composer, now, ticket, key=f"timer.{timer.id}",
                    cause={"timer": timer.id}, at=now, contain_notifications=False,
-                   deadline=deadline_info(timer.data))
+                   deadline=deadline_info(timer.data), rows=Gathered(tickets=[ticket]))
     if action.stale:
         ctx.event(EventKind.TIMER_STALE, {"kind": timer.kind, "stage": timer.stage})
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -81,7 +82,8 @@ class Processor:
                  on_outbox: Callable[[], None] | None = None,
                  probes: TokenProbeGuard | None = None,
                  yield_to: Callable[[], bool] | None = None,
-                 write_turn: AbstractContextManager[Any] | None = None):
+                 write_turn: AbstractContextManager[Any] | None = None,
+                 hold_seconds: float | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
@@ -92,6 +94,9 @@ class Processor:
         # batch commits what is done at once and the rest waits for the next one.
         self.yield_to = yield_to
         self.write_turn = write_turn or nullcontext()   # SQLite: held while a batch writes
+        # SQLite: how long a batch may hold the write lock before it commits what is done
+        # (the outbox and the timers wait for it; intake is served by `yield_to`).
+        self.hold_seconds = hold_seconds
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
@@ -201,10 +206,18 @@ class Processor:
                                               Inbound.status == InboundStatus.PENDING)
                 rows = {row.id: row for row in session.scalars(claim)}
                 return self._apply_parsed(session, pending, rows, ready, parsed,
-                                          yield_to=self.yield_to)
+                                          yield_to=self._yield_check())
         finally:
             stop.set()
             parser.join()
+
+    def _yield_check(self) -> Callable[[], bool] | None:
+        """SQLite: asked after each message of a batch; True commits what is done."""
+        if self.hold_seconds is None:
+            return self.yield_to
+        until = time.monotonic() + self.hold_seconds
+        intake = self.yield_to
+        return lambda: time.monotonic() > until or (intake is not None and intake())
 
     def _apply_parsed(self, session: Session, pending: list[tuple[int, bytes]],
                       rows: dict[int, Inbound], ready: list[Parsed],
@@ -232,6 +245,9 @@ class Processor:
                 savepoint.commit()
             except Exception:
                 savepoint.rollback()
+                # The rows the message wrote by Core (its ticket's too) are undone with the
+                # savepoint, behind the ORM's back: what the session holds is read again.
+                session.expire_all()
                 outcome = self._failed(inbound, traceback.format_exc())
             outcomes.append(outcome)
         return outcomes

@@ -24,7 +24,7 @@ MAX_TEXT = 100_000
 
 def stems(*texts: str | None) -> str:
     """The stems of `texts`, in order, space-joined: what the engines index."""
-    return " ".join(s for t in texts if t for s in analyze(t[:MAX_TEXT]))
+    return " ".join([s for t in texts if t for s in analyze(t[:MAX_TEXT])])
 
 
 def subject_entry(ticket: Ticket) -> dict:
