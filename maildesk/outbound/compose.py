@@ -115,15 +115,19 @@ class Composer:
         built_in = BUILT_IN_TEMPLATES
         self.built_in = {html: self._environment(built_in, html) for html in (False, True)} \
             if built_in.is_dir() and built_in.resolve() != templates_dir.resolve() else None
+        self._own: dict[tuple[str, str], bool] = {}
+        self._no_html: set[tuple[int, str, str]] = set()
         self.languages = frozenset(p.name for p in templates_dir.iterdir()
                                    if p.is_dir() and (p / "autoreply.txt").exists()) \
             if templates_dir.is_dir() else frozenset()
 
     @staticmethod
     def _environment(templates_dir: Path, html: bool) -> SandboxedEnvironment:
+        # auto_reload off: a template is read once per Composer (a reload makes a new one),
+        # not checked on disk at every mail.
         env = SandboxedEnvironment(loader=FileSystemLoader(str(templates_dir)),
                                    undefined=StrictUndefined, autoescape=html,
-                                   keep_trailing_newline=True)
+                                   keep_trailing_newline=True, auto_reload=False)
         # datetime, by_time, on_time, zone (maildesk.outbound.when), in the context's `lang`.
         env.filters.update(WHEN_FILTERS)
         return env
@@ -141,16 +145,22 @@ class Composer:
 
     def own(self, name: str, lang: str) -> bool:
         """Whether the desk's templates/ has this template (else the built-in one is used)."""
-        return (self.templates_dir / lang / f"{name}.txt").is_file()
+        found = self._own.get((name, lang))
+        if found is None:
+            found = self._own[name, lang] = (self.templates_dir / lang / f"{name}.txt").is_file()
+        return found
 
     def render(self, name: str, lang: str, context: dict[str, Any]) -> Rendered:
         envs = self.envs if self.own(name, lang) or self.built_in is None else self.built_in
         subject = self._render(envs, f"{name}.subject.txt", lang, context, html=False)
         text = self._render(envs, f"{name}.txt", lang, context, html=False)
-        try:
-            html = self._render(envs, f"{name}.html", lang, context, html=True)
-        except TemplateNotFound:
-            html = None
+        html = None
+        key = (id(envs), name, lang)
+        if key not in self._no_html:   # looked for once: a missing one is not looked for again
+            try:
+                html = self._render(envs, f"{name}.html", lang, context, html=True)
+            except TemplateNotFound:
+                self._no_html.add(key)
         return Rendered(clean_header(subject), text, html)
 
     def check(self, sample: dict[str, Any],
