@@ -20,6 +20,7 @@ from maildesk.actions import (Acknowledge, AddTags, AnswerSearch, Assign, Client
                               MailClient, MarkBreached, MoveToLine, NotifyLine, Rate, Rearm,
                               RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
+from maildesk.db.ids import draw_ids, release_ids
 from maildesk.db.models import Inbound, InboundStatus, Message, Role, Ticket, TicketStatus
 from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
@@ -281,6 +282,18 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                first_number: int, settings: Settings, composer: Composer,
                sender_name: str = "") -> Applied:
     """Write what the plan says; the caller commits."""
+    # PostgreSQL: the ids it will likely need, in one statement (db/ids.py).
+    draw_ids(session, ticket=int(plan.new_ticket is not None), message=2, outbox=2)
+    try:
+        return _apply_plan(session, plan, inbound, now=now, first_number=first_number,
+                           settings=settings, composer=composer, sender_name=sender_name)
+    finally:
+        release_ids(session)
+
+
+def _apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
+                first_number: int, settings: Settings, composer: Composer,
+                sender_name: str) -> Applied:
     at = inbound.received_at
     opened = plan.new_ticket is not None
     ticket = open_ticket(session, plan, at, first_number) if opened \
