@@ -1,13 +1,13 @@
-"""What a cause writes besides its ticket, gathered as rows and written at its end.
+"""What a cause writes, gathered and written at its end by Core, not by the ORM's flush.
 
-The mails it records (with their attachments, references and search entries), new
-participants, outgoing mail, new timers and ticket events: rows nothing reads back from the
-database while the cause runs (what does read them, a line notification's history, gets the
-gathered ones from here). Gathered in the order they happen, each table's go in as one
-executemany (the same ids in the same order as row by row), after one flush of the ORM objects
-(the ticket, new or changed: these rows name it). Their own ids are drawn in advance where
-other rows name them (db/ids.py). Whoever gathers rows writes them before the cause's
-transaction (or savepoint) ends.
+Its ticket (new: one INSERT of every column; loaded: one UPDATE of what changed), the end state
+of the mail behind it, the mails it records (with their attachments, references and search
+entries), new participants, outgoing mail, new timers and ticket events: rows nothing reads back
+from the database while the cause runs (what does read them, a line notification's history,
+gets the gathered ones from here). Gathered in the order they happen, each table's go in as one
+executemany (the same ids in the same order as row by row), the ticket first: these rows name
+it. Their own ids are drawn in advance where other rows name them (db/ids.py). Whoever gathers
+rows writes them before the cause's transaction (or savepoint) ends.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def stored_references(message: ParsedMessage) -> list[str]:
 
 def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -> Ticket:
     """The new ticket the plan asks for, numbered, with its id (drawn in advance: db/ids.py),
-    written with the cause's other rows. It gets both its tokens now: the agents' one is needed by its first
-    line notification, and set later it cost an UPDATE after the INSERT."""
+    written with the cause's other rows. It gets both its tokens now: the agents' one is
+    needed by its first line notification, and set later it cost an UPDATE after the INSERT."""
     nt, deadlines = plan.new_ticket, plan.deadlines
     assert nt is not None
     ticket = Ticket(id=new_id(session, Ticket),
