@@ -246,7 +246,8 @@ class Processor:
             except Exception:
                 savepoint.rollback()
                 # The rows the message wrote by Core (its ticket's too) are undone with the
-                # savepoint, behind the ORM's back: what the session holds is read again.
+                # savepoint; the ORM expires what it saw change, and to be sure of the ticket
+                # written by Core and marked unchanged (effects/events.py), all is read again.
                 session.expire_all()
                 outcome = self._failed(inbound, traceback.format_exc())
             outcomes.append(outcome)
