@@ -148,7 +148,7 @@ def test_each_line_gets_one_digest_per_morning_listing_exactly_its_own_tickets(m
     assert sweep(restarted) == 0
     assert digests(desk, LINE1) == [] and digests(desk, LINE2) == []
     with desk.ctx.make_session() as s:
-        rows = list(s.scalars(select(Outbox).where(Outbox.kind == "digest")))
+        rows = list(s.scalars(select(Outbox).where(Outbox.kind == "digest").order_by(Outbox.id)))
     assert [(r.ticket_id, r.recipients) for r in rows] == [(None, [LINE1]), (None, [LINE2])]
 
     # Tuesday: the next one.
