@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -286,7 +286,7 @@ class TimersThread(Worker):
         from maildesk.outbound.compose import Composer
 
         self.ctx = ctx
-        self.write_turn = write_turn or nullcontext()
+        self.write_turn = write_turn   # run_timers holds it for its transaction
         self.settings = ctx.settings
         self.composer = Composer(ctx.settings.templates_dir)
         self.on_outbox = on_outbox

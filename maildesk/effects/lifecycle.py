@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
@@ -24,10 +24,6 @@ from maildesk.sla.schedule import RUNNING, Schedule, SlaState, TimerSpec, schedu
 _TIMERS = select(TicketTimer).where(TicketTimer.ticket_id == bindparam("ticket_id"),
                                     TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED]))
 _LOCK_TICKET = select(Ticket.id).where(Ticket.id == bindparam("ticket_id")).with_for_update()
-# New timers in one executemany on the table (Core): as ORM objects each was an INSERT ...
-# RETURNING of its own, and nothing reads them back but through _TIMERS (after
-# Gathered.write).
-_ADD_TIMERS = insert(TicketTimer.__table__)
 
 
 def change_status(ticket: Ticket, status: TicketStatus, now: datetime) -> bool:
@@ -79,7 +75,6 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *
     else:
         if gathered is not None:
             gathered.write(session)   # timers an earlier rearm of this cause gathered
-
         if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
             # The ticket's row lock before any of its timers' (as the timer sweep takes them):
             # one order for everyone, so a sweeper and the processor never deadlock.
@@ -126,9 +121,8 @@ def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
     added = [_row(ticket, spec, now) for key, spec in wanted.items() if key not in pending]
     if gathered is not None:
         gathered.timers.extend(added)
-    elif added:
-        session.flush()   # their ticket may be pending still (an id drawn in advance)
-        session.connection().execute(_ADD_TIMERS, added)
+    elif added:   # one executemany (effects/events.py), after their ticket
+        Gathered(timers=added).write(session)
 
 
 def _identity(kind: str, stage: str, due: datetime, key: str) -> tuple[str, str, str, str]:

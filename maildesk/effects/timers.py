@@ -79,7 +79,8 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
             with session.begin_nested():
                 _carry_out(session, timer, settings, composer, now)
         except Exception as exc:   # one bad timer must not hold up the others
-            # What it wrote by Core is undone with the savepoint; the ORM does not know.
+            # What it wrote by Core is undone with the savepoint; the ticket it wrote by Core
+            # and marked unchanged (effects/events.py) is read again, as all the rest.
             session.expire_all()
             log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
             session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind=EventKind.TIMER_FAILED,
