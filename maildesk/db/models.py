@@ -350,8 +350,9 @@ class Outbox(Base):
 
     __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
                       Index("ix_outbox_kind_created_at", "kind", "created_at"),
-                      Index("ix_outbox_recipient_domain_created_at", "recipient_domain",
-                            "created_at"))
+                      # The per-domain autoreply count (db/queries.py), from the index alone.
+                      Index("ix_outbox_recipient_domain_kind_created_at", "recipient_domain",
+                            "kind", "created_at"))
 
 
 class ImapFolder(Base):

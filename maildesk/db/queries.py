@@ -51,7 +51,8 @@ _HISTORY = (select(func.count().filter(Outbox.kind == "autoreply",
                    .label("bounced"))
             .select_from(Outbox).join(Ticket, Ticket.id == Outbox.ticket_id)
             .where(Ticket.requester == bindparam("address"))).subquery()
-# Two counts, each on its own index: (recipient_domain, created_at) and (kind, created_at).
+# Two counts, each from an index alone: (recipient_domain, kind, created_at) and (kind,
+# created_at).
 _TO_DOMAIN = (select(func.count()).select_from(Outbox)
               .where(Outbox.recipient_domain == bindparam("domain"),
                      Outbox.created_at >= bindparam("since"), Outbox.kind == "autoreply")
