@@ -25,6 +25,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import date
+from functools import lru_cache
 
 # Local parts longer than 64 octets break mail clients and MTAs (RFC 5321 §4.5.3.1.1).
 MAX_LOCAL_PART = 64
@@ -32,6 +33,7 @@ MAX_LOCAL_PART = 64
 TOKEN_BYTES = 16                      # 128 bits
 TOKEN_LENGTH = 26                     # base32 of 16 bytes, without padding
 MAC_LENGTH = 16                       # 80 bits of HMAC-SHA256 in base32
+_MAC_BYTES = 5 * -(-MAC_LENGTH // 8)   # the digest bytes those characters are written from
 KEY_ID_LENGTH = 2
 _EPOCH = date(1970, 1, 1)
 
@@ -169,6 +171,7 @@ class SigningKeys:
         return self.keys[0]
 
 
+@lru_cache(maxsize=16)
 def key_id(key: bytes) -> str:
     """A short name of a key (not secret: derived one way), so a tag says which key signed it."""
     return _b32(hashlib.sha256(b"maildesk key id\0" + key).digest())[:KEY_ID_LENGTH]
@@ -197,7 +200,8 @@ class BounceTag:
 
 def _mac(key: bytes, outbox_id: int, kid: str, day: int) -> str:
     msg = f"maildesk bounce\0{outbox_id}\0{kid}\0{day}".encode("ascii")
-    return _b32(hmac.new(key, msg, hashlib.sha256).digest())[:MAC_LENGTH]
+    # base32 writes 5 bytes as 8 characters: the MAC's characters come from its first bytes.
+    return _b32(hmac.new(key, msg, hashlib.sha256).digest()[:_MAC_BYTES])[:MAC_LENGTH]
 
 
 def sign_bounce(keys: SigningKeys, outbox_id: int, day: date) -> BounceTag:

@@ -109,6 +109,16 @@ def analyze(text: str) -> list[str]:
     return [stem(w) for w in words(text) if w not in stop]
 
 
+# Characters of one text that are indexed for search (migration 0010 back-fills with the same
+# bound): a pasted log or a base64 blob says nothing more.
+MAX_INDEXED = 100_000
+
+
+def index_stems(*texts: str | None) -> str:
+    """The stems of `texts`, in order, space-joined: what the search engines index."""
+    return " ".join([s for t in texts if t for s in analyze(t[:MAX_INDEXED])])
+
+
 def terms(query: str) -> list[str]:
     """A query's distinct stems, in the order written."""
     return list(dict.fromkeys(analyze(query)))

@@ -114,6 +114,11 @@ def write_ticket(session: Session, ticket: Ticket) -> None:
     session.connection().execute(statement, {**changed, "b_id": ticket.id})
     for key, value in changed.items():
         set_committed_value(ticket, key, value)
+    if not state.committed_state:
+        # Nothing left unwritten: the ticket stops counting as touched, or every later flush
+        # of the batch walks the unit of work to find nothing to write (as costly as a
+        # statement). What the ORM's own flush does after writing (SQLAlchemy's private API).
+        state._commit_all(state.dict, session.identity_map)
 
 
 def _default(column: Column[Any]) -> Any:

@@ -104,7 +104,7 @@ def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inboun
          "content_type": a.content_type[:255], "size": a.size, "sha256": a.sha256,
          "part": a.part[:64]} for a in m.attachments)
     index_message(gathered.search, message,
-                  ticket=ticket if plan.new_ticket is not None else None)
+                  ticket=ticket if plan.new_ticket is not None else None, analysed=m.analysed)
     return message
 
 

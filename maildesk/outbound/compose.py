@@ -16,6 +16,7 @@ from datetime import datetime
 from email.header import Header
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
@@ -70,6 +71,7 @@ def ascii_address(address: str) -> bool:
     return _idna_domain(address).isascii()
 
 
+@lru_cache(maxsize=4096)   # the same desk and line addresses on most mails
 def format_address(address: str, name: str = "") -> str:
     """`Name <local@domain>` with the name RFC 2047-encoded when needed, the domain in IDNA."""
     return formataddr((clean_header(name, 200), clean_header(_idna_domain(address))),

@@ -6,7 +6,7 @@ parser's own modules (fields.py, walk.py) can build them without importing parse
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -49,6 +49,10 @@ class ParsedMessage:
     # The attachments' bytes, in the order of `attachments`, for forwarding them to a line
     # mailbox or relaying an agent's files; empty when together above MAX_FORWARD_BYTES.
     attachment_data: tuple[bytes, ...] = ()
+    # (subject, text, their search stems), worked out by the parse child beside parsing (on
+    # another core): the search entry takes the stems when the mail recorded has this subject
+    # and text. None when the message was parsed in the daemon's own process.
+    analysed: tuple[str, str, str] | None = field(default=None, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), decoded; None when absent."""

@@ -13,18 +13,14 @@ FTS5 table `search_fts` (a trigger, migration 0010); on PostgreSQL the row's gen
 
 from __future__ import annotations
 
-from maildesk.analyzer import analyze
+from maildesk.analyzer import MAX_INDEXED as MAX_TEXT, index_stems as stems
 from maildesk.db.models import Message, Ticket
 
 SUBJECT = "subject"
 MESSAGE = "message"
-# Characters of one text that are analysed (migration 0010 back-fills with the same bound).
-MAX_TEXT = 100_000
 
-
-def stems(*texts: str | None) -> str:
-    """The stems of `texts`, in order, space-joined: what the engines index."""
-    return " ".join([s for t in texts if t for s in analyze(t[:MAX_TEXT])])
+__all__ = ["MAX_TEXT", "MESSAGE", "SUBJECT", "index_message", "message_entry", "stems",
+           "subject_entry"]
 
 
 def subject_entry(ticket: Ticket) -> dict:
@@ -32,15 +28,23 @@ def subject_entry(ticket: Ticket) -> dict:
             "stems": stems(ticket.subject)}
 
 
-def message_entry(message: Message) -> dict:
+def message_entry(message: Message, analysed: tuple[str, str, str] | None = None) -> dict:
+    """`analysed`: (subject, text, their stems) as the parse child worked them out beside
+    parsing (pipeline/isolate.py); used when they are the mail's own subject and text."""
+    if analysed is not None and analysed[0] == message.subject \
+            and analysed[1] == message.body_text:
+        found = analysed[2]
+    else:
+        found = stems(message.subject, message.body_text)
     return {"kind": MESSAGE, "ticket_id": message.ticket_id, "message_id": message.id,
-            "internal": bool(message.internal), "stems": stems(message.subject, message.body_text)}
+            "internal": bool(message.internal), "stems": found}
 
 
-def index_message(rows: list[dict], message: Message, *, ticket: Ticket | None = None) -> None:
+def index_message(rows: list[dict], message: Message, *, ticket: Ticket | None = None,
+                  analysed: tuple[str, str, str] | None = None) -> None:
     """The entries of a mail just recorded (it has its id), and of the subject of `ticket`
     when the mail opened it, added to `rows`: the caller inserts them in one executemany
     with the cause's other rows (effects/events.py)."""
     if ticket is not None:
         rows.append(subject_entry(ticket))
-    rows.append(message_entry(message))
+    rows.append(message_entry(message, analysed))
