@@ -8,6 +8,7 @@ and non-ASCII text is RFC 2047-encoded by the email package.
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 import secrets
 import unicodedata
@@ -199,7 +200,7 @@ def new_message_id(domain: str) -> str:
 
 
 _CRLF = compat32.clone(linesep="\r\n")
-_HeaderList = list[tuple[str, str | Header]]
+_HeaderList = list[tuple[str, str]]
 
 
 def build_message(*, from_name: str, from_address: str, to_name: str, to_address: str,
@@ -217,24 +218,42 @@ def build_message(*, from_name: str, from_address: str, to_name: str, to_address
     for an autoreply, "auto-generated" for notifications (RFC 3834)."""
     headers: _HeaderList = [
         *_address_headers(from_name, from_address, to_name, to_address, cc),
-        ("Subject", encode_header(subject, "Subject")),
+        ("Subject", _Encoded(subject)),
         ("Date", format_datetime(date)),
         ("Message-ID", f"<{clean_header(message_id)}>"),
         *_reply_headers(in_reply_to, references, reply_to, from_name),
         *_auto_headers(auto),
     ]
-    out = [_fold(name, value) for name, value in headers]
+    out = [_encoded_line(name, value) if isinstance(value, _Encoded) else _fold(name, value)
+           for name, value in headers]
     out.append("MIME-Version: 1.0\r\n")
     return ("".join(out) + _mime_body(rendered, attachments)).encode("ascii")
 
 
-def _fold(name: str, value: str | Header) -> str:
+class _Encoded(str):
+    """A header value to clean and RFC 2047-encode (when not ASCII) before folding."""
+
+
+# An autoreply and the line notification of a new ticket have the same subject, and so do the
+# ticket's later mails; the email package's encoder tries every prefix of the value.
+@lru_cache(maxsize=2048)
+def _encoded_line(name: str, value: str) -> str:
+    encoded = encode_header(str(value), name)
+    return _fold(name, encoded) if isinstance(encoded, str) else _CRLF.fold(name, encoded)
+
+
+def _fold(name: str, value: str) -> str:
     """compat32's folding (`_CRLF.fold`), which leaves a one-line ASCII value that fits in 78
     columns as it is: that case, nearly every header, is written here directly (the email
     package's Header machinery cost more than the rest of the headers together)."""
-    if isinstance(value, str) and value.isascii() and len(name) + 2 + len(value) <= 78 \
+    if value.isascii() and len(name) + 2 + len(value) <= 78 \
             and "\r" not in value and "\n" not in value:
         return f"{name}: {value}\r\n"
+    return _long_line(name, value)
+
+
+@lru_cache(maxsize=2048)   # encoded names of the desk and its lines, recurring on most mails
+def _long_line(name: str, value: str) -> str:
     return _CRLF.fold(name, value)
 
 
@@ -316,7 +335,10 @@ def _attachment_part(att: OutgoingAttachment) -> str:
 
 def _text_part(text: str, subtype: str) -> str:
     """Content headers, blank line and body of one UTF-8 text part, base64 in 76-char lines."""
-    body = base64.encodebytes(text.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+    # What base64.encodebytes writes (76-character lines: 57 bytes each), in one C call and
+    # slices rather than one call per line.
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False).decode("ascii")
+    body = "".join([encoded[i:i + 76] + "\r\n" for i in range(0, len(encoded), 76)])
     return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
             f"Content-Transfer-Encoding: base64\r\n\r\n{body}")
 
