@@ -21,7 +21,7 @@ from maildesk.actions import (Acknowledge, AddTags, AnswerSearch, Assign, Client
                               RecordResponse, SetCategory, SetPriority, SetStatus, TellAgent)
 from maildesk.config.model import Settings
 from maildesk.db.ids import draw_ids, release_ids
-from maildesk.db.models import Inbound, InboundStatus, Message, Role, Ticket, TicketStatus
+from maildesk.db.models import Inbound, InboundStatus, Role, Ticket, TicketStatus
 from maildesk.domain import EventKind
 from maildesk.effects.autoreply import compose_autoreply, queue_autoreply
 from maildesk.effects.events import EventRows, Gathered, event_row
@@ -30,8 +30,8 @@ from maildesk.effects.metrics import record_resolution, record_response
 from maildesk.effects.notify import (Built, forwardable, line_notification,
                                      queue_built, queue_command_error,
                                      queue_search_results, queue_to_client)
-from maildesk.effects.record import (MAX_STORED_REFERENCES, apply_bounce, join_ticket,
-                                     mark_inbound, open_ticket, record_message,
+from maildesk.effects.record import (MAX_STORED_REFERENCES, MailRow, apply_bounce,
+                                     join_ticket, mark_inbound, open_ticket, record_message,
                                      stored_references)
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.parse import ParsedMessage
@@ -55,7 +55,7 @@ class Applying:
     actor: str | None = None        # who: the mail's sender; None for a timer
     actor_name: str = ""
     message: ParsedMessage | None = None
-    row: Message | None = None
+    row: MailRow | None = None
     plan: Plan | None = None
     contain_notifications: bool = True   # a failed notification costs the cause nothing else
     deadline: Mapping[str, Any] | None = None   # a timer's: shown in its notifications
@@ -227,7 +227,10 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             actor=ctx.actor if e.by_actor else None, from_line=e.from_line, to=e.to,
             reason=e.reason, deadline=dict(deadline) if deadline else None,
             articles=[dict(a) for a in e.articles],
-            pending=ctx.rows.messages_of(ctx.ticket.id))
+            pending=ctx.rows.messages_of(ctx.ticket.id),
+            # A ticket this cause opened has none of its mails in the database before the
+            # cause's rows are first written.
+            stored=not (ctx.fresh_ticket and not ctx.rows.written))
 
     deadline = e.deadline or ctx.deadline
     if not ctx.contain_notifications:
@@ -273,7 +276,7 @@ def apply_effects(ctx: Applying, effects: Iterable[Effect]) -> None:
 @dataclass(frozen=True)
 class Applied:
     ticket: Ticket
-    message: Message
+    message: MailRow
     queued_mail: bool = False
     notes: tuple[str, ...] = field(default=())
 

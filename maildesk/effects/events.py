@@ -52,12 +52,14 @@ class Gathered:
     outbox: Rows = field(default_factory=list)
     timers: Rows = field(default_factory=list)
     events: EventRows = field(default_factory=list)
+    written: bool = False   # has `write` run (rows of this cause may be in the database)?
 
     def write(self, session: Session) -> None:
         """Write the tickets, flush what else is pending, insert the gathered rows, forget
         them."""
         batches = (self.messages, self.attachments, self.search, self.references,
                    self.participants, self.outbox, self.timers, self.events)
+        self.written = True
         for ticket in self.tickets:
             write_ticket(session, ticket)
         session.flush()   # what the rarer paths keep as ORM objects (a bounce's note)

@@ -38,6 +38,7 @@ from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, b
                                        new_message_id)
 from maildesk.effects.events import Gathered, event_row
 from maildesk.effects.outgoing import client_reply_address, outgoing_message, queue_outgoing
+from maildesk.effects.record import MailRow
 from maildesk.pipeline.agent import COMMAND_HELP
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.reply import MARKER
@@ -200,12 +201,13 @@ def forwardable(message: ParsedMessage, *, include_inline: bool) -> list[Outgoin
 def line_notification(session: Session, ticket: Ticket, settings: Settings,
                       composer: Composer, *, now: datetime, event: str, key: str,
                       line: Line | None = None, message: ParsedMessage | None = None,
-                      message_row: Message | None = None, text: str | None = None,
+                      message_row: MailRow | None = None, text: str | None = None,
                       actor: str | None = None, from_line: str | None = None,
                       to: str | None = None, reason: str = "",
                       deadline: dict[str, Any] | None = None,
                       articles: Sequence[Mapping[str, Any]] = (),
-                      pending: Sequence[Mapping[str, Any]] = ()) -> Built | None:
+                      pending: Sequence[Mapping[str, Any]] = (),
+                      stored: bool = True) -> Built | None:
     """The line notification, built (None: the ticket has no line): it reads the ticket's
     history but writes nothing, so a template that fails costs nothing to undo.
 
@@ -220,7 +222,8 @@ def line_notification(session: Session, ticket: Ticket, settings: Settings,
     attachments = forwardable(message, include_inline=True) if message is not None else []
     context.update(event=event, actor=actor or "", from_line=from_line or "",
                    message=_current(message_row, message, attachments, text, zone),
-                   history=_history(session, ticket, line, message_row, zone, pending),
+                   history=_history(session, ticket, line, message_row, zone, pending,
+                                    stored),
                    earlier_tickets=_earlier(session, ticket, line, settings, zone),
                    marker=MARKER, reason=reason, now=now,
                    # An external line (a vendor) is not shown internal articles.
@@ -239,7 +242,7 @@ def line_notification(session: Session, ticket: Ticket, settings: Settings,
     return build(ticket, mail, settings, now=now)
 
 
-def _current(row: Message | None, message: ParsedMessage | None,
+def _current(row: MailRow | None, message: ParsedMessage | None,
              attachments: Sequence[OutgoingAttachment], text: str | None,
              zone: ZoneInfo) -> dict[str, Any] | None:
     """The mail the notification is about (None: it is about the ticket, not a mail)."""
@@ -254,12 +257,15 @@ def _current(row: Message | None, message: ParsedMessage | None,
                             for a in (message.attachments if message else ())]}
 
 
-def _history(session: Session, ticket: Ticket, line: Line, row: Message | None,
-             zone: ZoneInfo, pending: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+def _history(session: Session, ticket: Ticket, line: Line, row: MailRow | None,
+             zone: ZoneInfo, pending: Sequence[Mapping[str, Any]] = (),
+             stored: bool = True) -> list[dict[str, Any]]:
     """The ticket's latest mails, newest first; an external line sees no internal ones.
-    `pending`: the ticket's mails this cause records and has not written yet (Gathered)."""
-    stored = session.connection().execute(_HISTORY, {"ticket_id": ticket.id}).all()
-    mails = sorted([*stored, *(SimpleNamespace(**m) for m in pending)],
+    `pending`: the ticket's mails this cause records and has not written yet (Gathered);
+    `stored` False: the database has none of them yet (a ticket the cause opened)."""
+    found = session.connection().execute(_HISTORY, {"ticket_id": ticket.id}).all() \
+        if stored else []
+    mails = sorted([*found, *(SimpleNamespace(**m) for m in pending)],
                    key=lambda m: m.id, reverse=True)
     history = []
     for m in mails:

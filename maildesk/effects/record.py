@@ -4,6 +4,7 @@ attachments and references; a bounce of our own mail; the inbound row's end stat
 from __future__ import annotations
 
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -74,8 +75,23 @@ def _known(session: Session, ticket_id: int, address: str) -> bool:
         _KNOWN, {"ticket_id": ticket_id, "address": address}) is not None
 
 
+class MailRow(SimpleNamespace):
+    """A recorded mail's columns as the effects read them (its notification, its search
+    entry). Not an ORM object: the row goes in by Core with the cause's others, and building
+    an instrumented Message cost more than inserting it."""
+
+    id: int
+    ticket_id: int
+    subject: str
+    body_text: str
+    from_name: str
+    from_address: str
+    received_at: datetime
+    internal: bool
+
+
 def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inbound,
-                   gathered: Gathered) -> Message:
+                   gathered: Gathered) -> MailRow:
     """The mail on its ticket (its sender a participant), with attachments; its references
     and search entries (with the ticket's subject when it opens the ticket) into `gathered`."""
     m, at = plan.message, inbound.received_at
@@ -95,7 +111,7 @@ def record_message(session: Session, plan: Plan, ticket: Ticket, inbound: Inboun
            "thread_reason": plan.thread.reason, "internal": plan.internal,
            "defects": list(m.defects)}
     gathered.messages.append(row)
-    message = Message(**row)   # not in the session: what the effects read of the mail
+    message = MailRow(**row)   # what the effects read of the mail
     gathered.references.extend(
         {"message_id": row["id"], "ticket_id": ticket.id, "referenced_id": r}
         for r in stored_references(m))
