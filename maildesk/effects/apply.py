@@ -62,6 +62,7 @@ class Applying:
     sla_changed: bool = False
     queued_mail: bool = False
     fresh_ticket: bool = False      # opened by this cause: it has no timers yet
+    opened: bool = False            # this cause opened the ticket
     rows: Gathered = field(default_factory=Gathered)   # written by write_rows (events.py)
 
     def event(self, kind: EventKind, data: dict[str, Any], actor: str | None = None) -> None:
@@ -230,7 +231,7 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
             pending=ctx.rows.messages_of(ctx.ticket.id),
             # A ticket this cause opened has none of its mails in the database before the
             # cause's rows are first written.
-            stored=not (ctx.fresh_ticket and not ctx.rows.written))
+            stored=not (ctx.opened and not ctx.rows.written))
 
     deadline = e.deadline or ctx.deadline
     if not ctx.contain_notifications:
@@ -306,7 +307,7 @@ def _apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime
     ctx = Applying(session, settings, composer, now, ticket, key=str(inbound.id),
                    cause={"message_id": row.id}, at=at, actor=plan.sender,
                    actor_name=sender_name, message=plan.message, row=row, plan=plan,
-                   sla_changed=opened, fresh_ticket=opened, rows=gathered)
+                   sla_changed=opened, fresh_ticket=opened, opened=opened, rows=gathered)
     apply_effects(ctx, plan.effects)
     gathered.inbound.append({"b_id": inbound.id, "status": InboundStatus.DONE, "reason": None,
                              "processed_at": now})
