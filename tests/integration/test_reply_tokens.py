@@ -146,3 +146,38 @@ def test_after_the_threshold_an_ip_gets_550_for_token_addresses_and_others_do_no
         p.close()
     with ctx.make_session() as s:
         assert len([m for m in s.get(Ticket, t.id).messages if m.direction.value == "in"]) == 2
+
+
+def test_a_batch_run_again_after_a_failure_counts_a_wrong_token_once(ctx, monkeypatch):
+    """A batch runs without a savepoint per mail; when one fails, the batch is rolled back and
+    run again, each mail on its own. What the first run decided about the mails before the
+    failing one is not kept: a wrong token is counted against the IP once, not twice."""
+    from maildesk.effects import apply as applying
+
+    guard = TokenProbeGuard(threshold=20)
+    p = Processor(ctx.settings, ctx.make_session, ctx.clock, probes=guard)
+    try:
+        t = deliver(ctx, p, mail(sender="jane@customer.example"))
+        wrong = f"support+{t.number}-{addresses.new_token()}@example.com"
+        probing = from_ip(ctx, mail(sender="jane@customer.example", subject="zz"), "127.0.0.7",
+                          rcpt=(wrong,))
+        failing = from_ip(ctx, mail(sender="bob@customer.example", subject="broken"),
+                          "127.0.0.8")
+        later = from_ip(ctx, mail(sender="ann@customer.example", subject="fine"), "127.0.0.8")
+        real = applying.apply_plan
+
+        def apply_or_fail(session, plan, inbound, **kw):  # type: ignore[no-untyped-def]
+            if inbound.id == failing:
+                raise OSError("disk full")
+            return real(session, plan, inbound, **kw)
+
+        monkeypatch.setattr("maildesk.process.run.apply_plan", apply_or_fail)
+        outcomes = {o.inbound_id: o.status for o in p.run_batch(limit=10)}
+    finally:
+        p.close()
+    assert outcomes == {probing: "done", failing: "retry", later: "done"}
+    assert guard.failures("127.0.0.7") == 1
+    assert ticket_count(ctx) == 3   # jane's first, her mail to a wrong token, ann's
+    with ctx.make_session() as s:
+        row = s.get(Inbound, failing)
+        assert row.status.value == "pending" and row.attempts == 1 and "disk full" in row.reason
