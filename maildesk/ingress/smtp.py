@@ -336,37 +336,45 @@ class LimitedSMTP(SMTP):
     async def _read_data(self) -> tuple[bytes, bool]:
         """The message up to CRLF.CRLF, dot-unstuffed (RFC 5321 §4.5.2), otherwise byte for byte.
         A bare LF or CR never ends a line here, so no second message can be smuggled in. Past
-        the size limit it reads on to the end keeping nothing, and says so (then 552)."""
+        the size limit it reads on to the end keeping nothing, and says so (then 552).
+
+        Read in runs up to the next ".CRLF", not line by line: a line-at-a-time read cost more
+        interpreter time per mail than the rest of the SMTP session. A run ends the message
+        when the bytes before its ".CRLF" are a CRLF (the data starts at a line start)."""
         reader = self._reader
         limit = self.data_size_limit
-        lines: list[bytes] = []
-        pieces: list[bytes] = []  # of a line longer than the read buffer
+        runs: list[bytes] = []
         size = 0
         too_large = False
-        at_line_start = True
+        before = b"\r\n"  # the last bytes read (at first: a line start, as after 354)
         while True:
             try:
-                piece = await reader.readuntil(b"\r\n")
+                run = await reader.readuntil(b".\r\n")
                 complete = True
             except asyncio.LimitOverrunError as exc:
-                piece = await reader.read(exc.consumed)
+                run = await reader.read(exc.consumed)
                 complete = False
-            if complete and at_line_start and piece == b".\r\n":
-                return b"".join(lines), too_large
-            at_line_start = complete
-            size += len(piece)
+            if complete and (before + run).endswith(b"\r\n.\r\n"):
+                run = run[:-3]           # the end-of-data line is not part of the message
+                size += len(run)
+                if too_large or (limit and size > limit):
+                    return b"", True
+                runs.append(run)
+                return _unstuff(b"".join(runs)), False
+            size += len(run)
+            before = (before + run)[-4:]
             if too_large or (limit and size > limit):
                 too_large = True
-                lines.clear()
-                pieces.clear()
-            elif not complete:
-                pieces.append(piece)
+                runs.clear()
             else:
-                if pieces:
-                    pieces.append(piece)
-                    piece = b"".join(pieces)
-                    pieces.clear()
-                lines.append(piece[1:] if piece[:1] == b"." else piece)
+                runs.append(run)
+
+
+def _unstuff(data: bytes) -> bytes:
+    """RFC 5321 §4.5.2: the first dot of every line that starts with one goes (lines end with
+    CRLF only, as above)."""
+    data = data.replace(b"\r\n.", b"\r\n")
+    return data[1:] if data[:1] == b"." else data
 
 
 def make_smtp_factory(handler: SupportHandler, settings: Settings, *,

@@ -322,6 +322,38 @@ def test_a_long_line_is_accepted_and_stored_byte_for_byte(smtp_listener, ctx, le
     assert row.raw.data == raw
 
 
+@pytest.mark.parametrize("filler", [0, 995, 996, 997, 998, 999, 1000, 1001, 5_000, 65_536],
+                         ids=lambda n: f"{n}-byte-line")
+def test_dot_stuffed_lines_come_out_unstuffed_wherever_the_reads_split_them(
+        smtp_listener, ctx, filler):
+    """DATA is read in runs up to the next ".CRLF" (and in pieces of the read buffer's size
+    when a run is longer): the lines as sent, one leading dot fewer where the client stuffed
+    one, wherever a run or a piece ends, and the message ends only at CRLF.CRLF."""
+    head = b"From: client@customer.example\r\nSubject: dots\r\n\r\n"
+    wire = (head + b"x" * filler + b"\r\n..\r\n...\r\n..leading\r\nend.\r\nmid.dle\r\n"
+            b"a\n.\r\nb\r.\r\n.\r.\r\n..\r\n")
+    client = connect(smtp_listener.port)
+    client.envelope()
+    assert client.cmd("DATA")[0] == 354
+    client.send(wire + b".\r\nQUIT\r\n")
+    assert client.reply()[0] == 250
+    assert client.reply()[0] == 221
+    client.close()
+    (row,) = stored(ctx)
+    assert row.raw.data == (head + b"x" * filler + b"\r\n.\r\n..\r\n.leading\r\nend.\r\n"
+                            b"mid.dle\r\na\n.\r\nb\r.\r\n\r.\r\n.\r\n")
+
+
+def test_an_empty_message_is_answered_and_the_session_goes_on(smtp_listener, ctx):
+    client = connect(smtp_listener.port)
+    client.envelope()
+    assert client.cmd("DATA")[0] == 354
+    client.send(b".\r\n")
+    assert client.reply()[0] in (250, 550, 554)
+    assert client.cmd("QUIT")[0] == 221
+    client.close()
+
+
 def test_long_command_lines_are_still_refused(smtp_listener):
     client = connect(smtp_listener.port)
     assert client.cmd("EHLO client.example")[0] == 250
