@@ -21,6 +21,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import NamedTuple
 
 import Stemmer
 
@@ -112,6 +113,21 @@ def analyze(text: str) -> list[str]:
 # Characters of one text that are indexed for search (migration 0010 back-fills with the same
 # bound): a pasted log or a base64 blob says nothing more.
 MAX_INDEXED = 100_000
+
+
+class Analysed(NamedTuple):
+    """What the parse child works out of a mail beside parsing it (pipeline/isolate.py), for
+    the subject and text it was worked out from: their search stems and the language the
+    mail reads in (pipeline/routing.py detect_language)."""
+
+    subject: str
+    text: str
+    stems: str
+    language: str
+
+    def of(self, subject: str, text: str) -> Analysed | None:
+        """Itself when it was worked out from this subject and text, else None."""
+        return self if self.subject == subject and self.text == text else None
 
 
 def index_stems(*texts: str | None) -> str:

@@ -14,8 +14,9 @@ import resource
 from dataclasses import replace
 from multiprocessing.connection import Connection
 
-from maildesk.analyzer import index_stems
+from maildesk.analyzer import Analysed, index_stems
 from maildesk.pipeline.parse import ParsedMessage, Unparseable, parse_message
+from maildesk.pipeline.routing import text_language
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,13 @@ STARTUP_SECONDS = 120  # starting the child imports the parser; not part of the 
 
 
 def _analysed(result: ParsedMessage | Unparseable) -> ParsedMessage | Unparseable:
-    """The parsed message with its search stems: analysing the text is pure and costs about
-    as much as a tenth of processing the mail, which this child does on another core."""
+    """The parsed message with its search stems and language: analysing the text is pure and
+    cost about a tenth of processing the mail, which this child does on another core."""
     if not isinstance(result, ParsedMessage):
         return result
-    return replace(result, analysed=(result.subject, result.text,
-                                     index_stems(result.subject, result.text)))
+    subject, text = result.subject, result.text
+    return replace(result, analysed=Analysed(subject, text, index_stems(subject, text),
+                                             text_language(subject, text)))
 
 
 def _worker(conn: Connection, memory_mb: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from maildesk.analyzer import Analysed
+
 
 @dataclass(frozen=True)
 class Address:
@@ -49,10 +51,10 @@ class ParsedMessage:
     # The attachments' bytes, in the order of `attachments`, for forwarding them to a line
     # mailbox or relaying an agent's files; empty when together above MAX_FORWARD_BYTES.
     attachment_data: tuple[bytes, ...] = ()
-    # (subject, text, their search stems), worked out by the parse child beside parsing (on
-    # another core): the search entry takes the stems when the mail recorded has this subject
-    # and text. None when the message was parsed in the daemon's own process.
-    analysed: tuple[str, str, str] | None = field(default=None, compare=False, repr=False)
+    # The search stems and the language of its subject and text, worked out by the parse child
+    # beside parsing (on another core). None when the message was parsed in the daemon's own
+    # process; used only while the subject and text are the ones it was worked out from.
+    analysed: Analysed | None = field(default=None, compare=False, repr=False)
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), decoded; None when absent."""

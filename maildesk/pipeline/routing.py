@@ -25,7 +25,13 @@ def detect_language(message: ParsedMessage) -> str:
     else 'en'."""
     if message.content_language:
         return message.content_language.split("-")[0].lower()
-    sample = f"{message.subject}\n{message.text[:4000]}"
+    known = message.analysed.of(message.subject, message.text) if message.analysed else None
+    return known.language if known is not None else text_language(message.subject, message.text)
+
+
+def text_language(subject: str, text: str) -> str:
+    """'ru' for mostly Cyrillic text, else 'en'."""
+    sample = f"{subject}\n{text[:4000]}"
     letters = sum(map(str.isalpha, sample))   # not a generator: no Python frame per character
     return "ru" if letters and len(_CYRILLIC.findall(sample)) * 3 > letters else "en"
 

@@ -13,7 +13,7 @@ FTS5 table `search_fts` (a trigger, migration 0010); on PostgreSQL the row's gen
 
 from __future__ import annotations
 
-from maildesk.analyzer import MAX_INDEXED as MAX_TEXT, index_stems as stems
+from maildesk.analyzer import MAX_INDEXED as MAX_TEXT, Analysed, index_stems as stems
 from maildesk.db.models import Message, Ticket
 
 SUBJECT = "subject"
@@ -28,20 +28,17 @@ def subject_entry(ticket: Ticket) -> dict:
             "stems": stems(ticket.subject)}
 
 
-def message_entry(message: Message, analysed: tuple[str, str, str] | None = None) -> dict:
-    """`analysed`: (subject, text, their stems) as the parse child worked them out beside
-    parsing (pipeline/isolate.py); used when they are the mail's own subject and text."""
-    if analysed is not None and analysed[0] == message.subject \
-            and analysed[1] == message.body_text:
-        found = analysed[2]
-    else:
-        found = stems(message.subject, message.body_text)
+def message_entry(message: Message, analysed: Analysed | None = None) -> dict:
+    """`analysed`: what the parse child worked out beside parsing (pipeline/isolate.py); its
+    stems are used when they are of the mail's own subject and text."""
+    known = analysed.of(message.subject, message.body_text) if analysed is not None else None
+    found = known.stems if known is not None else stems(message.subject, message.body_text)
     return {"kind": MESSAGE, "ticket_id": message.ticket_id, "message_id": message.id,
             "internal": bool(message.internal), "stems": found}
 
 
 def index_message(rows: list[dict], message: Message, *, ticket: Ticket | None = None,
-                  analysed: tuple[str, str, str] | None = None) -> None:
+                  analysed: Analysed | None = None) -> None:
     """The entries of a mail just recorded (it has its id), and of the subject of `ticket`
     when the mail opened it, added to `rows`: the caller inserts them in one executemany
     with the cause's other rows (effects/events.py)."""
