@@ -50,10 +50,13 @@ _DUE = (select(TicketTimer.id)
 _DUE_TICKETS = (_DUE.add_columns(TicketTimer.ticket_id)
                 .join(Ticket, Ticket.id == TicketTimer.ticket_id)
                 .with_for_update(skip_locked=True, of=Ticket))
+# The claim hands back the timer it won, as the row is now: one statement, not an UPDATE and
+# a SELECT (and a second one to refresh what the session held).
 _CLAIM = (update(TicketTimer)
           .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
           .values(state=TimerState.FIRED, fired_at=bindparam("now"))
-          .execution_options(synchronize_session=False))
+          .returning(TicketTimer)
+          .execution_options(synchronize_session=False, populate_existing=True))
 # Open tickets with no timer at all: made before timers existed (see migration 0005).
 _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
                                  ~select(TicketTimer.id).where(TicketTimer.ticket_id == Ticket.id)
@@ -68,10 +71,9 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     once the caller has committed)."""
     fired = 0
     for timer_id in due_timers(session, now, limit):
-        if session.execute(_CLAIM, {"timer_id": timer_id, "now": now}).rowcount != 1:
+        timer = session.scalars(_CLAIM, {"timer_id": timer_id, "now": now}).one_or_none()
+        if timer is None:
             continue  # another process took it
-        timer = session.get_one(TicketTimer, timer_id)
-        session.refresh(timer)   # the claim changed it behind the ORM's back
         fired += 1
         if fired_log is not None:
             fired_log.append((timer.kind, timer.stage, (now - timer.due_at).total_seconds()))
