@@ -124,7 +124,7 @@ class Gathered:
 
 
 _TICKET = Ticket.__table__
-_ADD_TICKET = insert(_TICKET)
+_ADD_TICKET = _Inserting(_TICKET)
 _TICKET_COLUMNS = {c.key: c for c in _TICKET.columns}
 _CHANGES: dict[frozenset[str], Update] = {}   # UPDATE statements by the columns they set
 _INBOUND_DONE = (update(Inbound.__table__).where(Inbound.__table__.c.id == bindparam("b_id"))
@@ -141,7 +141,7 @@ def write_ticket(session: Session, ticket: Ticket) -> None:
     if state.transient:
         values = {key: state.dict[key] if key in state.dict else _default(column)
                   for key, column in _TICKET_COLUMNS.items()}
-        session.connection().execute(_ADD_TICKET, values)
+        _ADD_TICKET(session.connection(), [values])
         for key, value in values.items():
             if key not in state.dict:
                 setattr(ticket, key, value)
