@@ -26,8 +26,9 @@ SQLite has one writer at a time: none of this applies there.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
-from sqlalchemy import BigInteger, LargeBinary, bindparam, func, or_, select, text
+from sqlalchemy import BigInteger, LargeBinary, Select, bindparam, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from maildesk.db.models import Inbound, InboundStatus, RawMessage, Ticket
@@ -96,10 +97,17 @@ def _related_pending(session: Session, inbound_id: int, message: ParsedMessage) 
                if m]
     if not needles:
         return False
+    params: dict[str, object] = {f"needle{k}": needle for k, needle in enumerate(needles)}
+    params.update(inbound_id=inbound_id, window=inbound_id - RELATED_WINDOW)
+    return session.scalar(_related_query(len(needles)), params) is not None
+
+
+@lru_cache(maxsize=64)
+def _related_query(needles: int) -> Select[tuple[int]]:
+    """The search for `needles` ids, built once per count (building and compiling it for each
+    mail cost more than the search)."""
     found = [text(f"position(:needle{k} in raw_message.data) > 0")
-             .bindparams(bindparam(f"needle{k}", needle, type_=LargeBinary))
-             for k, needle in enumerate(needles)]
-    query = (select(Inbound.id).join(RawMessage, RawMessage.id == Inbound.raw_id)
-             .where(Inbound.status == InboundStatus.PENDING, Inbound.id < inbound_id,
-                    Inbound.id >= inbound_id - RELATED_WINDOW, or_(*found)).limit(1))
-    return session.scalar(query) is not None
+             .bindparams(bindparam(f"needle{k}", type_=LargeBinary)) for k in range(needles)]
+    return (select(Inbound.id).join(RawMessage, RawMessage.id == Inbound.raw_id)
+            .where(Inbound.status == InboundStatus.PENDING, Inbound.id < bindparam("inbound_id"),
+                   Inbound.id >= bindparam("window"), or_(*found)).limit(1))
