@@ -64,7 +64,13 @@ class MaildirTransport:
         return DeliveryResult(accepted=recipients)
 
     def _write(self, data: bytes) -> None:
-        self._ensure_dirs()
+        try:
+            self._write_once(data)
+        except FileNotFoundError:   # the Maildir was moved away: make it again, once
+            self._ensure_dirs()
+            self._write_once(data)
+
+    def _write_once(self, data: bytes) -> None:
         name = self._unique_name()
         tmp = self.path / "tmp" / name
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)

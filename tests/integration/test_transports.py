@@ -66,6 +66,18 @@ def test_maildir_writes_one_file_per_message_atomically(tmp_path: Path):
     assert len({p.name for p in files}) == 2
 
 
+def test_a_maildir_moved_away_is_made_again_for_the_next_mail(tmp_path: Path):
+    import shutil
+
+    maildir = tmp_path / "md"
+    transport = MaildirTransport(maildir)
+    transport.deliver(SENDER, [CLIENT], message(body="before"))
+    shutil.rmtree(maildir)   # an admin rotates or removes it while the daemon runs
+    assert transport.deliver(SENDER, [CLIENT], message(body="after")).accepted == (CLIENT,)
+    (only,) = (maildir / "new").iterdir()
+    assert only.read_bytes().endswith(message(body="after"))
+
+
 def test_maildir_refuses_line_breaks_in_the_envelope(tmp_path: Path):
     transport = MaildirTransport(tmp_path / "md")
     with pytest.raises(PermanentDeliveryError):
