@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import yaml
 from sqlalchemy import select
 
+from helpers import delivery_order
 from maildesk.app import Context, run_timers
 from maildesk.clock import FixedClock
 from maildesk.db.models import Channel, Ticket, TicketEvent, TicketTimer, TimerState
@@ -124,7 +125,7 @@ class Desk:
             deliverer.close()
         out = []
         folder = Path(self.ctx.settings.outbound.maildir) / "new"
-        for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        for path in sorted(folder.iterdir(), key=delivery_order):
             if path.name in self._seen:
                 continue
             msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)

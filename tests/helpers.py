@@ -84,6 +84,17 @@ def envelope_to(msg: EmailMessage) -> list[str]:
             if a.strip()]
 
 
+def delivery_order(path: Path) -> tuple[int, int, int]:
+    """Maildir files in the order they were written: the name starts with the writer's clock in
+    ns and its count of files (outbound/maildir.py); a file's mtime is coarser than the time
+    between two deliveries."""
+    stamp, _, rest = path.name.partition(".")
+    count = rest.split(".", 1)[0].rpartition("Q")[2]
+    if stamp.isdigit() and count.isdigit():
+        return (int(stamp), int(count), 0)
+    return (path.stat().st_mtime_ns, 0, 0)
+
+
 def maildir_mails(maildir: str | Path, to: str | None = None) -> list[EmailMessage]:
     """The mails in the outbound Maildir's new/, oldest first; only those whose envelope goes to
     `to` when given."""
@@ -91,7 +102,7 @@ def maildir_mails(maildir: str | Path, to: str | None = None) -> list[EmailMessa
     if not new.is_dir():
         return []
     mails = [email.message_from_bytes(p.read_bytes(), policy=policy.default)
-             for p in sorted(new.iterdir(), key=lambda p: p.stat().st_mtime_ns)]
+             for p in sorted(new.iterdir(), key=delivery_order)]
     return [m for m in mails if to is None or to.lower() in envelope_to(m)]
 
 

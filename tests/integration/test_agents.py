@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from helpers import send_smtp
+from helpers import delivery_order, send_smtp
 from maildesk.db.models import Inbound, InboundStatus, Message, Ticket, TicketEvent
 from maildesk.outbound.outbox import OutboxDeliverer
 from maildesk.outbound.registry import make_transport
@@ -44,7 +44,7 @@ class Mailboxes:
         flush_outbox(self.ctx)
         folder = Path(self.ctx.settings.outbound.maildir) / "new"
         out = []
-        for path in sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns):
+        for path in sorted(folder.iterdir(), key=delivery_order):
             msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
             if to.lower() in msg["X-Maildesk-Envelope-To"].lower() and path.name not in self.seen:
                 self.seen.add(path.name)
