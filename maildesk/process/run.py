@@ -68,11 +68,25 @@ def _sender_name(message: ParsedMessage, inbound: Inbound) -> str:
 # went wrong with the sandbox itself.
 Parsed = tuple[int, "ParsedMessage | Unparseable | Exception"]
 
-# Messages the parser may be ahead of the writer.
-PARSE_AHEAD = 2
+# Messages the parser may be ahead of the writer. Its results outlive a batch that ends early
+# (kept for the next one), so running ahead wastes nothing, and a parser that is ahead leaves
+# the writer's thread alone while it writes.
+PARSE_AHEAD = 32
 
 # How long a batch, holding the database's write lock, waits for the next parse result.
 PARSE_WAIT_IN_BATCH = 0.25
+
+
+def _keep_parsed(parsed: queue.Queue[Parsed],
+                 ahead: dict[int, ParsedMessage | Unparseable]) -> None:
+    """Move what the parser handed over and the batch did not take into `ahead`."""
+    while True:
+        try:
+            inbound_id, result = parsed.get_nowait()
+        except queue.Empty:
+            return
+        if not isinstance(result, Exception):
+            ahead[inbound_id] = result
 
 
 class _Careful(Exception):
@@ -110,6 +124,10 @@ class Processor:
         # (the outbox and the timers wait for it; intake is served by `yield_to`).
         self.hold_seconds = hold_seconds
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
+        # Parse results of a batch that ended before it used them (intake waiting, the hold
+        # over): the next batch claims the same oldest pending mail and takes
+        # them instead of parsing again. Parsing is a pure function of the stored bytes.
+        self._parsed_ahead: dict[int, ParsedMessage | Unparseable] = {}
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
 
@@ -193,10 +211,13 @@ class Processor:
                      rows: dict[int, Inbound] | None, careful: bool) -> list[Outcome]:
         """Parse `pending` beside applying it, in `session` (PostgreSQL: the claiming one) or
         in a write transaction begun once the first message is parsed (SQLite)."""
-        # A short queue: the parser keeps a message or two ahead of the writer, no more, so a
-        # batch that ends early (intake waiting, a slow parse) has not parsed for nothing.
+        # The parser runs up to PARSE_AHEAD messages ahead of the writer; what it parsed for
+        # nothing when the batch ends early is kept for the next batch (only for the messages
+        # of this one: a result another processor made stale is dropped).
         parsed: queue.Queue[Parsed] = queue.Queue(maxsize=PARSE_AHEAD)
         stop = threading.Event()
+        kept = self._parsed_ahead
+        self._parsed_ahead = ahead = {i: kept[i] for i, _ in pending if i in kept}
 
         def hand_over(item: Parsed) -> bool:
             while not stop.is_set():
@@ -211,12 +232,15 @@ class Processor:
             for inbound_id, data in pending:
                 if stop.is_set():
                     return
-                try:
-                    result: ParsedMessage | Unparseable | Exception = self.sandbox.parse(data)
-                except Exception as exc:  # the sandbox itself failed: not this message's fault
-                    hand_over((inbound_id, exc))
-                    return
+                result = ahead.pop(inbound_id, None)
+                if result is None:
+                    try:
+                        result = self.sandbox.parse(data)
+                    except Exception as exc:  # the sandbox failed: not this message's fault
+                        hand_over((inbound_id, exc))
+                        return
                 if not hand_over((inbound_id, result)):
+                    ahead[inbound_id] = result
                     return
 
         parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
@@ -237,8 +261,12 @@ class Processor:
                 return self._apply_parsed(session, pending, rows, ready, parsed,
                                           yield_to=self._yield_check(), careful=careful)
         finally:
+            # Emptying the queue first frees a parser waiting to hand over, so it sees `stop`
+            # at once rather than at its next poll; what it parsed is kept either way.
             stop.set()
+            _keep_parsed(parsed, ahead)
             parser.join()
+            _keep_parsed(parsed, ahead)
 
     def _yield_check(self) -> Callable[[], bool] | None:
         """SQLite: asked after each message of a batch; True commits what is done."""

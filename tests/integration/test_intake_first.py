@@ -15,6 +15,7 @@ from helpers import store
 from mails import mail
 from maildesk.app import IntakeGate
 from maildesk.db.models import Channel, Inbound, InboundStatus
+from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.process.run import Processor
 from maildesk.store.raw import Arrival, GroupCommitWriter
 
@@ -38,6 +39,35 @@ def test_a_batch_commits_after_the_message_in_hand_when_intake_waits(ctx):
     finally:
         processor.close()
     assert pending(ctx) == 0
+
+
+class CountingSandbox(ParseSandbox):
+    """The real parse child, counting what it is asked to parse."""
+
+    def __init__(self):
+        super().__init__(timeout=30, memory_mb=512)
+        self.parsed: list[bytes] = []
+
+    def parse(self, raw):
+        self.parsed.append(raw)
+        return super().parse(raw)
+
+
+def test_what_the_parser_got_ahead_of_a_batch_that_ended_early_is_not_parsed_again(ctx):
+    """A batch that commits early (intake waiting) leaves parsed mail for the next batch: each
+    message goes through the parse child once, however many batches it takes."""
+    for i in range(6):
+        store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+    sandbox = CountingSandbox()
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock, sandbox=sandbox,
+                          yield_to=lambda: True)
+    try:
+        outcomes = processor.drain()
+    finally:
+        processor.close()
+    assert [o.status for o in outcomes] == ["done"] * 6
+    assert pending(ctx) == 0
+    assert len(sandbox.parsed) == 6 == len(set(sandbox.parsed))
 
 
 def test_the_writer_says_intake_waits_while_it_waits_for_the_lock(ctx):
