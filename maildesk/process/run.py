@@ -33,7 +33,7 @@ from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
 from maildesk.probes import TokenProbeGuard, source_ip
-from maildesk.process.contention import held_elsewhere, ticket_held_elsewhere
+from maildesk.process.contention import Contention
 from maildesk.process.lookups import DbLookups
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class Processor:
         # (the outbox and the timers wait for it; intake is served by `yield_to`).
         self.hold_seconds = hold_seconds
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
+        self._contention = Contention()   # PostgreSQL: what other processors hold
         # Parse results of a batch that ended before it used them (intake waiting, the hold
         # over): the next batch claims the same oldest pending mail and takes
         # them instead of parsing again. Parsing is a pure function of the stored bytes.
@@ -355,12 +356,13 @@ class Processor:
         # PostgreSQL, several processors: what another batch holds is waited for by
         # deferring, not by a lock wait (process/contention.py).
         contended = result if self._postgres and isinstance(result, ParsedMessage) else None
-        why = held_elsewhere(session, inbound.id, contended) if contended else None
+        why = self._contention.held_elsewhere(session, inbound.id, contended) \
+            if contended else None
         if why is None:
             d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
                        languages=self.composer.languages)
             if contended:
-                why = ticket_held_elsewhere(session, inbound.id, contended, d)
+                why = self._contention.ticket_held_elsewhere(session, inbound.id, contended, d)
         if why is not None:   # stays pending: the next batch takes it up
             return Outcome(inbound.id, "deferred", reason=why, received_at=inbound.received_at)
         self._noted.append((inbound.id, inbound.source, d))

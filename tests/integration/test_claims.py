@@ -133,6 +133,34 @@ def test_a_new_mail_of_another_thread_does_not_wait(ctx, processor):
         assert (outcome.inbound_id, outcome.status) == (other_thread, "done")
 
 
+def test_a_reply_by_subject_waits_while_mail_naming_its_sender_is_held_elsewhere(ctx, processor):
+    """Only its subject says it is a reply: it joins a ticket its sender takes part in, which
+    an earlier mail naming the sender (here in its header, in other case, sent through a list
+    with an envelope of its own) may be opening elsewhere."""
+    original = store(ctx, mail(sender="Client <CLIENT@Customer.Example>", subject="Printer"),
+                     mail_from="bounces@lists.customer.example")
+    reply = store(ctx, mail(subject="Re: Printer"), mail_from="client@customer.example")
+    with another_batch(ctx) as other:
+        assert list(Processor._claim(other, 1, None)) == [original]   # being written
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
+    assert [o.status for o in processor.drain()] == ["done", "done"]
+    assert len(ticket_numbers(ctx)) == 1               # one thread, one ticket
+
+
+def test_a_reply_by_subject_does_not_wait_for_mail_of_other_senders(ctx, processor):
+    """A forward or a reply from outside opens its ticket while other clients' mail is being
+    written elsewhere (it used to wait until no earlier mail at all was pending)."""
+    store(ctx, mail(sender="Somebody <else@elsewhere.example>", subject="Scanner"),
+          mail_from="else@elsewhere.example")
+    forward = store(ctx, mail(subject="Fwd: invoice from our supplier"),
+                    mail_from="client@customer.example")
+    with another_batch(ctx) as other:
+        Processor._claim(other, 1, None)
+        (outcome,) = processor.run_batch(limit=10)
+        assert (outcome.inbound_id, outcome.status) == (forward, "done")
+
+
 def test_mail_to_a_ticket_another_processor_is_changing_waits_for_it(ctx, processor):
     store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
     processor.drain()
