@@ -17,6 +17,7 @@ from maildesk.db import queries
 from maildesk.db.models import (Counter, Inbound, Message, Outbox, RawMessage, Ticket,
                                 TicketEvent)
 from maildesk.domain import EventKind
+from maildesk.effects.events import write_later
 from maildesk.pipeline.agent import TicketState
 from maildesk.pipeline.authenticity import domain_of
 from maildesk.pipeline.decide import OutgoingFacts, SenderHistory
@@ -107,6 +108,7 @@ class DbLookups:
         """An agent's #search over every ticket (agents see them all), best first."""
         from maildesk.search.query import search_tickets
 
+        write_later(self.session)   # the batch's mails so far are found too
         return [{"number": h.number, "status": getattr(h.status, "value", h.status),
                  "subject": h.subject,
                  "snippet": h.snippet}

@@ -27,6 +27,7 @@ from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db.models import Inbound, InboundStatus, Outbox, RawMessage
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
+from maildesk.effects.events import write_at_batch_end, write_later
 from maildesk.outbound.compose import Composer
 from maildesk.pipeline.decide import Arrival as DecideArrival, Decision, decide
 from maildesk.pipeline.isolate import ParseSandbox
@@ -259,8 +260,12 @@ class Processor:
                 claim = select(Inbound).where(Inbound.id.in_([i for i, _ in pending]),
                                               Inbound.status == InboundStatus.PENDING)
                 rows = {row.id: row for row in session.scalars(claim)}
-                return self._apply_parsed(session, pending, rows, ready, parsed,
-                                          yield_to=self._yield_check(), careful=careful)
+                if not careful:   # one writer, no savepoints: some rows go in at the end
+                    write_at_batch_end(session)
+                outcomes = self._apply_parsed(session, pending, rows, ready, parsed,
+                                              yield_to=self._yield_check(), careful=careful)
+                write_later(session, stop=True)
+                return outcomes
         finally:
             # Emptying the queue first frees a parser waiting to hand over, so it sees `stop`
             # at once rather than at its next poll; what it parsed is kept either way.

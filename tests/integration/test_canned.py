@@ -151,3 +151,14 @@ def test_search_by_mail_answers_the_agent_only(desk):
     assert "receipt-paper" in text                   # so does the article
     assert re.search(r"password-reset", text) is None
     assert answer["Reply-To"].addresses[0].addr_spec.startswith("support+1000-")
+
+
+def test_search_by_mail_finds_mail_taken_in_just_before_it(desk, smtp_listener):
+    """The client's mail and the agent's #search are processed in one batch, the mail first:
+    the search finds it (the batch writes search entries at its end, and before a search)."""
+    ctx, boxes, reply = desk
+    send(smtp_listener, client_mail("Весы", "Весы показывают флюгегехайм вместо веса."),
+         "support@example.com", CLIENT)
+    reply("#search флюгегехайм")
+    (answer,) = boxes.new("carol@example.com")
+    assert "[MD-1001]" in body(answer)
