@@ -90,6 +90,54 @@ def _keep_parsed(parsed: queue.Queue[Parsed],
             ahead[inbound_id] = result
 
 
+class _ParseFeed:
+    """A thread feeding the parse child's results to a batch, up to PARSE_AHEAD ahead of it;
+    `close` stops it and keeps what the batch did not take in `ahead` for the next one."""
+
+    def __init__(self, sandbox: ParseSandbox, pending: list[tuple[int, bytes]],
+                 ahead: dict[int, ParsedMessage | Unparseable]):
+        self.sandbox, self.pending, self.ahead = sandbox, pending, ahead
+        self.queue: queue.Queue[Parsed] = queue.Queue(maxsize=PARSE_AHEAD)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._parse_all, name="parse-feed", daemon=True)
+        self._thread.start()
+
+    def first(self) -> Parsed:
+        return self.queue.get()
+
+    def _hand_over(self, item: Parsed) -> bool:
+        while not self._stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _parse_all(self) -> None:
+        for inbound_id, data in self.pending:
+            if self._stop.is_set():
+                return
+            result = self.ahead.pop(inbound_id, None)
+            if result is None:
+                try:
+                    result = self.sandbox.parse(data)
+                except Exception as exc:  # the sandbox failed: not this message's fault
+                    self._hand_over((inbound_id, exc))
+                    return
+            if not self._hand_over((inbound_id, result)):
+                self.ahead[inbound_id] = result
+                return
+
+    def close(self) -> None:
+        # Emptying the queue first frees a parser waiting to hand over, so it sees the stop at
+        # once rather than at its next poll; what it parsed is kept either way.
+        self._stop.set()
+        _keep_parsed(self.queue, self.ahead)
+        self._thread.join()
+        _keep_parsed(self.queue, self.ahead)
+
+
 class _Careful(Exception):
     """A message of a batch run without savepoints failed: run `ids` again, carefully."""
 
@@ -194,85 +242,52 @@ class Processor:
         return outcomes
 
     def _run(self, limit: int, only: list[int] | None, *, careful: bool) -> list[Outcome]:
-        if self.make_session.kw["bind"].dialect.name == "postgresql":
-            with self.make_session.begin() as session:
-                rows = self._claim(session, limit, only)
-                if not rows:
-                    return []
-                data = dict(session.execute(select(RawMessage.id, RawMessage.data).where(
-                    RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
-                return self._apply_batch(
-                    session, [(i, bytes(data[r.raw_id])) for i, r in rows.items()], rows,
-                    careful)
-        pending = self._pending(limit, only)
-        if not pending:
-            return []
-        return self._apply_batch(None, pending, None, careful)
-
-    def _apply_batch(self, session: Session | None, pending: list[tuple[int, bytes]],
-                     rows: dict[int, Inbound] | None, careful: bool) -> list[Outcome]:
-        """Parse `pending` beside applying it, in `session` (PostgreSQL: the claiming one) or
-        in a write transaction begun once the first message is parsed (SQLite)."""
-        # The parser runs up to PARSE_AHEAD messages ahead of the writer; what it parsed for
-        # nothing when the batch ends early is kept for the next batch (only for the messages
-        # of this one: a result another processor made stale is dropped).
-        parsed: queue.Queue[Parsed] = queue.Queue(maxsize=PARSE_AHEAD)
-        stop = threading.Event()
-        kept = self._parsed_ahead
-        self._parsed_ahead = ahead = {i: kept[i] for i, _ in pending if i in kept}
-
-        def hand_over(item: Parsed) -> bool:
-            while not stop.is_set():
-                try:
-                    parsed.put(item, timeout=0.05)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def parse_all() -> None:
-            for inbound_id, data in pending:
-                if stop.is_set():
-                    return
-                result = ahead.pop(inbound_id, None)
-                if result is None:
-                    try:
-                        result = self.sandbox.parse(data)
-                    except Exception as exc:  # the sandbox failed: not this message's fault
-                        hand_over((inbound_id, exc))
-                        return
-                if not hand_over((inbound_id, result)):
-                    ahead[inbound_id] = result
-                    return
-
-        parser = threading.Thread(target=parse_all, name="parse-feed", daemon=True)
-        parser.start()
+        """Parse the batch's mail beside applying it: on PostgreSQL in the transaction that
+        claims it, on SQLite in a write transaction begun once the first mail is parsed. The
+        parser is stopped after the transaction ends: a batch does not keep its claims (or
+        SQLite's write lock) while the parser finishes a slow mail the batch will not use."""
+        feed: _ParseFeed | None = None
         try:
-            ready = [parsed.get()]
-            if session is not None:
-                return self._apply_parsed(session, pending, rows or {}, ready, parsed,
-                                          careful=careful)
+            if self._postgres:
+                with self.make_session.begin() as session:
+                    rows = self._claim(session, limit, only)
+                    if not rows:
+                        return []
+                    data = dict(session.execute(select(RawMessage.id, RawMessage.data).where(
+                        RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
+                    pending = [(i, bytes(data[r.raw_id])) for i, r in rows.items()]
+                    feed = self._feed(pending)
+                    return self._apply_parsed(session, pending, rows, [feed.first()], feed.queue,
+                                              careful=careful)
+            pending = self._pending(limit, only)
+            if not pending:
+                return []
+            feed = self._feed(pending)
             # SQLite: the write lock is taken only once the first message is parsed, and a
             # batch ends early when the next parse keeps it waiting (a child starting, a
             # message near the parse time bound): the SMTP listener and the IMAP poller need
             # that lock to store.
+            ready = [feed.first()]
             with self.write_turn, self.make_session.begin() as session:
                 claim = select(Inbound).where(Inbound.id.in_([i for i, _ in pending]),
                                               Inbound.status == InboundStatus.PENDING)
                 rows = {row.id: row for row in session.scalars(claim)}
                 if not careful:   # one writer, no savepoints: some rows go in at the end
                     write_at_batch_end(session)
-                outcomes = self._apply_parsed(session, pending, rows, ready, parsed,
+                outcomes = self._apply_parsed(session, pending, rows, ready, feed.queue,
                                               yield_to=self._yield_check(), careful=careful)
                 write_later(session, stop=True)
                 return outcomes
         finally:
-            # Emptying the queue first frees a parser waiting to hand over, so it sees `stop`
-            # at once rather than at its next poll; what it parsed is kept either way.
-            stop.set()
-            _keep_parsed(parsed, ahead)
-            parser.join()
-            _keep_parsed(parsed, ahead)
+            if feed is not None:
+                feed.close()
+
+    def _feed(self, pending: list[tuple[int, bytes]]) -> _ParseFeed:
+        """Start parsing `pending`, with what earlier batches parsed of it and did not use
+        (only for these messages: a result another processor made stale is dropped)."""
+        kept = self._parsed_ahead
+        self._parsed_ahead = {i: kept[i] for i, _ in pending if i in kept}
+        return _ParseFeed(self.sandbox, pending, self._parsed_ahead)
 
     def _yield_check(self) -> Callable[[], bool] | None:
         """SQLite: asked after each message of a batch; True commits what is done."""
