@@ -40,12 +40,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import (Integer, Select, and_, case, column, func, literal, literal_column, or_,
+from sqlalchemy import (Integer, Select, and_, bindparam, case, column, func, literal,
+                        literal_column, or_,
                         select, text, values)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -412,22 +414,34 @@ def _days(session: Session, since: datetime, until: datetime,
     days = local_days(since, until, zone)
     if not days:
         return []
+    params: dict[str, Any] = {}
+    for i, (_, a, b) in enumerate(days):
+        params[f"a{i}"], params[f"b{i}"] = a, b
+    statement = _days_statement(len(days), session.get_bind().dialect.name == "sqlite")
+    figures = {i: json.loads(c) if isinstance(c, str) else c
+               for i, c in session.execute(statement, params)}
+    return [{"date": day.isoformat(), "created": figures[i][0], "resolved": figures[i][1],
+             "breached": figures[i][2]} for i, (day, _, _) in enumerate(days)]
+
+
+@lru_cache(maxsize=16)
+def _days_statement(count: int, sqlite: bool) -> Select[Any]:
+    """The per-day counts for `count` days, their bounds bound as a{i}, b{i}: one statement
+    object per number of days, so that it is compiled once (with the bounds as literal values
+    it was compiled again for every report: 2 years of days cost more than the query)."""
     bounds = values(column("i", Integer), column("a", UTCDateTime()),
                     column("b", UTCDateTime()), name="days").data(
-        [(i, a, b) for i, (_, a, b) in enumerate(days)]).cte("days")
+        [(literal(i, Integer), bindparam(f"a{i}", type_=UTCDateTime()),
+          bindparam(f"b{i}", type_=UTCDateTime())) for i in range(count)]).cte("days")
     # One range of the index per day, its three counts packed into one JSON array (a
     # correlated subquery has one column). SQLite would take the status index for the status
     # test, all closed tickets per day: the hint keeps it on the range.
-    pack = func.json_array if session.get_bind().dialect.name == "sqlite" else \
-        func.json_build_array
+    pack = func.json_array if sqlite else func.json_build_array
     counts = (select(pack(func.count(), _flag(Ticket.status.in_(DONE)),
                           _flag(Ticket.breached_at.is_not(None))))
               .where(Ticket.created_at >= bounds.c.a, Ticket.created_at < bounds.c.b)
               .with_hint(Ticket, "INDEXED BY ix_ticket_created_at", "sqlite").scalar_subquery())
-    figures = {i: json.loads(c) if isinstance(c, str) else c
-               for i, c in session.execute(select(bounds.c.i, counts))}
-    return [{"date": day.isoformat(), "created": figures[i][0], "resolved": figures[i][1],
-             "breached": figures[i][2]} for i, (day, _, _) in enumerate(days)]
+    return select(bounds.c.i, counts)
 
 
 def local_days(since: datetime, until: datetime,
