@@ -162,8 +162,8 @@ def write_later(session: Session, *, stop: bool = False) -> None:
         later.search.clear()
 
 
-_INSERT_SEARCH = _INSERTS[2]
-assert _INSERT_SEARCH.table is SearchEntry.__table__   # type: ignore[attr-defined]
+_INSERT_SEARCH = next(i for i in _INSERTS
+                      if i.table is SearchEntry.__table__)  # type: ignore[attr-defined]
 
 _TICKET = Ticket.__table__
 _ADD_TICKET = _Inserting(_TICKET)

@@ -78,18 +78,6 @@ PARSE_AHEAD = 32
 PARSE_WAIT_IN_BATCH = 0.25
 
 
-def _keep_parsed(parsed: queue.Queue[Parsed],
-                 ahead: dict[int, ParsedMessage | Unparseable]) -> None:
-    """Move what the parser handed over and the batch did not take into `ahead`."""
-    while True:
-        try:
-            inbound_id, result = parsed.get_nowait()
-        except queue.Empty:
-            return
-        if not isinstance(result, Exception):
-            ahead[inbound_id] = result
-
-
 class _ParseFeed:
     """A thread feeding the parse child's results to a batch, up to PARSE_AHEAD ahead of it;
     `close` stops it and keeps what the batch did not take in `ahead` for the next one."""
@@ -133,9 +121,19 @@ class _ParseFeed:
         # Emptying the queue first frees a parser waiting to hand over, so it sees the stop at
         # once rather than at its next poll; what it parsed is kept either way.
         self._stop.set()
-        _keep_parsed(self.queue, self.ahead)
+        self._keep_handed_over()
         self._thread.join()
-        _keep_parsed(self.queue, self.ahead)
+        self._keep_handed_over()
+
+    def _keep_handed_over(self) -> None:
+        """Move what the parser handed over and the batch did not take into `ahead`."""
+        while True:
+            try:
+                inbound_id, result = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if not isinstance(result, Exception):
+                self.ahead[inbound_id] = result
 
 
 class _Careful(Exception):

@@ -40,15 +40,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (Integer, Select, and_, bindparam, case, column, func, literal,
-                        literal_column, or_,
-                        select, text, values)
+                        literal_column, or_, select, text, values)
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
