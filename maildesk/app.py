@@ -235,8 +235,13 @@ class ProcessorThread(Worker):
         super().__init__("processor", self._step, metrics=ctx.metrics)
 
     def prepare(self) -> None:
-        # The parse child takes about half a second to start: not while the first mail waits.
+        # The parse child takes about half a second to start, and the first mail would compile
+        # the templates of its autoreply and notification: neither while the first mail waits.
+        # The child starts on another core while this one compiles.
+        warm = threading.Thread(target=self.processor.composer.warm, name="warm", daemon=True)
+        warm.start()
         self.processor.sandbox.start()
+        warm.join()
 
     # A batch: up to BATCH mails in one commit, holding SQLite's write lock HOLD seconds at
     # most (the deliverer and the timers need it too; the listener's commit goes first at

@@ -64,14 +64,50 @@ _TOTAL = (select(func.count()).select_from(Outbox)
 _COUNTS = select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL).select_from(_HISTORY)
 
 
+# A batch of the processor on SQLite, holding the write lock from its first statement to its
+# commit, draws numbers from the counter it bumped once and writes where it got to at its end
+# (`numbers_in_batch`, `write_numbers`): one statement a batch instead of one a new ticket.
+_NUMBERS = "maildesk.ticket_numbers_in_batch"
+
+
+class _Numbers:
+    last: int | None = None      # the last number handed out
+    written: int | None = None   # the counter's value in the transaction
+
+
+def numbers_in_batch(session: Session) -> None:
+    """SQLite: from now on the session's new tickets take numbers past the one the counter
+    gave first, until `write_numbers(stop=True)`. Only for one transaction that holds the write
+    lock throughout and rolls back whole (no savepoint may undo a number's bump alone)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.info[_NUMBERS] = _Numbers()
+
+
+def write_numbers(session: Session, *, stop: bool = False) -> None:
+    """Set the counter to the last number handed out; `stop`: and bump it per ticket again."""
+    held = session.info.pop(_NUMBERS, None) if stop else session.info.get(_NUMBERS)
+    if held is not None and held.last != held.written:
+        session.connection().execute(update(Counter).where(Counter.name == "ticket")
+                                     .values(value=held.last))
+        held.written = held.last
+
+
 def next_ticket_number(session: Session, first: int) -> int:
     """Bump the ticket counter. The row lock serialises writers, so numbers stay unique; the
     counter only grows, so a deleted ticket's number is never reused.
 
-    SQLite (one writer anyway): in the caller's transaction, so numbers have no gaps. PostgreSQL:
+    SQLite (one writer anyway): in the caller's transaction, so numbers have no gaps (in a batch,
+    `numbers_in_batch`, the counter is written once at its end). PostgreSQL:
     in a transaction of its own, committed at once, so the counter's row lock is held for one
     statement and not for the caller's whole batch: several daemons open tickets at the same
     time. A batch that then fails leaves its numbers unused, as a sequence would."""
+    held: _Numbers | None = session.info.get(_NUMBERS)
+    if held is not None:
+        if held.last is None:
+            held.last = held.written = _bump(session.connection(), first)
+        else:
+            held.last += 1
+        return held.last
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return _bump(session.connection(), first)

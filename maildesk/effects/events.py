@@ -22,6 +22,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from maildesk.db.models import (Attachment, Inbound, Message, MessageReference, Outbox,
                                 Participant, SearchEntry, Ticket, TicketEvent, TicketTimer)
+from maildesk.db.queries import numbers_in_batch, write_numbers
 
 EventRows = list[dict[str, Any]]
 Rows = list[dict[str, Any]]
@@ -144,12 +145,14 @@ class _Later:
 
 def write_at_batch_end(session: Session) -> None:
     """From now on, gather the end state of mails and their search entries until
-    `write_later` (the batch's end)."""
+    `write_later` (the batch's end); new tickets' numbers likewise (db/queries.py)."""
     session.info[_LATER] = _Later()
+    numbers_in_batch(session)
 
 
 def write_later(session: Session, *, stop: bool = False) -> None:
     """Write what `write_at_batch_end` gathered so far; `stop`: and gather no more."""
+    write_numbers(session, stop=stop)
     later = session.info.pop(_LATER, None) if stop else session.info.get(_LATER)
     if later is None:
         return
