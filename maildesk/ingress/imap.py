@@ -44,6 +44,7 @@ from maildesk.db.models import (
     InboundStatus,
     RawMessage,
 )
+from maildesk.db.session import make_read_sessionmaker
 from maildesk.ingress.lease import FolderLease
 from maildesk.store.raw import Arrival, store_arrivals
 
@@ -183,6 +184,9 @@ class FolderPoller:
         self.account = account
         self.folder = folder
         self.make_session = make_session
+        # What only reads begins deferred: a write transaction would wait for the processor's
+        # batch and hold up the listener's commits (db/session.py).
+        self._read_session = make_read_sessionmaker(make_session.kw["bind"])
         self.clock = clock
         self.max_size = max_size
         self.on_stored = on_stored
@@ -231,7 +235,7 @@ class FolderPoller:
         """Is there mail past our progress? Asked right before IDLE: IDLE announces only what
         arrives after it started, so mail that came while the pass ran would wait for the
         server's next periodic check (30 s on Dovecot) or the next message."""
-        with self.make_session() as session:
+        with self._read_session() as session:
             last = session.scalar(select(ImapFolder.last_uid).where(
                 ImapFolder.account == self.account.name, ImapFolder.folder == self.folder.name))
         if last is None:
@@ -428,7 +432,7 @@ class FolderPoller:
         """Copy what processing quarantined (from this account) into the quarantine folder."""
         folder = self.account.quarantine_folder
         assert folder is not None
-        with self.make_session() as session:
+        with self._read_session() as session:
             rows = session.execute(
                 select(Inbound.id, Inbound.reason, RawMessage.data).join(RawMessage)
                 .where(Inbound.channel == Channel.IMAP,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from maildesk.clock import Clock
 from maildesk.config.model import Settings
 from maildesk.db.models import Inbound, InboundStatus, Outbox, RawMessage
+from maildesk.db.session import make_read_sessionmaker
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.effects.events import write_at_batch_end, write_later
 from maildesk.outbound.compose import Composer
@@ -171,11 +172,13 @@ class Processor:
         # (the outbox and the timers wait for it; intake is served by `yield_to`).
         self.hold_seconds = hold_seconds
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
+        self._read_session = make_read_sessionmaker(make_session.kw["bind"])
         self._contention = Contention()   # PostgreSQL: what other processors hold
         # Parse results of a batch that ended before it used them (intake waiting, the hold
         # over): the next batch claims the same oldest pending mail and takes
         # them instead of parsing again. Parsing is a pure function of the stored bytes.
         self._parsed_ahead: dict[int, ParsedMessage | Unparseable] = {}
+        self._least = 0.0   # the batch's seconds of work before it yields to intake
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
 
@@ -194,14 +197,22 @@ class Processor:
 
     # -- claiming ---------------------------------------------------------------------------
     def _pending(self, limit: int, only: list[int] | None) -> list[tuple[int, bytes]]:
-        """SQLite: the oldest pending messages, read before the write lock is taken."""
-        with self.make_session() as session:
-            q = (select(Inbound.id, RawMessage.data)
-                 .join(RawMessage, RawMessage.id == Inbound.raw_id)
-                 .where(Inbound.status == InboundStatus.PENDING).order_by(Inbound.id).limit(limit))
+        """SQLite: the oldest pending messages, read before the write lock is taken, in one
+        read transaction (begun deferred: a write transaction would take the lock the
+        listener commits with, through SQLite's sleeping busy handler); the stored bytes only
+        of those not parsed already (kept from an earlier batch: b"" stands in)."""
+        with self._read_session() as session:
+            q = (select(Inbound.id).where(Inbound.status == InboundStatus.PENDING)
+                 .order_by(Inbound.id).limit(limit))
             if only is not None:
                 q = q.where(Inbound.id.in_(only))
-            return [(i, bytes(d)) for i, d in session.execute(q).all()]
+            ids = list(session.scalars(q))
+            need = [i for i in ids if i not in self._parsed_ahead]
+            data = dict(session.execute(
+                select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
+                .where(Inbound.id.in_(need))).all()) if need else {}
+            return [(i, bytes(data[i]) if i in data else b"") for i in ids
+                    if i in data or i in self._parsed_ahead]
 
     @staticmethod
     def _claim(session: Session, limit: int, only: list[int] | None) -> dict[int, Inbound]:
@@ -215,8 +226,10 @@ class Processor:
             q = q.where(Inbound.id.in_(only))
         return {row.id: row for row in session.scalars(q)}
 
-    def run_batch(self, limit: int = 100, only: list[int] | None = None) -> list[Outcome]:
+    def run_batch(self, limit: int = 100, only: list[int] | None = None,
+                  least: float = 0.0) -> list[Outcome]:
         """Process up to `limit` pending messages (oldest first); return what became of them.
+        `least`: seconds the batch works before intake waiting ends it (SQLite).
 
         The child process parses message i+1 while this thread writes message i, so a batch
         costs about max(parse, write) rather than their sum.
@@ -226,6 +239,7 @@ class Processor:
         rolled back and run again carefully, each message in its own savepoint, so that only
         the failing one is set aside."""
         self._noted.clear()
+        self._least = least
         try:
             outcomes = self._run(limit, only, careful=False)
         except _Careful as again:
@@ -291,9 +305,11 @@ class Processor:
         """SQLite: asked after each message of a batch; True commits what is done."""
         if self.hold_seconds is None:
             return self.yield_to
-        until = time.monotonic() + self.hold_seconds
+        start = time.monotonic()
+        until, least = start + self.hold_seconds, start + self._least
         intake = self.yield_to
-        return lambda: time.monotonic() > until or (intake is not None and intake())
+        return lambda: time.monotonic() > until or (
+            intake is not None and intake() and time.monotonic() > least)
 
     def _apply_parsed(self, session: Session, pending: list[tuple[int, bytes]],
                       rows: dict[int, Inbound], ready: list[Parsed],

@@ -113,3 +113,35 @@ def test_the_writer_gets_the_lock_the_moment_the_batch_lets_it_go(ctx):
         assert future.result(timeout=10) > 0
     finally:
         writer.close()
+
+
+def test_a_batch_given_a_share_keeps_working_while_intake_waits(ctx):
+    """After the processor held off for intake that did not stop (a flood), its batch works
+    its share before letting intake in: here all five mails, where a batch without a share
+    does one."""
+    for i in range(5):
+        store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock, yield_to=lambda: True,
+                          hold_seconds=3600)
+    try:
+        assert len(processor.run_batch(limit=20, least=3600)) == 5
+    finally:
+        processor.close()
+    assert pending(ctx) == 0
+
+
+def test_reading_the_pending_mail_takes_no_write_lock(ctx):
+    """The processor reads what is pending before it takes SQLite's write lock, in a read
+    transaction: a listener's commit (here another connection holding the lock) does not
+    hold that read up, and the read does not hold the listener up."""
+    for i in range(3):
+        store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+    processor = Processor(ctx.settings, ctx.make_session, ctx.clock)
+    blocker = sqlite3.connect(ctx.engine.url.database, isolation_level=None, timeout=0)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        assert len(processor._pending(10, None)) == 3
+        blocker.execute("COMMIT")
+    finally:
+        blocker.close()
+        processor.close()
