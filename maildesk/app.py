@@ -192,7 +192,8 @@ class IntakeGate:
     # it lets intake in: processing keeps a share (a sixth) of a flood.
     SHARE = 0.2
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: float = QUIET) -> None:
+        self.quiet = quiet
         self._busy = 0
         self._last = 0.0   # monotonic time the last store ended
         self._cond = threading.Condition()
@@ -229,7 +230,7 @@ class IntakeGate:
                 now = time.monotonic()
                 if now >= deadline:
                     return False
-                quiet_in = self._last + self.QUIET - now if self._busy == 0 else deadline - now
+                quiet_in = self._last + self.quiet - now if self._busy == 0 else deadline - now
                 if quiet_in <= 0:
                     return True
                 self._cond.wait(min(quiet_in, deadline - now))
@@ -397,8 +398,11 @@ def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
     # SQLite has one writer: the threads that write hand its lock on inside the process
     # (IntakeGate.turn) rather than through SQLite's busy handler, which sleeps 1, 2, 5 ...
     # 100 ms between tries while the lock may have been free and taken again meanwhile.
-    gate = IntakeGate()
-    turn = gate.turn if ctx.engine.dialect.name == "sqlite" else None
+    sqlite = ctx.engine.dialect.name == "sqlite"
+    # PostgreSQL: intake and processing share no write lock; a batch waits only while a store
+    # is under way, not for intake to go quiet.
+    gate = IntakeGate(quiet=IntakeGate.QUIET if sqlite else 0.0)
+    turn = gate.turn if sqlite else None
     outbound = OutboundThread(ctx, write_turn=turn) if "outbound" in components else None
     wake_outbound = outbound.wake if outbound else None
     processor = (ProcessorThread(ctx, on_outbox=wake_outbound, probes=probes, intake=gate)

@@ -9,8 +9,8 @@ from maildesk.app import IntakeGate
 
 
 def test_the_processor_waits_for_intake_to_go_quiet_and_takes_its_share_of_a_flood():
-    gate = IntakeGate()
-    gate.MAX_HOLD, gate.QUIET = 0.2, 0.01
+    gate = IntakeGate(quiet=0.01)
+    gate.MAX_HOLD = 0.2
     assert gate.wait_idle()                  # nothing stored: at once, a batch as usual
     release = threading.Event()
 
