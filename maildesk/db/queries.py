@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
@@ -70,6 +70,7 @@ _COUNTS = select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL).select
 _NUMBERS = "maildesk.ticket_numbers_in_batch"
 
 
+@dataclass
 class _Numbers:
     last: int | None = None      # the last number handed out
     written: int | None = None   # the counter's value in the transaction

@@ -155,8 +155,12 @@ class Composer:
             found = self._own[name, lang] = (self.templates_dir / lang / f"{name}.txt").is_file()
         return found
 
+    def _envs_for(self, name: str, lang: str) -> dict[bool, SandboxedEnvironment]:
+        """The desk's environments when it has the template, else the built-in ones."""
+        return self.envs if self.own(name, lang) or self.built_in is None else self.built_in
+
     def render(self, name: str, lang: str, context: dict[str, Any]) -> Rendered:
-        envs = self.envs if self.own(name, lang) or self.built_in is None else self.built_in
+        envs = self._envs_for(name, lang)
         subject = self._render(envs, f"{name}.subject.txt", lang, context, html=False)
         text = self._render(envs, f"{name}.txt", lang, context, html=False)
         html = None
@@ -176,8 +180,7 @@ class Composer:
         for lang in sorted(self.languages):
             when_phrase(datetime(2000, 1, 3, tzinfo=timezone.utc), lang)
             for name in names:
-                envs = self.envs if self.own(name, lang) or self.built_in is None \
-                    else self.built_in
+                envs = self._envs_for(name, lang)
                 for suffix, html in ((".subject.txt", False), (".txt", False), (".html", True)):
                     try:
                         envs[html].get_template(f"{lang}/{name}{suffix}")

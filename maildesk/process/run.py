@@ -178,7 +178,6 @@ class Processor:
         # over): the next batch claims the same oldest pending mail and takes
         # them instead of parsing again. Parsing is a pure function of the stored bytes.
         self._parsed_ahead: dict[int, ParsedMessage | Unparseable] = {}
-        self._least = 0.0   # the batch's seconds of work before it yields to intake
         self.sandbox = sandbox or ParseSandbox(timeout=settings.processing.parse_timeout_seconds,
                                                memory_mb=settings.processing.parse_memory_mb)
 
@@ -209,9 +208,10 @@ class Processor:
             ids = list(session.scalars(q))
             need = [i for i in ids if i not in self._parsed_ahead]
             data = dict(session.execute(
-                select(Inbound.id, RawMessage.data).join(RawMessage, RawMessage.id == Inbound.raw_id)
+                select(Inbound.id, RawMessage.data)
+                .join(RawMessage, RawMessage.id == Inbound.raw_id)
                 .where(Inbound.id.in_(need))).all()) if need else {}
-            return [(i, bytes(data[i]) if i in data else b"") for i in ids
+            return [(i, bytes(data.get(i, b""))) for i in ids
                     if i in data or i in self._parsed_ahead]
 
     @staticmethod
@@ -239,12 +239,11 @@ class Processor:
         rolled back and run again carefully, each message in its own savepoint, so that only
         the failing one is set aside."""
         self._noted.clear()
-        self._least = least
         try:
-            outcomes = self._run(limit, only, careful=False)
+            outcomes = self._run(limit, only, least, careful=False)
         except _Careful as again:
             self._noted.clear()
-            outcomes = self._run(limit, again.ids, careful=True)
+            outcomes = self._run(limit, again.ids, least, careful=True)
         for inbound_id, source, decision in self._noted:
             self._log_and_count(inbound_id, source, decision)
         self._noted.clear()
@@ -253,7 +252,8 @@ class Processor:
             self.on_outbox()
         return outcomes
 
-    def _run(self, limit: int, only: list[int] | None, *, careful: bool) -> list[Outcome]:
+    def _run(self, limit: int, only: list[int] | None, least: float, *,
+             careful: bool) -> list[Outcome]:
         """Parse the batch's mail beside applying it: on PostgreSQL in the transaction that
         claims it, on SQLite in a write transaction begun once the first mail is parsed. The
         parser is stopped after the transaction ends: a batch does not keep its claims (or
@@ -287,7 +287,8 @@ class Processor:
                 if not careful:   # one writer, no savepoints: some rows go in at the end
                     write_at_batch_end(session)
                 outcomes = self._apply_parsed(session, pending, rows, ready, feed.queue,
-                                              yield_to=self._yield_check(), careful=careful)
+                                              yield_to=self._yield_check(least),
+                                              careful=careful)
                 write_later(session, stop=True)
                 return outcomes
         finally:
@@ -301,12 +302,13 @@ class Processor:
         self._parsed_ahead = {i: kept[i] for i, _ in pending if i in kept}
         return _ParseFeed(self.sandbox, pending, self._parsed_ahead)
 
-    def _yield_check(self) -> Callable[[], bool] | None:
-        """SQLite: asked after each message of a batch; True commits what is done."""
+    def _yield_check(self, least: float) -> Callable[[], bool] | None:
+        """SQLite: asked after each message of a batch; True commits what is done (intake
+        waiting ends the batch once it has worked `least` seconds)."""
         if self.hold_seconds is None:
             return self.yield_to
         start = time.monotonic()
-        until, least = start + self.hold_seconds, start + self._least
+        until, least = start + self.hold_seconds, start + least
         intake = self.yield_to
         return lambda: time.monotonic() > until or (
             intake is not None and intake() and time.monotonic() > least)
