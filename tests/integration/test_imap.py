@@ -87,7 +87,9 @@ def process(ctx) -> list:
 
 
 def imap_inbound(ctx) -> list[Inbound]:
-    with ctx.make_session() as s:
+    # A read transaction: a look taken while a poller stores must not queue for SQLite's write
+    # lock behind its commits (a write session does), or the poller may finish meanwhile.
+    with ctx.read_session() as s:
         return list(s.scalars(select(Inbound).where(Inbound.channel == Channel.IMAP)
                               .order_by(Inbound.id)))
 
