@@ -6,11 +6,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from maildesk.addresses import token_matches
+from maildesk.db.session import solo_engine
 from maildesk.db.models import (Counter, Message, MessageReference, Outbox, Participant, Ticket,
                                 TicketStatus)
 from maildesk.domain import TicketFacts
@@ -21,7 +23,6 @@ from maildesk.domain import TicketFacts
 # that read columns, not tickets, run on the session's connection: the ORM's execution path
 # (autoflush, result objects) cost several times the statement, and nothing they read can be
 # pending in the session (a cause writes its rows at its end, effects/events.py).
-_NO_WAIT = text("SET LOCAL synchronous_commit TO OFF")
 _BUMP = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
          .returning(Counter.value))
 _WITH_SENDER = select(Participant.ticket_id).where(
@@ -112,13 +113,19 @@ def next_ticket_number(session: Session, first: int) -> int:
     bind = session.get_bind()
     if bind.dialect.name != "postgresql":
         return _bump(session.connection(), first)
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    with engine.begin() as conn:
-        # Its commit need not wait for the disk: the WAL is written in order, so the commit of
-        # any ticket with this number makes the bump durable first. A crash can only lose the
-        # bump of a number no committed ticket has, which the next ticket then gets.
-        conn.execute(_NO_WAIT)
-        return _bump(conn, first)
+    # One statement, committed at once without waiting for the disk: the WAL is written in
+    # order, so the commit of any ticket with this number makes the bump durable first. A
+    # crash can only lose the bump of a number no committed ticket has, which the next ticket
+    # then gets.
+    solo = solo_engine(bind if isinstance(bind, Engine) else bind.engine)
+    for attempt in (1, 2):
+        try:
+            with solo.connect() as conn:
+                return _bump(conn, first)
+        except DBAPIError as exc:   # a connection the server dropped (no ping): once more
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _bump(conn: Connection, first: int) -> int:

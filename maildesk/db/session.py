@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
@@ -47,9 +49,41 @@ def make_engine(db: Database, *, pool_size: int = 5) -> Engine:
             conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(
-        url, pool_size=pool_size, pool_pre_ping=True,
-        connect_args={"options": f"-c lock_timeout={int(db.lock_timeout_ms)}"})
+    options = f"-c lock_timeout={int(db.lock_timeout_ms)}"
+    engine = create_engine(url, pool_size=pool_size, pool_pre_ping=True,
+                           connect_args={"options": options})
+    _SOLO_OPTIONS[engine] = options
+    event.listen(engine, "engine_disposed", _dispose_solo)
+    return engine
+
+
+# PostgreSQL: statements committed on their own at once, beside a longer transaction (the
+# ticket counter's bump, db/queries.py): an engine per engine, in autocommit (no BEGIN and
+# COMMIT of their own), not waiting for the disk to commit (`synchronous_commit` off for these
+# connections only), without a ping per checkout (a connection the server dropped fails once
+# and is replaced: `solo_retry`). Made on first use, disposed with its engine.
+_SOLO_OPTIONS: WeakKeyDictionary[Engine, str] = WeakKeyDictionary()
+_SOLO: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+_SOLO_LOCK = threading.Lock()
+
+
+def solo_engine(engine: Engine) -> Engine:
+    """The autocommit side engine of a PostgreSQL engine made by `make_engine`."""
+    with _SOLO_LOCK:
+        solo = _SOLO.get(engine)
+        if solo is None:
+            options = _SOLO_OPTIONS.get(engine, "")
+            solo = _SOLO[engine] = create_engine(
+                engine.url, pool_size=1, max_overflow=4, isolation_level="AUTOCOMMIT",
+                connect_args={"options": f"{options} -c synchronous_commit=off".strip()})
+        return solo
+
+
+def _dispose_solo(engine: Engine) -> None:
+    with _SOLO_LOCK:
+        solo = _SOLO.pop(engine, None)
+    if solo is not None:
+        solo.dispose()
 
 
 class _HintingSQLiteCompiler(SQLiteCompiler):

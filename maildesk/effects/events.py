@@ -12,6 +12,8 @@ rows writes them before the cause's transaction (or savepoint) ends.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,6 +80,21 @@ _INSERTS = tuple(_Inserting(model.__table__) for model in (   # type: ignore[att
     TicketEvent))
 
 
+@contextmanager
+def _one_round_trip(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: the statements run inside go out without waiting for each one's answer
+    (psycopg's pipeline mode) and are answered together at the end, where an error among them
+    is raised. For statements whose results nobody reads: INSERTs, and UPDATEs whose row count
+    is not checked (Core's, not the ORM's flush, which checks it)."""
+    with conn.connection.dbapi_connection.pipeline():   # type: ignore[union-attr]
+        yield
+
+
+def _dirty_besides(session: Session, tickets: list[Ticket]) -> bool:
+    """Does the ORM hold changes of its own besides the tickets `write_ticket` writes?"""
+    return any(obj not in tickets for obj in session.dirty)
+
+
 def event_row(ticket_id: int, at: datetime, kind: str, actor: str | None,
               data: dict[str, Any]) -> dict[str, Any]:
     return {"ticket_id": ticket_id, "at": at, "kind": kind, "actor": actor, "data": data}
@@ -101,16 +118,27 @@ class Gathered:
 
     def write(self, session: Session) -> None:
         """Write the tickets, flush what else is pending, insert the gathered rows, forget
-        them."""
-        batches = (self.messages, self.attachments, self.search, self.references,
-                   self.participants, self.outbox, self.timers, self.events)
+        them. On PostgreSQL all of it in one round trip (`_one_round_trip`) when the ORM has
+        nothing of its own to flush (the happy path; a bounce's note is an ORM object)."""
         self.written = True
+        conn = session.connection()
+        if conn.dialect.name == "postgresql" and not (session.new or session.deleted) \
+                and not _dirty_besides(session, self.tickets):
+            with _one_round_trip(conn):
+                for ticket in self.tickets:
+                    write_ticket(session, ticket)
+                self._insert(session, conn)
+            return
         for ticket in self.tickets:
             write_ticket(session, ticket)
         session.flush()   # what the rarer paths keep as ORM objects (a bounce's note)
+        self._insert(session, conn)
+
+    def _insert(self, session: Session, conn: Connection) -> None:
+        batches = (self.messages, self.attachments, self.search, self.references,
+                   self.participants, self.outbox, self.timers, self.events)
         if not any(batches) and not self.inbound:
             return
-        conn = session.connection()
         later = session.info.get(_LATER)
         if later is not None:   # a batch that writes these once, at its end
             later.inbound.extend(self.inbound)
@@ -130,7 +158,7 @@ class Gathered:
         return [m for m in self.messages if m["ticket_id"] == ticket_id]
 
 
-# A batch run without savepoints on SQLite (process/run.py): the end state of its mails and
+# A batch run without savepoints (process/run.py): the end state of its mails and
 # their search entries, which nothing in the batch reads back (but a #search, which writes
 # them first: `write_later`), go in at its end, one statement each for the whole batch rather
 # than two per mail. (Not with savepoints: a mail rolled back alone must take its rows along.)
@@ -157,12 +185,13 @@ def write_later(session: Session, *, stop: bool = False) -> None:
     if later is None:
         return
     conn = session.connection()
-    if later.inbound:
-        conn.execute(_INBOUND_DONE, later.inbound)
-        later.inbound.clear()
-    if later.search:
-        _INSERT_SEARCH(conn, later.search)
-        later.search.clear()
+    with _one_round_trip(conn) if conn.dialect.name == "postgresql" else nullcontext():
+        if later.inbound:
+            conn.execute(_INBOUND_DONE, later.inbound)
+            later.inbound.clear()
+        if later.search:
+            _INSERT_SEARCH(conn, later.search)
+            later.search.clear()
 
 
 _INSERT_SEARCH = next(i for i in _INSERTS

@@ -85,6 +85,9 @@ class Contention:
     def __init__(self) -> None:
         self._heads: dict[int, _Head] = {}
         self._earlier: tuple[int, list[_Head]] = (0, [])
+        # Mails this processor's batch has settled: still pending in the database until the
+        # batch writes their end state at its end (effects/events.py), but not held elsewhere.
+        self.settled: set[int] = set()
 
     def held_elsewhere(self, session: Session, inbound_id: int,
                        message: ParsedMessage) -> str | None:
@@ -127,8 +130,9 @@ class Contention:
 
     def _pending_before(self, session: Session, inbound_id: int) -> list[_Head]:
         """The mail pending before this one (within the window), with their headers."""
-        ids = session.scalars(_EARLIER, {"inbound_id": inbound_id,
-                                         "window": inbound_id - RELATED_WINDOW}).all()
+        ids = [i for i in session.scalars(_EARLIER, {"inbound_id": inbound_id,
+                                                     "window": inbound_id - RELATED_WINDOW})
+               if i not in self.settled]
         missing = [i for i in ids if i not in self._heads]
         if missing:
             for i, mail_from, head in session.execute(_HEADS, {"ids": missing}):

@@ -269,8 +269,13 @@ class Processor:
                         RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
                     pending = [(i, bytes(data[r.raw_id])) for i, r in rows.items()]
                     feed = self._feed(pending)
-                    return self._apply_parsed(session, pending, rows, [feed.first()], feed.queue,
-                                              careful=careful)
+                    self._contention.settled.clear()
+                    if not careful:   # no savepoints: some rows go in at the end
+                        write_at_batch_end(session)
+                    outcomes = self._apply_parsed(session, pending, rows, [feed.first()],
+                                                  feed.queue, careful=careful)
+                    write_later(session, stop=True)
+                    return outcomes
             pending = self._pending(limit, only)
             if not pending:
                 return []
@@ -337,6 +342,8 @@ class Processor:
             if not careful:
                 try:
                     outcomes.append(self._process(session, inbound, result))
+                    if outcomes[-1].status not in UNSETTLED:
+                        self._contention.settled.add(inbound_id)
                 except Exception:
                     # Roll the batch back (the exception ends its transaction) and run the
                     # same messages again, each in a savepoint.

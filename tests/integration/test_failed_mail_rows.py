@@ -6,9 +6,10 @@ mail left it in memory (issue 22)."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from desk import CLIENT, MONDAY, Desk, mail
-from maildesk.db.models import Channel
+from maildesk.db.models import Channel, Inbound, InboundStatus, Ticket
 from maildesk.effects.events import Gathered
 from maildesk.store.raw import Arrival, store_one
 
@@ -59,3 +60,47 @@ def test_a_mail_that_fails_after_writing_leaves_its_ticket_as_it_was(desk, monke
     monkeypatch.undo()
     assert [o.status for o in desk.processor.drain()] == ["done"]   # the agent's mail, again
     assert desk.ticket(t.number).status.value == "resolved"
+
+
+def _refuse_subject(desk: Desk, subject: str) -> None:
+    """The database itself refuses to store a mail with this subject (a trigger), so the
+    failure comes from the server when the mail's rows go in, not from Python."""
+    with desk.ctx.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse BEFORE INSERT ON message "
+                f"WHEN NEW.subject = '{subject}' BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.subject = '{subject}' THEN RAISE EXCEPTION 'refused by test'; END IF; "
+                "RETURN NEW; END $$")
+            conn.exec_driver_sql("CREATE TRIGGER refuse BEFORE INSERT ON message "
+                                 "FOR EACH ROW EXECUTE FUNCTION refuse()")
+
+
+def test_a_mail_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_is_done(desk):
+    # On PostgreSQL a mail's rows go out together and the server's answer comes at the end
+    # (effects/events.py): the refusal must still roll back that mail alone.
+    _refuse_subject(desk, "Refused subject")
+    first = _store(desk, mail(CLIENT, "support@example.com", "Scanner jams", "Page 2 jams.",
+                              desk.clock.now()), mail_from=CLIENT, rcpt="support@example.com")
+    refused = _store(desk, mail("bob@example.org", "support@example.com", "Refused subject",
+                                "Anything.", desk.clock.now()),
+                     mail_from="bob@example.org", rcpt="support@example.com")
+    _store(desk, mail("carol@example.org", "support@example.com", "VPN drops", "Every hour.",
+                      desk.clock.now()), mail_from="carol@example.org", rcpt="support@example.com")
+
+    outcomes = desk.processor.run_batch(limit=10)
+
+    assert [(o.inbound_id, o.status) for o in outcomes] == [
+        (first, "done"), (refused, "retry"), (refused + 1, "done")]
+    assert "refused by test" in (outcomes[1].reason or "")
+    with desk.ctx.make_session() as s:
+        subjects = sorted(t.subject for t in s.scalars(select(Ticket)))
+        assert subjects == ["Scanner jams", "VPN drops"]
+        assert s.get_one(Inbound, refused).status is InboundStatus.PENDING
+    # The processor goes on: the next mail is processed as usual.
+    _store(desk, mail(CLIENT, "support@example.com", "Monitor flickers", "Since Monday.",
+                      desk.clock.now()), mail_from=CLIENT, rcpt="support@example.com")
+    assert [o.status for o in desk.processor.run_batch(limit=10)] == ["retry", "done"]
