@@ -34,10 +34,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, bindparam, func, literal_column, select
+from sqlalchemy import BigInteger, bindparam, func, literal, literal_column, select, true
 from sqlalchemy.orm import Session
 
-from maildesk.db.models import Inbound, InboundStatus, RawMessage, Ticket
+from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
 from maildesk.pipeline.decide import Decision
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import dedupe_key
@@ -49,9 +49,15 @@ _LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
 # How far back pending mail is looked at: the batches in flight are the newest pending mail; an
 # older backlog is not being written by anyone right now.
 RELATED_WINDOW = 500
-_EARLIER = (select(Inbound.id).where(Inbound.status == InboundStatus.PENDING,
-                                     Inbound.id < bindparam("inbound_id"),
-                                     Inbound.id >= bindparam("window")))
+_EARLIER = (select(func.array_agg(Inbound.id))
+            .where(Inbound.status == InboundStatus.PENDING, Inbound.id < bindparam("inbound_id"),
+                   Inbound.id >= bindparam("window")).scalar_subquery())
+# The mail stored before (by its dedupe key): decide()'s first question, asked here in the
+# same statement (and snapshot) as the pending mail, after the lock on its key is held.
+_COPY = (select(Message.id, Ticket.number).join(Ticket, Ticket.id == Message.ticket_id)
+         .where(Message.dedupe_key == bindparam("key")).limit(1).subquery())
+_EARLIER_AND_COPY = (select(_EARLIER.label("earlier"), _COPY.c.id, _COPY.c.number)
+                     .select_from(select(literal(1)).subquery().outerjoin(_COPY, true())))
 # A stored mail's header: its bytes up to the blank line (64 KB when none is found).
 _HEAD = literal_column("substring(raw_message.data from 1 for coalesce(nullif(position("
                        "'\\x0d0a0d0a'::bytea in raw_message.data), 0), 65536))")
@@ -85,6 +91,9 @@ class Contention:
     def __init__(self) -> None:
         self._heads: dict[int, _Head] = {}
         self._earlier: tuple[int, list[_Head]] = (0, [])
+        # What held_elsewhere found of the mail's copy stored before: (inbound id, dedupe key,
+        # (message id, ticket number) or None), for decide()'s lookups (process/lookups.py).
+        self.copy: tuple[int, str, tuple[int, int] | None] | None = None
         # Mails this processor's batch has settled: still pending in the database until the
         # batch writes their end state at its end (effects/events.py), but not held elsewhere.
         self.settled: set[int] = set()
@@ -95,9 +104,10 @@ class Contention:
         ahead). Asked before the decision reads anything, so that what it reads is either
         already committed or still held here: a batch that commits between the decision and
         this check cannot slip through. Takes its lock in the caller's transaction."""
-        if not session.scalar(_TRY_LOCK, {"key": _key(dedupe_key(message))}):
+        key = dedupe_key(message)
+        if not session.scalar(_TRY_LOCK, {"key": _key(key)}):
             return "a copy of this mail is being processed elsewhere"
-        earlier = self._pending_before(session, inbound_id)
+        earlier = self._pending_before(session, inbound_id, key)
         self._earlier = (inbound_id, earlier)
         needles = [m.lower().encode("ascii", "replace") for m in
                    dict.fromkeys((message.message_id, *message.in_reply_to,
@@ -128,11 +138,16 @@ class Contention:
                         "sender is pending")
         return None
 
-    def _pending_before(self, session: Session, inbound_id: int) -> list[_Head]:
-        """The mail pending before this one (within the window), with their headers."""
-        ids = [i for i in session.scalars(_EARLIER, {"inbound_id": inbound_id,
-                                                     "window": inbound_id - RELATED_WINDOW})
-               if i not in self.settled]
+    def _pending_before(self, session: Session, inbound_id: int,
+                        key: str | None = None) -> list[_Head]:
+        """The mail pending before this one (within the window), with their headers; with a
+        dedupe `key`, the copy stored before goes to `copy`."""
+        row = session.execute(_EARLIER_AND_COPY, {
+            "inbound_id": inbound_id, "window": inbound_id - RELATED_WINDOW,
+            "key": key or ""}).one()
+        if key is not None:
+            self.copy = (inbound_id, key, (row.id, row.number) if row.id is not None else None)
+        ids = sorted(i for i in row.earlier or () if i not in self.settled)
         missing = [i for i in ids if i not in self._heads]
         if missing:
             for i, mail_from, head in session.execute(_HEADS, {"ids": missing}):

@@ -38,10 +38,14 @@ _RAW = select(RawMessage.data).join(Inbound, Inbound.raw_id == RawMessage.id).wh
 class DbLookups:
     """decide()'s `Lookups` on a session; `inbound_id` names the stored raw bytes."""
 
-    def __init__(self, session: Session, inbound_id: int | None = None, raw: bytes | None = None):
+    def __init__(self, session: Session, inbound_id: int | None = None, raw: bytes | None = None,
+                 known_copy: tuple[str, tuple[int, int] | None] | None = None):
         self.session = session
         self._inbound_id = inbound_id
         self._raw = raw
+        # (dedupe key, what duplicate_of answers for it), read already in this transaction
+        # (PostgreSQL: with the contention check, process/contention.py).
+        self._known_copy = known_copy
         # The tickets decided about stay loaded for the applier (one message's at a time).
         self._held = queries.hold_tickets(session)
 
@@ -56,6 +60,8 @@ class DbLookups:
         return first if value is None else value + 1
 
     def duplicate_of(self, key: str) -> tuple[int, int] | None:
+        if self._known_copy is not None and self._known_copy[0] == key:
+            return self._known_copy[1]
         row = self.session.connection().execute(_EARLIER, {"key": key}).first()
         return (row.id, row.number) if row is not None else None
 
@@ -145,6 +151,8 @@ class EmptyLookups:
         return first
 
     def duplicate_of(self, key: str) -> tuple[int, int] | None:
+        if self._known_copy is not None and self._known_copy[0] == key:
+            return self._known_copy[1]
         return None
 
     def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None:

@@ -402,7 +402,10 @@ class Processor:
         why = self._contention.held_elsewhere(session, inbound.id, contended) \
             if contended else None
         if why is None:
-            d = decide(result, arrival, DbLookups(session, inbound.id), self.settings, now=now,
+            copy = self._contention.copy if contended else None
+            lookups = DbLookups(session, inbound.id, known_copy=copy[1:]
+                                if copy is not None and copy[0] == inbound.id else None)
+            d = decide(result, arrival, lookups, self.settings, now=now,
                        languages=self.composer.languages)
             if contended:
                 why = self._contention.ticket_held_elsewhere(session, inbound.id, contended, d)
