@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -25,19 +25,24 @@ from maildesk.domain import TicketFacts
 # pending in the session (a cause writes its rows at its end, effects/events.py).
 _BUMP = (update(Counter).where(Counter.name == "ticket").values(value=Counter.value + 1)
          .returning(Counter.value))
-_WITH_SENDER = select(Participant.ticket_id).where(
-    Participant.ticket_id.in_(bindparam("ids", expanding=True)),
-    Participant.address == bindparam("sender"))
-_OWNERS = select(Message.message_id, Message.ticket_id).where(
-    Message.message_id.in_(bindparam("ids", expanding=True)))
-_TICKETS_BY_ID = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=True)))
+# Does `sender` take part in the ticket: asked in the statement that finds the tickets.
+_SENDS = (exists().where(Participant.ticket_id == Ticket.id,
+                         Participant.address == bindparam("sender")).label("with_sender"))
+# The tickets owning any of the Message-IDs, with the one each row owns.
+_OWNED = (select(Ticket, Message.message_id, _SENDS)
+          .join(Message, Message.ticket_id == Ticket.id)
+          .where(Message.message_id.in_(bindparam("ids", expanding=True))))
 # Read from the index (referenced_id, ticket_id) alone; a handful of tickets at most.
 _REFERENCING = (select(MessageReference.ticket_id).distinct()
                 .where(MessageReference.referenced_id.in_(bindparam("ids", expanding=True)))
                 .order_by(MessageReference.ticket_id).limit(10))
+_TICKETS_BY_ID = (select(Ticket, _SENDS).where(Ticket.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(Ticket.id))
 # session.info key of what a message's lookups found out for its applier (HeldTickets).
 _HELD = "maildesk.held_tickets"
-_BY_NUMBERS = select(Ticket).where(Ticket.number.in_(bindparam("numbers", expanding=True)))
+_BY_NUMBERS = (select(Ticket, _SENDS)
+               .where(Ticket.number.in_(bindparam("numbers", expanding=True))))
+_BY_NUMBER = select(Ticket, _SENDS).where(Ticket.number == bindparam("number"))
 _BY_SUBJECT = (select(Ticket).join(Participant, Participant.ticket_id == Ticket.id)
                .where(Ticket.subject_key == bindparam("key"),
                       Ticket.status != TicketStatus.CLOSED,
@@ -164,14 +169,9 @@ def takes_part(session: Session, ticket_id: int, address: str) -> bool | None:
     return True if held is not None and (ticket_id, address) in held.participants else None
 
 
-def _facts(session: Session, tickets: Sequence[Ticket], sender: str, *,
-           sender_takes_part: bool = False) -> list[TicketFacts]:
-    """`sender_takes_part`: the tickets were found by their participant `sender` already."""
-    if not tickets:
-        return []
-    ids = [t.id for t in tickets]
-    with_sender = set(ids) if sender_takes_part else \
-        set(session.connection().scalars(_WITH_SENDER, {"ids": ids, "sender": sender}))
+def _facts(session: Session, tickets: Sequence[Ticket], sender: str,
+           with_sender: set[int]) -> list[TicketFacts]:
+    """`with_sender`: the ids of those on which `sender` takes part (asked with them)."""
     held = session.info.get(_HELD)
     if held is not None:
         held.tickets.extend(tickets)
@@ -185,13 +185,15 @@ def ticket_by_token(session: Session, number: int, token: str,
                     sender: str) -> tuple[TicketFacts, bool] | None:
     """The ticket a reply token names, and whether it was the agents' token (never shown to
     the client) rather than the client's."""
-    ticket = session.scalar(select(Ticket).where(Ticket.number == number))
-    if ticket is None:
+    row = session.execute(_BY_NUMBER, {"number": number, "sender": sender}).first()
+    if row is None:
         return None
+    ticket, sends = row
     # Both compared, in constant time: how long the answer takes says nothing of either.
     client, agent = token_matches(token, ticket.reply_token), token_matches(token, ticket.agent_token)
     if client or agent:
-        return _facts(session, [ticket], sender)[0], agent and not client
+        return (_facts(session, [ticket], sender, {ticket.id} if sends else set())[0],
+                agent and not client)
     return None
 
 
@@ -199,13 +201,17 @@ def tickets_by_message_ids(session: Session, ids: Sequence[str], sender: str) ->
     """Tickets owning any of `ids`, in the order of the first id each one owns."""
     if not ids:
         return []
-    rows = session.connection().execute(_OWNERS, {"ids": list(dict.fromkeys(ids))[:200]}).all()
-    owner = {}
-    for mid, tid in rows:
-        owner.setdefault(mid, tid)
-    order = list(dict.fromkeys(owner[i] for i in ids if i in owner))
-    tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
-    return _facts(session, [tickets[i] for i in order], sender)
+    owner: dict[str, int] = {}
+    tickets: dict[int, Ticket] = {}
+    with_sender: set[int] = set()
+    for ticket, mid, sends in session.execute(
+            _OWNED, {"ids": list(dict.fromkeys(ids))[:200], "sender": sender}):
+        owner.setdefault(mid, ticket.id)
+        tickets[ticket.id] = ticket
+        if sends:
+            with_sender.add(ticket.id)
+    order = dict.fromkeys(owner[i] for i in ids if i in owner)
+    return _facts(session, [tickets[i] for i in order], sender, with_sender)
 
 
 def tickets_referencing(session: Session, message_id: str | None,
@@ -226,19 +232,22 @@ def tickets_sharing_references(session: Session, ids: Sequence[str],
 def _naming(session: Session, ids: list[str], sender: str) -> list[TicketFacts]:
     if not ids:
         return []
+    # Mostly nothing is found: the cheap read of the index first, the tickets only then.
     order = list(session.connection().scalars(_REFERENCING, {"ids": ids}))
     if not order:
         return []
-    tickets = {t.id: t for t in session.scalars(_TICKETS_BY_ID, {"ids": order})}
-    return _facts(session, [tickets[i] for i in order], sender)
+    rows = session.execute(_TICKETS_BY_ID, {"ids": order, "sender": sender}).all()
+    return _facts(session, [t for t, _ in rows], sender, {t.id for t, sends in rows if sends})
 
 
 def tickets_by_numbers(session: Session, numbers: Iterable[int], sender: str) -> list[TicketFacts]:
     numbers = list(dict.fromkeys(numbers))[:20]
     if not numbers:
         return []
-    found = {t.number: t for t in session.scalars(_BY_NUMBERS, {"numbers": numbers})}
-    return _facts(session, [found[n] for n in numbers if n in found], sender)
+    found = {t.number: (t, sends) for t, sends in
+             session.execute(_BY_NUMBERS, {"numbers": numbers, "sender": sender})}
+    rows = [found[n] for n in numbers if n in found]
+    return _facts(session, [t for t, _ in rows], sender, {t.id for t, sends in rows if sends})
 
 
 def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10) -> list[TicketFacts]:
@@ -246,7 +255,7 @@ def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10)
     if not key:
         return []
     tickets = session.scalars(_BY_SUBJECT, {"key": key, "sender": sender, "limit": limit}).all()
-    return _facts(session, tickets, sender, sender_takes_part=True)
+    return _facts(session, tickets, sender, {t.id for t in tickets})
 
 
 def autoreply_counts(session: Session, address: str, domain: str, *, sent_since: datetime,
