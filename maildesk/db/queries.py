@@ -154,6 +154,15 @@ class HeldTickets:
     def __init__(self) -> None:
         self.tickets: list[Ticket] = []
         self.participants: set[tuple[int, str]] = set()   # (ticket id, address)
+        # PostgreSQL: the ticket read again as the statement that locked it found it (process/
+        # contention.py): current for the applier, which need not read it once more.
+        self.locked: int | None = None
+
+
+def held_tickets(session: Session) -> HeldTickets | None:
+    """What this message's lookups keep (`hold_tickets`), if any."""
+    held: HeldTickets | None = session.info.get(_HELD)
+    return held
 
 
 def hold_tickets(session: Session) -> HeldTickets:

@@ -14,7 +14,7 @@ from maildesk.db.models import (Direction, Inbound, InboundStatus, Message,
                                 Outbox, OutboxStatus, Participant, Role, Ticket,
                                 TicketEvent, TicketStatus)
 from maildesk.db.ids import new_id
-from maildesk.db.queries import next_ticket_number, takes_part
+from maildesk.db.queries import held_tickets, next_ticket_number, takes_part
 from maildesk.effects.events import Gathered
 from maildesk.domain import EventKind
 from maildesk.pipeline.bounces import DeliveryReport
@@ -60,9 +60,11 @@ def open_ticket(session: Session, plan: Plan, at: datetime, first_number: int) -
 
 def join_ticket(session: Session, plan: Plan, at: datetime, now: datetime) -> Ticket:
     """The ticket the message joins, its activity brought up to date. On SQLite (one writer)
-    the ticket decide() loaded is current (lookups.py keeps it loaded); PostgreSQL reads it
-    again, now that process/contention.py holds its lock."""
-    reread = session.get_bind().dialect.name == "postgresql"
+    the ticket decide() loaded is current (lookups.py keeps it loaded); on PostgreSQL the
+    statement of process/contention.py that locked it read it again (else it is read here)."""
+    held = held_tickets(session)
+    reread = session.get_bind().dialect.name == "postgresql" and not (
+        held is not None and held.locked == plan.thread.ticket_id)
     ticket = session.get_one(Ticket, plan.thread.ticket_id, populate_existing=reread)
     ticket.last_activity_at = max(ticket.last_activity_at, at)
     ticket.updated_at = now

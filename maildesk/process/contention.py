@@ -34,18 +34,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from sqlalchemy import BigInteger, bindparam, func, literal, literal_column, select, true
+from sqlalchemy import BigInteger, bindparam, func, literal, literal_column, select, text, true
 from sqlalchemy.orm import Session
 
 from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
+from maildesk.db.queries import held_tickets
 from maildesk.pipeline.decide import Decision
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import dedupe_key
 from maildesk.pipeline.subject import strip_prefixes
 
 _TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInteger)))
-_LOCK_TICKET = (select(Ticket.id).where(Ticket.id == bindparam("ticket_id"))
-                .with_for_update(skip_locked=True))
+# The keys of the mails parsed ahead in the same batch, tried together (`lock_ahead`).
+_TRY_LOCKS = text("SELECT k, pg_try_advisory_xact_lock(k) "
+                  "FROM unnest(CAST(:keys AS bigint[])) AS k")
+# The ticket as it is once locked (the decision read it before): the applier's copy.
+_LOCK_TICKET = (select(Ticket).where(Ticket.id == bindparam("ticket_id"))
+                .with_for_update(skip_locked=True)
+                .execution_options(populate_existing=True))
 # How far back pending mail is looked at: the batches in flight are the newest pending mail; an
 # older backlog is not being written by anyone right now.
 RELATED_WINDOW = 500
@@ -91,6 +97,10 @@ class Contention:
     def __init__(self) -> None:
         self._heads: dict[int, _Head] = {}
         self._earlier: tuple[int, list[_Head]] = (0, [])
+        # Dedupe keys whose lock this batch's transaction holds, taken for mails parsed ahead
+        # (`ahead`): only in a batch without savepoints (a savepoint rolled back would
+        # release a lock taken inside it); cleared with `settled` when a batch begins.
+        self.locked: set[str] = set()
         # What held_elsewhere found of the mail's copy stored before: (inbound id, dedupe key,
         # (message id, ticket number) or None), for decide()'s lookups (process/lookups.py).
         self.copy: tuple[int, str, tuple[int, int] | None] | None = None
@@ -98,15 +108,24 @@ class Contention:
         # batch writes their end state at its end (effects/events.py), but not held elsewhere.
         self.settled: set[int] = set()
 
-    def held_elsewhere(self, session: Session, inbound_id: int,
-                       message: ParsedMessage) -> str | None:
+    def begin_batch(self) -> None:
+        self.settled.clear()
+        self.locked.clear()
+
+    def held_elsewhere(self, session: Session, inbound_id: int, message: ParsedMessage,
+                       ahead: Sequence[ParsedMessage] = ()) -> str | None:
         """Before deciding: why this mail must wait for another processor's commit (None: go
         ahead). Asked before the decision reads anything, so that what it reads is either
         already committed or still held here: a batch that commits between the decision and
         this check cannot slip through. Takes its lock in the caller's transaction."""
         key = dedupe_key(message)
-        if not session.scalar(_TRY_LOCK, {"key": _key(key)}):
-            return "a copy of this mail is being processed elsewhere"
+        if key not in self.locked:
+            if ahead:   # one statement for the locks of the next mails too
+                self._lock_ahead(session, [key, *(dedupe_key(m) for m in ahead)])
+            elif session.scalar(_TRY_LOCK, {"key": _key(key)}):
+                self.locked.add(key)
+            if key not in self.locked:
+                return "a copy of this mail is being processed elsewhere"
         earlier = self._pending_before(session, inbound_id, key)
         self._earlier = (inbound_id, earlier)
         needles = [m.lower().encode("ascii", "replace") for m in
@@ -115,6 +134,13 @@ class Contention:
         if needles and any(n in head for _, head in earlier for n in needles):
             return "earlier mail of its thread is being processed elsewhere"
         return None
+
+    def _lock_ahead(self, session: Session, keys: list[str]) -> None:
+        """Try the locks of `keys` not held yet in one statement; those refused are tried
+        again at their mail's turn."""
+        wanted = {_key(k): k for k in dict.fromkeys(keys) if k not in self.locked}
+        rows = session.execute(_TRY_LOCKS, {"keys": list(wanted)})
+        self.locked.update(wanted[k] for k, got in rows if got)
 
     def ticket_held_elsewhere(self, session: Session, inbound_id: int, message: ParsedMessage,
                               d: Decision) -> str | None:
@@ -127,8 +153,13 @@ class Contention:
             return None
         joins = plan.thread.ticket_id
         if joins is not None:
-            if session.scalar(_LOCK_TICKET, {"ticket_id": joins}) is None:
+            ticket = session.scalar(_LOCK_TICKET, {"ticket_id": joins})
+            if ticket is None:
                 return "its ticket is being changed elsewhere"
+            held = held_tickets(session)
+            if held is not None:   # kept loaded for the applier, and known to be current
+                held.tickets.append(ticket)
+                held.locked = joins
         elif not (message.in_reply_to or message.references) and looks_like_reply(message):
             asked, earlier = self._earlier
             if asked != inbound_id:   # held_elsewhere was not asked first: ask now

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -135,6 +135,12 @@ class _ParseFeed:
                 return
             if not isinstance(result, Exception):
                 self.ahead[inbound_id] = result
+
+
+def _parsed_ahead(parsed: queue.Queue[Parsed]) -> list[ParsedMessage]:
+    """The parse results waiting in the queue, left where they are."""
+    with parsed.mutex:
+        return [r for _, r in parsed.queue if isinstance(r, ParsedMessage)]
 
 
 class _Careful(Exception):
@@ -269,7 +275,7 @@ class Processor:
                         RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
                     pending = [(i, bytes(data[r.raw_id])) for i, r in rows.items()]
                     feed = self._feed(pending)
-                    self._contention.settled.clear()
+                    self._contention.begin_batch()
                     if not careful:   # no savepoints: some rows go in at the end
                         write_at_batch_end(session)
                     outcomes = self._apply_parsed(session, pending, rows, [feed.first()],
@@ -341,7 +347,9 @@ class Processor:
                 continue
             if not careful:
                 try:
-                    outcomes.append(self._process(session, inbound, result))
+                    outcomes.append(self._process(session, inbound, result,
+                                                  ahead=_parsed_ahead(parsed)
+                                                  if self._postgres else ()))
                     if outcomes[-1].status not in UNSETTLED:
                         self._contention.settled.add(inbound_id)
                 except Exception:
@@ -388,8 +396,10 @@ class Processor:
 
     # -- one message --------------------------------------------------------------------------
     def _process(self, session: Session, inbound: Inbound,
-                 result: ParsedMessage | Unparseable) -> Outcome:
-        """Gather the facts, decide (pipeline/decide.py), apply the decision."""
+                 result: ParsedMessage | Unparseable,
+                 ahead: Sequence[ParsedMessage] = ()) -> Outcome:
+        """Gather the facts, decide (pipeline/decide.py), apply the decision. `ahead`: the
+        batch's next mails, parsed already (PostgreSQL: their locks are taken with this one's)."""
         now = self.clock.now()
         arrival = DecideArrival(
             inbound_id=inbound.id, mail_from=inbound.mail_from,
@@ -399,7 +409,7 @@ class Processor:
         # PostgreSQL, several processors: what another batch holds is waited for by
         # deferring, not by a lock wait (process/contention.py).
         contended = result if self._postgres and isinstance(result, ParsedMessage) else None
-        why = self._contention.held_elsewhere(session, inbound.id, contended) \
+        why = self._contention.held_elsewhere(session, inbound.id, contended, ahead) \
             if contended else None
         if why is None:
             copy = self._contention.copy if contended else None

@@ -187,3 +187,22 @@ def test_a_copy_another_processor_is_applying_waits_and_is_then_a_duplicate(ctx,
         assert (outcome.inbound_id, outcome.status) == (copy, "deferred")
     assert [o.status for o in processor.drain()] == ["done", "duplicate"]
     assert len(ticket_numbers(ctx)) == 1
+
+
+def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, processor):
+    # The batch tries the locks of the mails it has parsed ahead together with the first
+    # one's: the copy's is refused then, and again at its turn; the mails around it go on.
+    raw = mail(subject="Printer", message_id="<twice-mid@customer.example>")
+    store(ctx, raw)
+    before = store(ctx, mail(sender="a@customer.example", subject="VPN"))
+    copy = store(ctx, raw, rcpt=("help@example.com",))
+    after = store(ctx, mail(sender="b@customer.example", subject="Scanner"))
+    with another_batch(ctx) as other:
+        Processor._claim(other, 1, None)               # the first copy, being applied
+        other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                      {"k": contention._key(dedupe_key(parse_message(raw)))})
+        outcomes = processor.run_batch(limit=10)
+        assert [(o.inbound_id, o.status) for o in outcomes] == [
+            (before, "done"), (copy, "deferred"), (after, "done")]
+    assert [o.status for o in processor.drain()] == ["done", "duplicate"]
+    assert len(ticket_numbers(ctx)) == 3
