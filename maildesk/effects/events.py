@@ -141,10 +141,11 @@ class Gathered:
             return
         later = session.info.get(_LATER)
         if later is not None:   # a batch that writes these once, at its end
-            later.inbound.extend(self.inbound)
-            later.search.extend(self.search)
-            self.inbound.clear()
-            self.search.clear()
+            for mine, theirs in ((self.inbound, later.inbound), (self.search, later.search),
+                                 (self.attachments, later.attachments),
+                                 (self.events, later.events)):
+                theirs.extend(mine)
+                mine.clear()
         if self.inbound:
             conn.execute(_INBOUND_DONE, self.inbound)
             self.inbound.clear()
@@ -158,10 +159,12 @@ class Gathered:
         return [m for m in self.messages if m["ticket_id"] == ticket_id]
 
 
-# A batch run without savepoints (process/run.py): the end state of its mails and
-# their search entries, which nothing in the batch reads back (but a #search, which writes
-# them first: `write_later`), go in at its end, one statement each for the whole batch rather
-# than two per mail. (Not with savepoints: a mail rolled back alone must take its rows along.)
+# A batch run without savepoints (process/run.py): the end state of its mails, their search
+# entries and attachments and the tickets' events, which nothing in the batch reads back (but a
+# #search, which writes them first: `write_later`; the events a ticket's later mails could ask
+# for name what was mailed to the client, which is sent only after the commit), go in at its
+# end, one statement per table for the whole batch rather than per mail. (Not with
+# savepoints: a mail rolled back alone must take its rows along.)
 _LATER = "maildesk.rows_at_batch_end"
 
 
@@ -169,6 +172,8 @@ _LATER = "maildesk.rows_at_batch_end"
 class _Later:
     inbound: Rows = field(default_factory=list)
     search: Rows = field(default_factory=list)
+    attachments: Rows = field(default_factory=list)
+    events: Rows = field(default_factory=list)
 
 
 def write_at_batch_end(session: Session) -> None:
@@ -189,13 +194,17 @@ def write_later(session: Session, *, stop: bool = False) -> None:
         if later.inbound:
             conn.execute(_INBOUND_DONE, later.inbound)
             later.inbound.clear()
-        if later.search:
-            _INSERT_SEARCH(conn, later.search)
-            later.search.clear()
+        for insert_rows, rows in ((_INSERT_SEARCH, later.search),
+                                  (_INSERT_ATTACHMENTS, later.attachments),
+                                  (_INSERT_EVENTS, later.events)):
+            if rows:
+                insert_rows(conn, rows)
+                rows.clear()
 
 
-_INSERT_SEARCH = next(i for i in _INSERTS
-                      if i.table is SearchEntry.__table__)  # type: ignore[attr-defined]
+_INSERT_SEARCH, _INSERT_ATTACHMENTS, _INSERT_EVENTS = (
+    next(i for i in _INSERTS if i.table is model.__table__)  # type: ignore[attr-defined]
+    for model in (SearchEntry, Attachment, TicketEvent))
 
 _TICKET = Ticket.__table__
 _ADD_TICKET = _Inserting(_TICKET)
