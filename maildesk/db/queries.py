@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, exists, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -66,8 +67,17 @@ _TO_DOMAIN = (select(func.count()).select_from(Outbox)
 _TOTAL = (select(func.count()).select_from(Outbox)
           .where(Outbox.kind == "autoreply", Outbox.created_at >= bindparam("since"))
           .scalar_subquery())
-# All four in one round trip (each part reads as before; the first is one aggregate row).
-_COUNTS = select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL).select_from(_HISTORY)
+# The address's latest tickets, read with the counts: a ticket it opens notifies its line with
+# the requester's other tickets (effects/notify.py), which need not be asked for again.
+LATEST_TICKETS = 11
+_LATEST = (select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
+           .where(Ticket.requester == bindparam("address"))
+           .order_by(Ticket.id.desc()).limit(LATEST_TICKETS).subquery())
+# All in one round trip (each part reads as before; the counts are one aggregate row, repeated
+# beside each of the latest tickets).
+_COUNTS = (select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL, _LATEST.c.id,
+                  _LATEST.c.number, _LATEST.c.subject, _LATEST.c.status, _LATEST.c.created_at)
+           .select_from(_HISTORY.outerjoin(_LATEST, true())))
 
 
 # A batch of the processor on SQLite, holding the write lock from its first statement to its
@@ -157,6 +167,9 @@ class HeldTickets:
         # PostgreSQL: the ticket read again as the statement that locked it found it (process/
         # contention.py): current for the applier, which need not read it once more.
         self.locked: int | None = None
+        # An address's latest tickets, newest first, as read with its autoreply counts:
+        # (address, [(id, number, subject, status, created_at)]), LATEST_TICKETS at most.
+        self.requester_tickets: tuple[str, list[tuple[Any, ...]]] | None = None
 
 
 def held_tickets(session: Session) -> HeldTickets | None:
@@ -273,7 +286,11 @@ def autoreply_counts(session: Session, address: str, domain: str, *, sent_since:
     many autoreplies went to `address` since `sent_since` (the hourly cap); whether mail to it
     bounced since `bounced_since` (such an address gets no autoreply for a while); and the
     autoreplies queued since `since` to addresses of `domain`, and in total."""
-    row = session.connection().execute(_COUNTS, {
+    rows = session.connection().execute(_COUNTS, {
         "sent_since": sent_since, "bounced_since": bounced_since, "address": address,
-        "domain": domain.lower(), "since": since}).one()
+        "domain": domain.lower(), "since": since}).all()
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.requester_tickets = (address, [tuple(r[4:]) for r in rows if r[4] is not None])
+    row = rows[0]
     return row[0] or 0, bool(row[1]), row[2] or 0, row[3] or 0

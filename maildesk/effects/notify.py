@@ -33,6 +33,7 @@ from maildesk import addresses
 from maildesk.addresses import new_token
 from maildesk.config.model import Line, Settings
 from maildesk.db.models import Direction, Message, Role, Ticket
+from maildesk.db.queries import LATEST_TICKETS, held_tickets
 from maildesk.domain import EventKind
 from maildesk.outbound.compose import (Composer, OutgoingAttachment, Rendered, build_message,
                                        new_message_id)
@@ -46,7 +47,7 @@ from maildesk.pipeline.subject import format_tag
 
 HISTORY_ITEMS = 15
 HISTORY_CHARS = 2000
-EARLIER_TICKETS = 10
+EARLIER_TICKETS = LATEST_TICKETS - 1   # those read with the counts, but the ticket itself
 
 # The columns shown, not whole Message objects (their JSON columns decoded for nothing).
 _HISTORY = (select(Message.id, Message.internal, Message.received_at, Message.from_name,
@@ -283,9 +284,15 @@ def _earlier(session: Session, ticket: Ticket, line: Line, settings: Settings,
     """The requester's other tickets (not shown to an external line)."""
     if line.external:
         return []
-    # Other tickets (on the connection: nothing pending of this cause changes them).
-    rows = session.connection().execute(_EARLIER, {"requester": ticket.requester,
-                                                   "ticket_id": ticket.id}).all()
+    # Other tickets (on the connection: nothing pending of this cause changes them), unless
+    # the mail's autoreply counts read the requester's latest already (db/queries.py).
+    held = held_tickets(session)
+    known = held.requester_tickets if held is not None else None
+    if known is not None and known[0] == ticket.requester:
+        rows = [r[1:] for r in known[1] if r[0] != ticket.id][:EARLIER_TICKETS]
+    else:
+        rows = session.connection().execute(_EARLIER, {"requester": ticket.requester,
+                                                       "ticket_id": ticket.id}).all()
     return [{"tag": format_tag(settings.ticket_tag, number), "subject": subject,
              "status": status.value, "created_at": _local(created, zone)}
             for number, subject, status, created in rows]

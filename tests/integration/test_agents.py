@@ -219,6 +219,26 @@ def test_routed_notified_answered_from_outlook_and_thunderbird_then_resolved(des
 
 
 # -- each command ---------------------------------------------------------------------------
+def test_a_new_ticket_notifies_the_line_with_the_clients_ten_latest_other_tickets(desk):
+    # The fixture's cash-register ticket (MD-1000) and eleven more from the same client, the
+    # last eleven in one batch: each notification lists the client's others, newest first,
+    # ten at most, never the ticket itself (PRODUCT.md §5).
+    for i in range(1, 12):
+        send(desk.listener, client_mail(f"Вопрос {i}", f"Текст {i}."), "support@example.com",
+             CLIENT)
+    desk.processor.drain()
+    notes = {n["Subject"]: body(n) for n in desk.boxes.new("line1@example.com")
+             + desk.boxes.new("line2@example.com")}
+    listed = {subject: re.findall(r"^\[(MD-\d+)\] ", text.split("earlier tickets ---", 1)[1],
+                                  re.MULTILINE)
+              for subject, text in notes.items() if "Вопрос" in subject}
+    assert len(listed) == 11
+    last = next(v for k, v in listed.items() if k.endswith("Вопрос 11"))
+    assert last == [f"MD-{n}" for n in range(1010, 1000, -1)]    # MD-1011 is itself
+    second = next(v for k, v in listed.items() if k.endswith("Вопрос 1"))
+    assert second == ["MD-1000"]
+
+
 def test_escalate_moves_the_ticket_and_notifies_the_next_line_with_the_history(desk):
     desk.reply("#note\nПроверил драйвер ККТ, версия старая.")
     desk.boxes.new("line2@example.com")
