@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import BigInteger, bindparam, func, literal, literal_column, select, text, true
+from sqlalchemy import (BigInteger, bindparam, func, literal, literal_column, null, select, text,
+                        true, union_all)
 from sqlalchemy.orm import Session
 
 from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
@@ -64,6 +66,15 @@ _COPY = (select(Message.id, Ticket.number).join(Ticket, Ticket.id == Message.tic
          .where(Message.dedupe_key == bindparam("key")).limit(1).subquery())
 _EARLIER_AND_COPY = (select(_EARLIER.label("earlier"), _COPY.c.id, _COPY.c.number)
                      .select_from(select(literal(1)).subquery().outerjoin(_COPY, true())))
+# For the mails parsed ahead, after their locks are taken (`_read_ahead`): the copies stored
+# before of their dedupe keys, and the mail pending below the last of them (within the window).
+_AHEAD_READ = union_all(
+    select(Message.dedupe_key, Message.id, Ticket.number)
+    .join(Ticket, Ticket.id == Message.ticket_id)
+    .where(Message.dedupe_key.in_(bindparam("keys", expanding=True))),
+    select(null(), Inbound.id, null())
+    .where(Inbound.status == InboundStatus.PENDING, Inbound.id < bindparam("upto"),
+           Inbound.id >= bindparam("window")))
 # A stored mail's header: its bytes up to the blank line (64 KB when none is found).
 _HEAD = literal_column("substring(raw_message.data from 1 for coalesce(nullif(position("
                        "'\\x0d0a0d0a'::bytea in raw_message.data), 0), 65536))")
@@ -85,6 +96,17 @@ def looks_like_reply(message: ParsedMessage) -> bool:
     return bool(message.in_reply_to or message.references or strip_prefixes(message.subject)[1])
 
 
+@dataclass
+class _Ahead:
+    """What `_read_ahead` found for the mails with ids from `lo` up to `upto`."""
+
+    lo: int
+    upto: int
+    pending: list[int]                    # pending at the read, below `upto`
+    keys: set[str]                        # dedupe keys whose copies were read
+    copies: dict[str, tuple[int, int]]    # of those: (message id, ticket number) found
+
+
 # An earlier pending mail as searched: its envelope sender and its header, both lower case
 # (Message-IDs compared without case can only make a mail wait when it need not).
 _Head = tuple[str, bytes]
@@ -101,6 +123,11 @@ class Contention:
         # (`ahead`): only in a batch without savepoints (a savepoint rolled back would
         # release a lock taken inside it); cleared with `settled` when a batch begins.
         self.locked: set[str] = set()
+        # The batch's last read for the mails parsed ahead, and the dedupe keys of the mails
+        # it has let through (a second copy in the same batch is asked about on its own: the
+        # read ahead was made before the first was written).
+        self._ahead: _Ahead | None = None
+        self._seen_keys: set[str] = set()
         # What held_elsewhere found of the mail's copy stored before: (inbound id, dedupe key,
         # (message id, ticket number) or None), for decide()'s lookups (process/lookups.py).
         self.copy: tuple[int, str, tuple[int, int] | None] | None = None
@@ -111,22 +138,38 @@ class Contention:
     def begin_batch(self) -> None:
         self.settled.clear()
         self.locked.clear()
+        self._seen_keys.clear()
+        self._ahead = None
 
     def held_elsewhere(self, session: Session, inbound_id: int, message: ParsedMessage,
-                       ahead: Sequence[ParsedMessage] = ()) -> str | None:
+                       ahead: Sequence[tuple[int, ParsedMessage]] = ()) -> str | None:
         """Before deciding: why this mail must wait for another processor's commit (None: go
         ahead). Asked before the decision reads anything, so that what it reads is either
         already committed or still held here: a batch that commits between the decision and
-        this check cannot slip through. Takes its lock in the caller's transaction."""
+        this check cannot slip through. Takes its lock in the caller's transaction.
+
+        `ahead` (a batch without savepoints): the batch's next mails, parsed already, with
+        their inbound ids. Their locks are tried with this one's, and then what each would
+        ask is read for all of them in one statement: the copies of their keys (after the
+        locks: nobody else can store one now) and the pending mail below them. For a later
+        mail that read is older than its turn, which can only show it more mail pending than
+        there is by then (it then waits a batch longer), never less: mail stored since has
+        higher ids."""
         key = dedupe_key(message)
         if key not in self.locked:
             if ahead:   # one statement for the locks of the next mails too
-                self._lock_ahead(session, [key, *(dedupe_key(m) for m in ahead)])
+                group = [(inbound_id, key), *((i, dedupe_key(m)) for i, m in ahead)]
+                self._lock_ahead(session, [k for _, k in group])
+                if key in self.locked:
+                    self._read_ahead(session, group)
             elif session.scalar(_TRY_LOCK, {"key": _key(key)}):
                 self.locked.add(key)
             if key not in self.locked:
                 return "a copy of this mail is being processed elsewhere"
-        earlier = self._pending_before(session, inbound_id, key)
+        earlier = self._pending_read_ahead(session, inbound_id, key)
+        if earlier is None:
+            earlier = self._pending_before(session, inbound_id, key)
+        self._seen_keys.add(key)
         self._earlier = (inbound_id, earlier)
         needles = [m.lower().encode("ascii", "replace") for m in
                    dict.fromkeys((message.message_id, *message.in_reply_to,
@@ -141,6 +184,33 @@ class Contention:
         wanted = {_key(k): k for k in dict.fromkeys(keys) if k not in self.locked}
         rows = session.execute(_TRY_LOCKS, {"keys": list(wanted)})
         self.locked.update(wanted[k] for k, got in rows if got)
+
+    def _read_ahead(self, session: Session, group: list[tuple[int, str]]) -> None:
+        """The copies of the locked keys of `group` (inbound id, key) and the mail pending
+        below its last, in one statement (`_AHEAD_READ`)."""
+        ids = [i for i, _ in group]
+        lo, upto = min(ids), max(ids) + 1
+        keys = sorted({k for _, k in group if k in self.locked})
+        pending: list[int] = []
+        copies: dict[str, tuple[int, int]] = {}
+        for key, row_id, number in session.execute(_AHEAD_READ, {
+                "keys": keys, "upto": upto, "window": lo - RELATED_WINDOW}):
+            if key is None:
+                pending.append(row_id)
+            else:
+                copies.setdefault(key, (row_id, number))
+        self._ahead = _Ahead(lo, upto, sorted(pending), set(keys), copies)
+
+    def _pending_read_ahead(self, session: Session, inbound_id: int,
+                            key: str) -> list[_Head] | None:
+        """What `_read_ahead` found for this mail (None: it did not cover it)."""
+        a = self._ahead
+        if a is None or not a.lo <= inbound_id < a.upto or key not in a.keys \
+                or key in self._seen_keys:
+            return None
+        self.copy = (inbound_id, key, a.copies.get(key))
+        return self._with_heads(session, [i for i in a.pending
+                                          if inbound_id - RELATED_WINDOW <= i < inbound_id])
 
     def ticket_held_elsewhere(self, session: Session, inbound_id: int, message: ParsedMessage,
                               d: Decision) -> str | None:
@@ -178,7 +248,11 @@ class Contention:
             "key": key or ""}).one()
         if key is not None:
             self.copy = (inbound_id, key, (row.id, row.number) if row.id is not None else None)
-        ids = sorted(i for i in row.earlier or () if i not in self.settled)
+        return self._with_heads(session, sorted(row.earlier or ()))
+
+    def _with_heads(self, session: Session, ids: list[int]) -> list[_Head]:
+        """The headers of those of `ids` this batch has not settled (read once each)."""
+        ids = [i for i in ids if i not in self.settled]
         missing = [i for i in ids if i not in self._heads]
         if missing:
             for i, mail_from, head in session.execute(_HEADS, {"ids": missing}):

@@ -137,10 +137,10 @@ class _ParseFeed:
                 self.ahead[inbound_id] = result
 
 
-def _parsed_ahead(parsed: queue.Queue[Parsed]) -> list[ParsedMessage]:
-    """The parse results waiting in the queue, left where they are."""
+def _parsed_ahead(parsed: queue.Queue[Parsed]) -> list[tuple[int, ParsedMessage]]:
+    """The parse results waiting in the queue (with their inbound ids), left where they are."""
     with parsed.mutex:
-        return [r for _, r in parsed.queue if isinstance(r, ParsedMessage)]
+        return [(i, r) for i, r in parsed.queue if isinstance(r, ParsedMessage)]
 
 
 class _Careful(Exception):
@@ -397,7 +397,7 @@ class Processor:
     # -- one message --------------------------------------------------------------------------
     def _process(self, session: Session, inbound: Inbound,
                  result: ParsedMessage | Unparseable,
-                 ahead: Sequence[ParsedMessage] = ()) -> Outcome:
+                 ahead: Sequence[tuple[int, ParsedMessage]] = ()) -> Outcome:
         """Gather the facts, decide (pipeline/decide.py), apply the decision. `ahead`: the
         batch's next mails, parsed already (PostgreSQL: their locks are taken with this one's)."""
         now = self.clock.now()

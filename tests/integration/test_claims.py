@@ -6,6 +6,7 @@ the transaction that does it: a daemon that dies releases them with its connecti
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -22,6 +23,7 @@ from maildesk.effects.timers import due_timers
 from maildesk.pipeline.parse import parse_message
 from maildesk.pipeline.plan import dedupe_key
 from maildesk.process import contention
+from maildesk.process import run
 from maildesk.process.run import Processor
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -189,7 +191,26 @@ def test_a_copy_another_processor_is_applying_waits_and_is_then_a_duplicate(ctx,
     assert len(ticket_numbers(ctx)) == 1
 
 
-def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, processor):
+@pytest.fixture
+def parser_ahead(monkeypatch):
+    """The parse child ahead of the batch (as under load): each mail is processed once the
+    rest of the batch waits parsed in the queue, so their locks and reads go together."""
+    peek = run._parsed_ahead
+
+    def waiting(parsed):   # type: ignore[no-untyped-def]
+        for _ in range(200):
+            if parsed.full() or len(peek(parsed)) >= waiting.rest:
+                break
+            time.sleep(0.01)
+        waiting.rest -= 1
+        return peek(parsed)
+
+    monkeypatch.setattr(run, "_parsed_ahead", waiting)
+    return waiting
+
+
+def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, processor,
+                                                                           parser_ahead):
     # The batch tries the locks of the mails it has parsed ahead together with the first
     # one's: the copy's is refused then, and again at its turn; the mails around it go on.
     raw = mail(subject="Printer", message_id="<twice-mid@customer.example>")
@@ -197,6 +218,7 @@ def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, pr
     before = store(ctx, mail(sender="a@customer.example", subject="VPN"))
     copy = store(ctx, raw, rcpt=("help@example.com",))
     after = store(ctx, mail(sender="b@customer.example", subject="Scanner"))
+    parser_ahead.rest = 2
     with another_batch(ctx) as other:
         Processor._claim(other, 1, None)               # the first copy, being applied
         other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
@@ -206,3 +228,21 @@ def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, pr
             (before, "done"), (copy, "deferred"), (after, "done")]
     assert [o.status for o in processor.drain()] == ["done", "duplicate"]
     assert len(ticket_numbers(ctx)) == 3
+
+
+def test_two_copies_in_one_batch_are_one_entry_and_a_duplicate_without_a_rerun(
+        ctx, processor, caplog, parser_ahead):
+    # What a batch reads ahead for its next mails (their copies stored before) was read before
+    # the first copy was written: the second copy is asked about on its own, at its turn.
+    raw = mail(subject="Printer", message_id="<twice-in-batch@customer.example>")
+    first = store(ctx, raw)
+    between = store(ctx, mail(sender="a@customer.example", subject="VPN"))
+    second = store(ctx, raw, rcpt=("help@example.com",))
+    parser_ahead.rest = 2
+    with caplog.at_level("INFO", logger="maildesk.process.run"):
+        outcomes = processor.run_batch(limit=10)
+    assert [(o.inbound_id, o.status) for o in outcomes] == [
+        (first, "done"), (between, "done"), (second, "duplicate")]
+    assert outcomes[2].ticket_number == outcomes[0].ticket_number
+    assert "runs again" not in caplog.text   # no unique-key error and careful rerun
+    assert len(ticket_numbers(ctx)) == 2
