@@ -123,6 +123,7 @@ class Contention:
         # (`ahead`): only in a batch without savepoints (a savepoint rolled back would
         # release a lock taken inside it); cleared with `settled` when a batch begins.
         self.locked: set[str] = set()
+        self._careful = False
         # The batch's last read for the mails parsed ahead, and the dedupe keys of the mails
         # it has let through (a second copy in the same batch is asked about on its own: the
         # read ahead was made before the first was written).
@@ -135,7 +136,10 @@ class Contention:
         # batch writes their end state at its end (effects/events.py), but not held elsewhere.
         self.settled: set[int] = set()
 
-    def begin_batch(self) -> None:
+    def begin_batch(self, *, careful: bool = False) -> None:
+        """A batch begins; `careful`: each mail in a savepoint (the locks it takes are not
+        kept in `locked`)."""
+        self._careful = careful
         self.settled.clear()
         self.locked.clear()
         self._seen_keys.clear()
@@ -157,14 +161,17 @@ class Contention:
         higher ids."""
         key = dedupe_key(message)
         if key not in self.locked:
-            if ahead:   # one statement for the locks of the next mails too
+            if ahead and not self._careful:   # one statement for the next mails' locks too
                 group = [(inbound_id, key), *((i, dedupe_key(m)) for i, m in ahead)]
                 self._lock_ahead(session, [k for _, k in group])
-                if key in self.locked:
+                got = key in self.locked
+                if got:
                     self._read_ahead(session, group)
-            elif session.scalar(_TRY_LOCK, {"key": _key(key)}):
-                self.locked.add(key)
-            if key not in self.locked:
+            else:
+                got = bool(session.scalar(_TRY_LOCK, {"key": _key(key)}))
+                if got and not self._careful:
+                    self.locked.add(key)
+            if not got:
                 return "a copy of this mail is being processed elsewhere"
         earlier = self._pending_read_ahead(session, inbound_id, key)
         if earlier is None:

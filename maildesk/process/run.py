@@ -275,7 +275,7 @@ class Processor:
                         RawMessage.id.in_([r.raw_id for r in rows.values()]))).all())
                     pending = [(i, bytes(data[r.raw_id])) for i, r in rows.items()]
                     feed = self._feed(pending)
-                    self._contention.begin_batch()
+                    self._contention.begin_batch(careful=careful)
                     if not careful:   # no savepoints: some rows go in at the end
                         write_at_batch_end(session)
                     outcomes = self._apply_parsed(session, pending, rows, [feed.first()],
