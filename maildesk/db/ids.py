@@ -14,12 +14,16 @@ PostgreSQL: the table's sequence, shared with the other processors. A mail's app
 what it will likely need in one statement first (`draw_ids`: a ticket when it opens one, two
 messages, two outgoing mails) and lets what is left go at its end (`release_ids`): the ids a
 ticket's rows get still grow with time, as the mail is applied while its ticket is locked.
-What the draw did not foresee takes one statement each.
+What the draw did not foresee takes one statement each. A mail that opens a ticket may take
+ids drawn earlier, with its batch's read ahead (`draw_ahead_select`): nobody else adds rows to
+a ticket before it is committed.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text
+from typing import Any
+
+from sqlalchemy import bindparam, func, literal, null, select, text, union_all
 from sqlalchemy.orm import Session
 
 _KEY = "maildesk.next_ids"   # session.info: {table name: [transaction, the next row's id]}
@@ -30,11 +34,19 @@ _DRAW = text(" UNION ALL ".join(
     f"FROM generate_series(1, :{t})" for t in ("ticket", "message", "outbox")))
 
 
-def draw_ids(session: Session, *, ticket: int = 0, message: int = 0, outbox: int = 0) -> None:
+def draw_ids(session: Session, *, ticket: int = 0, message: int = 0, outbox: int = 0,
+             inbound_id: int | None = None) -> None:
     """PostgreSQL: draw ids for the rows about to be made, in one statement (SQLite: nothing
-    to do, it counts)."""
+    to do, it counts); a mail that opens a ticket takes those drawn ahead for it, if any."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
+        return
+    ahead = session.info.get(_AHEAD, {}).pop(inbound_id, None) \
+        if inbound_id is not None else None
+    if ahead is not None and ticket and all(
+            len(ahead[t]) >= n for t, n in (("ticket", ticket), ("message", message),
+                                            ("outbox", outbox))):
+        session.info[_POOL] = ahead
         return
     pool: dict[str, list[int]] = {"ticket": [], "message": [], "outbox": []}
     for table, value in conn.execute(_DRAW, {"ticket": ticket, "message": message,
@@ -43,6 +55,36 @@ def draw_ids(session: Session, *, ticket: int = 0, message: int = 0, outbox: int
     for ids in pool.values():
         ids.sort(reverse=True)   # popped from the end: lowest first
     session.info[_POOL] = pool
+
+
+# PostgreSQL: ids drawn for a mail before its turn (process/contention.py reads ahead for the
+# mails a batch has parsed, and draws their ids in the same statement), by inbound id. Only a
+# mail that opens a ticket takes them: no other processor adds rows to a ticket that is not
+# committed yet, so its ids may be drawn early; a mail that joins a ticket draws its own while
+# it holds the ticket's lock (see the module's docstring).
+_AHEAD = "maildesk.ids_drawn_ahead"
+AHEAD_COUNTS = {"ticket": 1, "message": 2, "outbox": 2}   # per mail, as `draw_ids` below
+
+
+def draw_ahead_select(mails: str) -> Any:
+    """The rows ('ids:TABLE', id, NULL) of AHEAD_COUNTS ids per mail for `mails` mails (the
+    bound parameter of that name), to go in a UNION ALL with other reads."""
+    return union_all(*(
+        select(literal(f"ids:{table}"), func.nextval(func.pg_get_serial_sequence(table, "id")),
+               null())
+        .select_from(func.generate_series(1, bindparam(mails) * count))
+        for table, count in AHEAD_COUNTS.items()))
+
+
+def keep_drawn_ahead(session: Session, inbound_ids: list[int],
+                     drawn: dict[str, list[int]]) -> None:
+    """Hand the ids of `draw_ahead_select` out to `inbound_ids`, in order."""
+    kept = session.info.setdefault(_AHEAD, {})
+    for table in drawn:
+        drawn[table].sort()
+    for n, inbound_id in enumerate(inbound_ids):
+        kept[inbound_id] = {table: sorted(drawn[table][n * count:(n + 1) * count], reverse=True)
+                            for table, count in AHEAD_COUNTS.items()}
 
 
 def release_ids(session: Session) -> None:

@@ -287,7 +287,8 @@ def apply_plan(session: Session, plan: Plan, inbound: Inbound, *, now: datetime,
                sender_name: str = "") -> Applied:
     """Write what the plan says; the caller commits."""
     # PostgreSQL: the ids it will likely need, in one statement (db/ids.py).
-    draw_ids(session, ticket=int(plan.new_ticket is not None), message=2, outbox=2)
+    draw_ids(session, ticket=int(plan.new_ticket is not None), message=2, outbox=2,
+             inbound_id=inbound.id)
     try:
         return _apply_plan(session, plan, inbound, now=now, first_number=first_number,
                            settings=settings, composer=composer, sender_name=sender_name)

@@ -39,6 +39,7 @@ from sqlalchemy import (BigInteger, bindparam, func, literal, literal_column, nu
                         true, union_all)
 from sqlalchemy.orm import Session
 
+from maildesk.db.ids import AHEAD_COUNTS, draw_ahead_select, keep_drawn_ahead
 from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
 from maildesk.db.queries import held_tickets
 from maildesk.pipeline.decide import Decision
@@ -68,13 +69,15 @@ _EARLIER_AND_COPY = (select(_EARLIER.label("earlier"), _COPY.c.id, _COPY.c.numbe
                      .select_from(select(literal(1)).subquery().outerjoin(_COPY, true())))
 # For the mails parsed ahead, after their locks are taken (`_read_ahead`): the copies stored
 # before of their dedupe keys, and the mail pending below the last of them (within the window).
+# And the ids the mails will need if they open tickets (db/ids.py), drawn in the same statement.
 _AHEAD_READ = union_all(
     select(Message.dedupe_key, Message.id, Ticket.number)
     .join(Ticket, Ticket.id == Message.ticket_id)
     .where(Message.dedupe_key.in_(bindparam("keys", expanding=True))),
     select(null(), Inbound.id, null())
     .where(Inbound.status == InboundStatus.PENDING, Inbound.id < bindparam("upto"),
-           Inbound.id >= bindparam("window")))
+           Inbound.id >= bindparam("window")),
+    *draw_ahead_select("mails").selects)
 # A stored mail's header: its bytes up to the blank line (64 KB when none is found).
 _HEAD = literal_column("substring(raw_message.data from 1 for coalesce(nullif(position("
                        "'\\x0d0a0d0a'::bytea in raw_message.data), 0), 65536))")
@@ -198,14 +201,20 @@ class Contention:
         ids = [i for i, _ in group]
         lo, upto = min(ids), max(ids) + 1
         keys = sorted({k for _, k in group if k in self.locked})
+        mails = [i for i, k in group if k in self.locked]
         pending: list[int] = []
         copies: dict[str, tuple[int, int]] = {}
+        drawn: dict[str, list[int]] = {table: [] for table in AHEAD_COUNTS}
         for key, row_id, number in session.execute(_AHEAD_READ, {
-                "keys": keys, "upto": upto, "window": lo - RELATED_WINDOW}):
+                "keys": keys, "upto": upto, "window": lo - RELATED_WINDOW,
+                "mails": len(mails)}):
             if key is None:
                 pending.append(row_id)
+            elif key.startswith("ids:"):
+                drawn[key[4:]].append(row_id)
             else:
                 copies.setdefault(key, (row_id, number))
+        keep_drawn_ahead(session, mails, drawn)
         self._ahead = _Ahead(lo, upto, sorted(pending), set(keys), copies)
 
     def _pending_read_ahead(self, session: Session, inbound_id: int,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from desk import MONDAY, Desk
 from helpers import store
 from mails import mail
-from maildesk.db.models import Ticket, TicketTimer, TimerState
+from maildesk.db.models import Direction, Message, Outbox, Ticket, TicketTimer, TimerState
 from maildesk.effects.timers import due_timers
 from maildesk.pipeline.parse import parse_message
 from maildesk.pipeline.plan import dedupe_key
@@ -246,3 +246,30 @@ def test_two_copies_in_one_batch_are_one_entry_and_a_duplicate_without_a_rerun(
     assert outcomes[2].ticket_number == outcomes[0].ticket_number
     assert "runs again" not in caplog.text   # no unique-key error and careful rerun
     assert len(ticket_numbers(ctx)) == 2
+
+
+def test_a_batch_read_ahead_opens_each_ticket_with_its_own_rows(ctx, processor, parser_ahead):
+    # Mails parsed ahead get the ids of the tickets they may open drawn with the batch's read
+    # ahead (db/ids.py); a reply in the same batch draws its own while it holds its ticket.
+    clients = [f"c{i}@customer.example" for i in range(4)]
+    ids = [store(ctx, mail(sender=c, subject=f"Question {i}",
+                           message_id=f"<q{i}@customer.example>"))
+           for i, c in enumerate(clients)]
+    ids.append(store(ctx, mail(sender=clients[0], subject="Re: Question 0",
+                               in_reply_to="<q0@customer.example>")))
+    parser_ahead.rest = 4
+    outcomes = processor.run_batch(limit=10)
+    assert [o.status for o in outcomes] == ["done"] * 5
+    with ctx.make_session() as s:
+        tickets = {t.requester: t for t in s.scalars(select(Ticket))}
+        assert sorted(tickets) == clients
+        for client in clients:
+            t = tickets[client]
+            mails = s.scalars(select(Message).where(Message.ticket_id == t.id)
+                              .order_by(Message.id)).all()
+            inbound = [m.inbound_id for m in mails if m.direction is Direction.IN]
+            expected = [ids[0], ids[4]] if client == clients[0] else [ids[clients.index(client)]]
+            assert inbound == expected   # the reply after its original, in id order too
+            autoreplies = s.scalars(select(Outbox).where(Outbox.ticket_id == t.id,
+                                                         Outbox.kind == "autoreply")).all()
+            assert [o.recipients for o in autoreplies] == [[client]]
