@@ -32,7 +32,7 @@ SQLite has one writer at a time: none of this applies there.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (BigInteger, bindparam, func, literal, literal_column, null, select, text,
@@ -149,14 +149,15 @@ class Contention:
         self._ahead = None
 
     def held_elsewhere(self, session: Session, inbound_id: int, message: ParsedMessage,
-                       ahead: Sequence[tuple[int, ParsedMessage]] = ()) -> str | None:
+                       ahead: Callable[[], Sequence[tuple[int, ParsedMessage]]] | None = None
+                       ) -> str | None:
         """Before deciding: why this mail must wait for another processor's commit (None: go
         ahead). Asked before the decision reads anything, so that what it reads is either
         already committed or still held here: a batch that commits between the decision and
         this check cannot slip through. Takes its lock in the caller's transaction.
 
-        `ahead` (a batch without savepoints): the batch's next mails, parsed already, with
-        their inbound ids. Their locks are tried with this one's, and then what each would
+        `ahead` (a batch without savepoints): gives the batch's next mails, parsed already,
+        with their inbound ids (asked only when this mail's lock is not held yet). Their locks are tried with this one's, and then what each would
         ask is read for all of them in one statement: the copies of their keys (after the
         locks: nobody else can store one now) and the pending mail below them. For a later
         mail that read is older than its turn, which can only show it more mail pending than
@@ -164,8 +165,9 @@ class Contention:
         higher ids."""
         key = dedupe_key(message)
         if key not in self.locked:
-            if ahead and not self._careful:   # one statement for the next mails' locks too
-                group = [(inbound_id, key), *((i, dedupe_key(m)) for i, m in ahead)]
+            following = ahead() if ahead is not None and not self._careful else ()
+            if following:   # one statement for the next mails' locks too
+                group = [(inbound_id, key), *((i, dedupe_key(m)) for i, m in following)]
                 self._lock_ahead(session, [k for _, k in group])
                 got = key in self.locked
                 if got:

@@ -348,8 +348,7 @@ class Processor:
             if not careful:
                 try:
                     outcomes.append(self._process(session, inbound, result,
-                                                  ahead=_parsed_ahead(parsed)
-                                                  if self._postgres else ()))
+                                                  ahead=lambda: _parsed_ahead(parsed)))
                     if outcomes[-1].status not in UNSETTLED:
                         self._contention.settled.add(inbound_id)
                 except Exception:
@@ -397,9 +396,11 @@ class Processor:
     # -- one message --------------------------------------------------------------------------
     def _process(self, session: Session, inbound: Inbound,
                  result: ParsedMessage | Unparseable,
-                 ahead: Sequence[tuple[int, ParsedMessage]] = ()) -> Outcome:
-        """Gather the facts, decide (pipeline/decide.py), apply the decision. `ahead`: the
-        batch's next mails, parsed already (PostgreSQL: their locks are taken with this one's)."""
+                 ahead: Callable[[], Sequence[tuple[int, ParsedMessage]]] | None = None
+                 ) -> Outcome:
+        """Gather the facts, decide (pipeline/decide.py), apply the decision. `ahead`: gives
+        the batch's next mails, parsed already (PostgreSQL: their locks are taken with this
+        one's; asked only when this one's lock is not held yet)."""
         now = self.clock.now()
         arrival = DecideArrival(
             inbound_id=inbound.id, mail_from=inbound.mail_from,
