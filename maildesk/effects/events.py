@@ -41,6 +41,7 @@ class _Inserting:
         self.table = table
         self.statement = insert(table)
         self._prepared: dict[tuple[str, tuple[str, ...]], _Prepared | None] = {}
+        self._multi: dict[tuple[tuple[str, ...], int], str] = {}   # PostgreSQL: by keys, rows
 
     def __call__(self, conn: Connection, rows: Rows) -> None:
         keys = tuple(rows[0])
@@ -53,12 +54,31 @@ class _Inserting:
             conn.execute(self.statement, rows)
             return
         sql, order, convert, positional = prepared
+        if dialect.name == "postgresql":
+            self._values(conn, rows, keys, order, convert)
+            return
         if positional:
             params: list[Any] = [tuple([c(r[k]) if c else r[k] for k, c in zip(order, convert)])
                                  for r in rows]
         else:
             params = [{k: c(r[k]) if c else r[k] for k, c in zip(order, convert)} for r in rows]
         conn.exec_driver_sql(sql, params if len(params) > 1 else params[0])
+
+    def _values(self, conn: Connection, rows: Rows, keys: tuple[str, ...],
+                order: tuple[str, ...], convert: tuple[Any, ...]) -> None:
+        """PostgreSQL: the rows as one INSERT ... VALUES (...), (...) per VALUES_ROWS rows.
+        psycopg's executemany sends (and the server plans, runs and answers) one statement a
+        row, and an ORM-free single-row INSERT still asks for the new id back."""
+        for start in range(0, len(rows), VALUES_ROWS):
+            chunk = rows[start:start + VALUES_ROWS]
+            sql = self._multi.get((keys, len(chunk)))
+            if sql is None:
+                sql = self._multi[keys, len(chunk)] = str(insert(self.table).values([
+                    {k: bindparam(f"{k}_{i}", type_=self.table.c[k].type) for k in order}
+                    for i in range(len(chunk))]).compile(dialect=conn.dialect))
+            conn.exec_driver_sql(sql, {f"{k}_{i}": c(r[k]) if c else r[k]
+                                       for i, r in enumerate(chunk)
+                                       for k, c in zip(order, convert)})
 
     def _prepare(self, dialect: Dialect, keys: tuple[str, ...]) -> _Prepared | None:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
@@ -72,6 +92,7 @@ class _Inserting:
 
 
 _Prepared = tuple[str, tuple[str, ...], tuple[Any, ...], bool]
+VALUES_ROWS = 100   # rows per multi-row INSERT (PostgreSQL)
 
 # On the tables: every row of one has the same columns, one executemany, and none of the ORM's
 # unit of work (several times the cost of the statement). Parents first.
