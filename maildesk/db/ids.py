@@ -16,7 +16,8 @@ messages, two outgoing mails) and lets what is left go at its end (`release_ids`
 ticket's rows get still grow with time, as the mail is applied while its ticket is locked.
 What the draw did not foresee takes one statement each. A mail that opens a ticket may take
 ids drawn earlier, with its batch's read ahead (`draw_ahead_select`): nobody else adds rows to
-a ticket before it is committed.
+a ticket before it is committed. A mail that joins a ticket takes those drawn by the statement
+that locked it (`drawn_with`), once the lock was held.
 """
 
 from __future__ import annotations
@@ -41,13 +42,16 @@ def draw_ids(session: Session, *, ticket: int = 0, message: int = 0, outbox: int
     conn = session.connection()
     if conn.dialect.name != "postgresql":
         return
-    ahead = session.info.get(_AHEAD, {}).pop(inbound_id, None) \
-        if inbound_id is not None else None
-    if ahead is not None and ticket and all(
-            len(ahead[t]) >= n for t, n in (("ticket", ticket), ("message", message),
-                                            ("outbox", outbox))):
-        session.info[_POOL] = ahead
-        return
+    wanted = (("ticket", ticket), ("message", message), ("outbox", outbox))
+    if inbound_id is not None:
+        ahead = session.info.get(_AHEAD, {}).pop(inbound_id, None)
+        locked = session.info.get(_UNDER_LOCK, {}).pop(inbound_id, None)
+        # Drawn before: only for a ticket this mail opens; drawn with its ticket's lock: for
+        # the ticket it joins.
+        for pool in (ahead if ticket else None, None if ticket else locked):
+            if pool is not None and all(len(pool.get(t, ())) >= n for t, n in wanted):
+                session.info[_POOL] = pool
+                return
     pool: dict[str, list[int]] = {"ticket": [], "message": [], "outbox": []}
     for table, value in conn.execute(_DRAW, {"ticket": ticket, "message": message,
                                              "outbox": outbox}):
@@ -85,6 +89,29 @@ def keep_drawn_ahead(session: Session, inbound_ids: list[int],
     for n, inbound_id in enumerate(inbound_ids):
         kept[inbound_id] = {table: sorted(drawn[table][n * count:(n + 1) * count], reverse=True)
                             for table, count in AHEAD_COUNTS.items()}
+
+
+# PostgreSQL: ids drawn by the statement that locks the ticket a mail joins (process/
+# contention.py), after the lock is held, by inbound id: what `draw_ids` would draw then.
+_UNDER_LOCK = "maildesk.ids_drawn_under_lock"
+JOIN_COUNTS = {"message": 2, "outbox": 2}
+
+
+def drawn_with(row_exists: Any) -> list[Any]:
+    """Columns ('ids_message', 'ids_outbox': arrays of JOIN_COUNTS ids) to add to the
+    statement that locks a ticket: drawn for each row it returns, once `row_exists` (a
+    condition on that row) holds, i.e. after the row is locked."""
+    return [select(func.array_agg(func.nextval(func.pg_get_serial_sequence(table, "id"))))
+            .select_from(func.generate_series(1, count)).where(row_exists)
+            .scalar_subquery().label(f"ids_{table}")
+            for table, count in JOIN_COUNTS.items()]
+
+
+def keep_drawn_under_lock(session: Session, inbound_id: int,
+                          drawn: dict[str, list[int] | None]) -> None:
+    """Hand the ids of `drawn_with` to the mail `inbound_id` (its `draw_ids`)."""
+    session.info.setdefault(_UNDER_LOCK, {})[inbound_id] = {
+        "ticket": [], **{t: sorted(ids or (), reverse=True) for t, ids in drawn.items()}}
 
 
 def release_ids(session: Session) -> None:

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import (BigInteger, bindparam, func, literal, literal_column, null, select, text,
                         true, union_all)
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from maildesk.db.ids import AHEAD_COUNTS, draw_ahead_select, keep_drawn_ahead
+from maildesk.db.ids import (AHEAD_COUNTS, JOIN_COUNTS, draw_ahead_select, drawn_with,
+                             keep_drawn_ahead, keep_drawn_under_lock)
 from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
 from maildesk.db.queries import held_tickets
 from maildesk.pipeline.decide import Decision
@@ -51,9 +52,11 @@ _TRY_LOCK = select(func.pg_try_advisory_xact_lock(bindparam("key", type_=BigInte
 # The keys of the mails parsed ahead in the same batch, tried together (`lock_ahead`).
 _TRY_LOCKS = text("SELECT k, pg_try_advisory_xact_lock(k) "
                   "FROM unnest(CAST(:keys AS bigint[])) AS k")
-# The ticket as it is once locked (the decision read it before): the applier's copy.
-_LOCK_TICKET = (select(Ticket).where(Ticket.id == bindparam("ticket_id"))
-                .with_for_update(skip_locked=True)
+# The ticket as it is once locked (the decision read it before): the applier's copy, and the
+# ids its applier draws (db/ids.py), drawn by the same statement once the row is locked.
+_LOCKED = (select(Ticket).where(Ticket.id == bindparam("ticket_id"))
+           .with_for_update(skip_locked=True).cte("locked"))
+_LOCK_TICKET = (select(aliased(Ticket, _LOCKED), *drawn_with(_LOCKED.c.id.is_not(None)))
                 .execution_options(populate_existing=True))
 # How far back pending mail is looked at: the batches in flight are the newest pending mail; an
 # older backlog is not being written by anyone right now.
@@ -241,9 +244,12 @@ class Contention:
             return None
         joins = plan.thread.ticket_id
         if joins is not None:
-            ticket = session.scalar(_LOCK_TICKET, {"ticket_id": joins})
-            if ticket is None:
+            row = session.execute(_LOCK_TICKET, {"ticket_id": joins}).first()
+            if row is None:
                 return "its ticket is being changed elsewhere"
+            ticket = row[0]
+            keep_drawn_under_lock(session, inbound_id, {t: row._mapping[f"ids_{t}"]
+                                                        for t in JOIN_COUNTS})
             held = held_tickets(session)
             if held is not None:   # kept loaded for the applier, and known to be current
                 held.tickets.append(ticket)
