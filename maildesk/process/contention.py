@@ -32,17 +32,19 @@ SQLite has one writer at a time: none of this applies there.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import (BigInteger, bindparam, func, literal, literal_column, null, select, text,
                         true, union_all)
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, aliased
 
 from maildesk.db.ids import (AHEAD_COUNTS, JOIN_COUNTS, draw_ahead_select, drawn_with,
                              keep_drawn_ahead, keep_drawn_under_lock)
-from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket
-from maildesk.db.queries import held_tickets
+from maildesk.db.models import Inbound, InboundStatus, Message, RawMessage, Ticket, TicketStatus
+from maildesk.db.queries import LATEST_TICKETS, held_tickets
 from maildesk.pipeline.decide import Decision
 from maildesk.pipeline.parse import ParsedMessage
 from maildesk.pipeline.plan import dedupe_key
@@ -56,7 +58,19 @@ _TRY_LOCKS = text("SELECT k, pg_try_advisory_xact_lock(k) "
 # ids its applier draws (db/ids.py), drawn by the same statement once the row is locked.
 _LOCKED = (select(Ticket).where(Ticket.id == bindparam("ticket_id"))
            .with_for_update(skip_locked=True).cte("locked"))
-_LOCK_TICKET = (select(aliased(Ticket, _LOCKED), *drawn_with(_LOCKED.c.id.is_not(None)))
+# And its requester's latest tickets, for the line notification (effects/notify.py), as the
+# autoreply counts read them for a new ticket (db/queries.py).
+_MINE = aliased(Ticket.__table__, name="mine")
+_LATEST_OF_REQUESTER = (select(_MINE.c.id, _MINE.c.number, _MINE.c.subject, _MINE.c.status,
+                               _MINE.c.created_at)
+                        .where(_MINE.c.requester == _LOCKED.c.requester)
+                        .order_by(_MINE.c.id.desc()).limit(LATEST_TICKETS)
+                        .correlate(_LOCKED).subquery("latest"))
+_REQUESTER_TICKETS = (select(func.json_agg(aggregate_order_by(
+    func.json_build_array(*_LATEST_OF_REQUESTER.c), _LATEST_OF_REQUESTER.c.id.desc())))
+    .scalar_subquery().label("requester_tickets"))
+_LOCK_TICKET = (select(aliased(Ticket, _LOCKED), *drawn_with(_LOCKED.c.id.is_not(None)),
+                       _REQUESTER_TICKETS)
                 .execution_options(populate_existing=True))
 # How far back pending mail is looked at: the batches in flight are the newest pending mail; an
 # older backlog is not being written by anyone right now.
@@ -254,6 +268,9 @@ class Contention:
             if held is not None:   # kept loaded for the applier, and known to be current
                 held.tickets.append(ticket)
                 held.locked = joins
+                held.requester_tickets = (ticket.requester, [
+                    (i, number, subject, TicketStatus(status), datetime.fromisoformat(created))
+                    for i, number, subject, status, created in row.requester_tickets or ()])
         elif not (message.in_reply_to or message.references) and looks_like_reply(message):
             asked, earlier = self._earlier
             if asked != inbound_id:   # held_elsewhere was not asked first: ask now

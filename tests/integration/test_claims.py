@@ -6,6 +6,7 @@ the transaction that does it: a daemon that dies releases them with its connecti
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from desk import MONDAY, Desk
+from desk import MONDAY, Desk, body
 from helpers import store
 from mails import mail
 from maildesk.db.models import Direction, Message, Outbox, Ticket, TicketTimer, TimerState
@@ -273,3 +274,20 @@ def test_a_batch_read_ahead_opens_each_ticket_with_its_own_rows(ctx, processor, 
             autoreplies = s.scalars(select(Outbox).where(Outbox.ticket_id == t.id,
                                                          Outbox.kind == "autoreply")).all()
             assert [o.recipients for o in autoreplies] == [[client]]
+
+
+def test_a_reply_notifies_the_line_with_the_clients_other_tickets_newest_first(desk):
+    """PostgreSQL reads them with the lock on the ticket the reply joins (the line's
+    notification of a reply lists them as that of a new ticket does)."""
+    for subject in ("Принтер не печатает", "Касса не открывается", "Сканер не читает"):
+        desk.client_writes(subject, "Помогите, пожалуйста.")
+    desk.read_all_mailboxes()
+    desk.client_replies(1001, "Касса всё ещё не открывается.")
+    (note,) = desk.mailbox("line2@example.com")   # the rules route the cash register there
+    text = body(note)
+    assert "Касса всё ещё не открывается." in text
+    earlier = re.findall(r"^\[(MD-\d+)\] (.+)$", text.split("earlier tickets ---", 1)[1],
+                         re.MULTILINE)
+    assert [tag for tag, _ in earlier] == ["MD-1002", "MD-1000"]   # not the ticket itself
+    # Status, subject and the local time of creation, as a new ticket's notification shows them.
+    assert earlier[0][1] == "new  Сканер не читает  (Monday 23 November, 10:00)"
