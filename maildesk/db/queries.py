@@ -78,6 +78,13 @@ _LATEST = (select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticke
 _COUNTS = (select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL, _LATEST.c.id,
                   _LATEST.c.number, _LATEST.c.subject, _LATEST.c.status, _LATEST.c.created_at)
            .select_from(_HISTORY.outerjoin(_LATEST, true())))
+# PostgreSQL: and the tickets whose recorded mail names `message_id` (`tickets_referencing`),
+# as an array beside them.
+_NAMING_ONE = (select(MessageReference.ticket_id).distinct()
+               .where(MessageReference.referenced_id == bindparam("message_id"))
+               .order_by(MessageReference.ticket_id).limit(10).subquery())
+_COUNTS_AND_NAMING = _COUNTS.add_columns(
+    select(func.array_agg(_NAMING_ONE.c.ticket_id)).scalar_subquery().label("naming"))
 
 
 # A batch of the processor on SQLite, holding the write lock from its first statement to its
@@ -255,10 +262,14 @@ def _naming(session: Session, ids: list[str], sender: str) -> list[TicketFacts]:
     if not ids:
         return []
     # Mostly nothing is found: the cheap read of the index first, the tickets only then.
-    order = list(session.connection().scalars(_REFERENCING, {"ids": ids}))
-    if not order:
+    return _tickets_by_id(session, list(session.connection().scalars(_REFERENCING, {"ids": ids})),
+                          sender)
+
+
+def _tickets_by_id(session: Session, ids: list[int], sender: str) -> list[TicketFacts]:
+    if not ids:
         return []
-    rows = session.execute(_TICKETS_BY_ID, {"ids": order, "sender": sender}).all()
+    rows = session.execute(_TICKETS_BY_ID, {"ids": ids, "sender": sender}).all()
     return _facts(session, [t for t, _ in rows], sender, {t.id for t, sends in rows if sends})
 
 
@@ -280,8 +291,11 @@ def tickets_by_subject(session: Session, key: str, sender: str, limit: int = 10)
     return _facts(session, tickets, sender, {t.id for t in tickets})
 
 
+Counts = tuple[int, bool, int, int]
+
+
 def autoreply_counts(session: Session, address: str, domain: str, *, sent_since: datetime,
-                     bounced_since: datetime, since: datetime) -> tuple[int, bool, int, int]:
+                     bounced_since: datetime, since: datetime) -> Counts:
     """For the loop guards and the backscatter caps, in one statement of indexed reads: how
     many autoreplies went to `address` since `sent_since` (the hourly cap); whether mail to it
     bounced since `bounced_since` (such an address gets no autoreply for a while); and the
@@ -289,8 +303,24 @@ def autoreply_counts(session: Session, address: str, domain: str, *, sent_since:
     rows = session.connection().execute(_COUNTS, {
         "sent_since": sent_since, "bounced_since": bounced_since, "address": address,
         "domain": domain.lower(), "since": since}).all()
+    return _counted(session, address, rows)
+
+
+def _counted(session: Session, address: str, rows: Sequence[Any]) -> Counts:
     held = session.info.get(_HELD)
     if held is not None:
-        held.requester_tickets = (address, [tuple(r[4:]) for r in rows if r[4] is not None])
+        held.requester_tickets = (address, [tuple(r[4:9]) for r in rows if r[4] is not None])
     row = rows[0]
     return row[0] or 0, bool(row[1]), row[2] or 0, row[3] or 0
+
+
+def referencing_and_counts(session: Session, message_id: str, sender: str, domain: str, *,
+                           sent_since: datetime, bounced_since: datetime,
+                           since: datetime) -> tuple[list[TicketFacts], Counts]:
+    """PostgreSQL: `tickets_referencing` and `autoreply_counts` in one round trip, for a mail
+    that names no other (most likely it opens a ticket, and then it asks for both)."""
+    rows = session.connection().execute(_COUNTS_AND_NAMING, {
+        "sent_since": sent_since, "bounced_since": bounced_since, "address": sender,
+        "domain": domain.lower(), "since": since, "message_id": message_id}).all()
+    counts = _counted(session, sender, rows)
+    return _tickets_by_id(session, rows[0].naming or [], sender), counts

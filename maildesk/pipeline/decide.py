@@ -344,6 +344,12 @@ def _thread(message: ParsedMessage, arrival: Arrival, who: _Sender, token: _Toke
     return thread, Role.AGENT if is_agent else Role.CLIENT
 
 
+def history_window(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    """Since when `sender_history` counts autoreplies (the hourly caps), and since when a
+    bounce mutes them."""
+    return now - timedelta(hours=1), now - settings.autoreply.mute_after_bounce
+
+
 def _opening(message: ParsedMessage, arrival: Arrival, who: _Sender, lookups: Lookups,
              settings: Settings, now: datetime, languages: frozenset[str],
              loop: LoopVerdict) -> _Opening | Decision:
@@ -372,8 +378,8 @@ def _opening(message: ParsedMessage, arrival: Arrival, who: _Sender, lookups: Lo
         rule_language=routing.language, content_language=message.content_language,
         text=f"{message.subject}\n{message.text}", default=settings.language,
         available=languages)
-    history = lookups.sender_history(who.address, since=now - timedelta(hours=1),
-                                     bounced_since=now - settings.autoreply.mute_after_bounce)
+    since, bounced_since = history_window(now, settings)
+    history = lookups.sender_history(who.address, since=since, bounced_since=bounced_since)
     refusal = _autoreply_refusal(message, arrival, who.address, history, settings)
     return _Opening(routing, deadlines, language,
                     limited=history.to_sender >= settings.autoreply.max_per_sender_per_hour,

@@ -39,8 +39,13 @@ class DbLookups:
     """decide()'s `Lookups` on a session; `inbound_id` names the stored raw bytes."""
 
     def __init__(self, session: Session, inbound_id: int | None = None, raw: bytes | None = None,
-                 known_copy: tuple[str, tuple[int, int] | None] | None = None):
+                 known_copy: tuple[str, tuple[int, int] | None] | None = None,
+                 history_window: tuple[datetime, datetime] | None = None):
         self.session = session
+        # PostgreSQL (the processor): `sender_history`'s (since, bounced_since), to ask it with
+        # the thread lookups of a mail that names no other; what they found, by its question.
+        self._window = history_window
+        self._history: tuple[tuple[str, datetime, datetime], SenderHistory] | None = None
         self._inbound_id = inbound_id
         self._raw = raw
         # (dedupe key, what duplicate_of answers for it), read already in this transaction
@@ -86,8 +91,16 @@ class DbLookups:
         referenced = tuple(queries.tickets_by_message_ids(s, ref_ids, sender))
         # Asked only when they can decide: the mail's own references come first, then the
         # mails that name it, then the mails that name what it names.
-        referenced_by = () if referenced or not message_id else tuple(
-            queries.tickets_referencing(s, message_id, sender))
+        if referenced or not message_id:
+            referenced_by: tuple[TicketFacts, ...] = ()
+        elif not ref_ids and self._window is not None:
+            found, counts = queries.referencing_and_counts(
+                s, message_id, sender, domain_of(sender), sent_since=self._window[0],
+                bounced_since=self._window[1], since=self._window[0])
+            referenced_by = tuple(found)
+            self._history = ((sender, *self._window), _sender_history(counts))
+        else:
+            referenced_by = tuple(queries.tickets_referencing(s, message_id, sender))
         siblings = () if referenced or referenced_by or not ref_ids else tuple(
             queries.tickets_sharing_references(s, ref_ids, sender))
         return ThreadFacts(
@@ -131,11 +144,17 @@ class DbLookups:
 
     def sender_history(self, sender: str, *, since: datetime,
                        bounced_since: datetime) -> SenderHistory:
-        sent, bounced, to_domain, total = queries.autoreply_counts(
+        if self._history is not None and self._history[0] == (sender, since, bounced_since):
+            return self._history[1]
+        return _sender_history(queries.autoreply_counts(
             self.session, sender, domain_of(sender), sent_since=since,
-            bounced_since=bounced_since, since=since)
-        return SenderHistory(to_sender=sent, to_domain=to_domain, total=total,
-                             bounced_recently=bounced)
+            bounced_since=bounced_since, since=since))
+
+
+def _sender_history(counts: queries.Counts) -> SenderHistory:
+    sent, bounced, to_domain, total = counts
+    return SenderHistory(to_sender=sent, to_domain=to_domain, total=total,
+                         bounced_recently=bounced)
 
 
 class EmptyLookups:

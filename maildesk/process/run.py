@@ -30,7 +30,7 @@ from maildesk.db.session import make_read_sessionmaker
 from maildesk.effects.apply import apply_bounce, apply_plan, mark_inbound
 from maildesk.effects.events import write_at_batch_end, write_later
 from maildesk.outbound.compose import Composer
-from maildesk.pipeline.decide import Arrival as DecideArrival, Decision, decide
+from maildesk.pipeline.decide import Arrival as DecideArrival, Decision, decide, history_window
 from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
@@ -415,7 +415,9 @@ class Processor:
         if why is None:
             copy = self._contention.copy if contended else None
             lookups = DbLookups(session, inbound.id, known_copy=copy[1:]
-                                if copy is not None and copy[0] == inbound.id else None)
+                                if copy is not None and copy[0] == inbound.id else None,
+                                history_window=history_window(now, self.settings)
+                                if self._postgres else None)
             d = decide(result, arrival, lookups, self.settings, now=now,
                        languages=self.composer.languages)
             if contended:
