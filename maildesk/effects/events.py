@@ -24,6 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from maildesk.db.models import (Attachment, Inbound, Message, MessageReference, Outbox,
                                 Participant, SearchEntry, Ticket, TicketEvent, TicketTimer)
+from maildesk.db.onestatement import RowTemplate, insert_template, update_template, write_all
 from maildesk.db.queries import numbers_in_batch, write_numbers
 
 EventRows = list[dict[str, Any]]
@@ -63,6 +64,15 @@ class _Inserting:
         else:
             params = [{k: c(r[k]) if c else r[k] for k, c in zip(order, convert)} for r in rows]
         conn.exec_driver_sql(sql, params if len(params) > 1 else params[0])
+
+    def template(self, dialect: Dialect, keys: tuple[str, ...]) -> RowTemplate | None:
+        """PostgreSQL: the rows' INSERT as a part of one statement (db/onestatement.py); None
+        when Core must fill a column's default."""
+        try:
+            prepared = self._prepared[dialect.name, keys]
+        except KeyError:
+            prepared = self._prepared[dialect.name, keys] = self._prepare(dialect, keys)
+        return None if prepared is None else insert_template(self.table, keys, dialect)
 
     def _values(self, conn: Connection, rows: Rows, keys: tuple[str, ...],
                 order: tuple[str, ...], convert: tuple[Any, ...]) -> None:
@@ -145,21 +155,52 @@ class Gathered:
         conn = session.connection()
         if conn.dialect.name == "postgresql" and not (session.new or session.deleted) \
                 and not _dirty_besides(session, self.tickets):
-            with _one_round_trip(conn):
-                for ticket in self.tickets:
-                    write_ticket(session, ticket)
-                self._insert(session, conn)
+            self._write_as_one(session, conn)
             return
         for ticket in self.tickets:
             write_ticket(session, ticket)
         session.flush()   # what the rarer paths keep as ORM objects (a bounce's note)
         self._insert(session, conn)
 
-    def _insert(self, session: Session, conn: Connection) -> None:
-        batches = (self.messages, self.attachments, self.search, self.references,
-                   self.participants, self.outbox, self.timers, self.events)
-        if not any(batches) and not self.inbound:
+    def _write_as_one(self, session: Session, conn: Connection) -> None:
+        """PostgreSQL: the tickets and the gathered rows as one statement (db/onestatement.py);
+        a table whose rows leave a column's default to fill goes in by Core beside it, in the
+        same round trip."""
+        dialect = conn.dialect
+        pieces: list[tuple[RowTemplate, Rows]] = []
+        for ticket in self.tickets:
+            change = _ticket_change(session, ticket)
+            if change is not None:
+                keys, row, new = change
+                pieces.append((insert_template(_TICKET, keys, dialect) if new
+                               else update_template(_TICKET, keys, dialect), [row]))
+        self._defer(session)
+        if self.inbound:
+            pieces.append((update_template(Inbound.__table__, _INBOUND_KEYS, dialect),
+                           list(self.inbound)))
+            self.inbound.clear()
+        by_core: list[tuple[_Inserting, Rows]] = []
+        for insert_rows, rows in zip(_INSERTS, self._batches()):
+            if rows:
+                template = insert_rows.template(dialect, tuple(rows[0]))
+                if template is None:
+                    by_core.append((insert_rows, list(rows)))
+                else:
+                    pieces.append((template, list(rows)))
+                rows.clear()
+        if not by_core:
+            write_all(conn, pieces)
             return
+        with _one_round_trip(conn):
+            write_all(conn, pieces)
+            for insert_rows, rows in by_core:
+                insert_rows(conn, rows)
+
+    def _batches(self) -> tuple[Rows, ...]:
+        return (self.messages, self.attachments, self.search, self.references,
+                self.participants, self.outbox, self.timers, self.events)
+
+    def _defer(self, session: Session) -> None:
         later = session.info.get(_LATER)
         if later is not None:   # a batch that writes these once, at its end
             for mine, theirs in ((self.inbound, later.inbound), (self.search, later.search),
@@ -167,6 +208,12 @@ class Gathered:
                                  (self.events, later.events)):
                 theirs.extend(mine)
                 mine.clear()
+
+    def _insert(self, session: Session, conn: Connection) -> None:
+        batches = self._batches()
+        if not any(batches) and not self.inbound:
+            return
+        self._defer(session)
         if self.inbound:
             conn.execute(_INBOUND_DONE, self.inbound)
             self.inbound.clear()
@@ -230,7 +277,8 @@ _INSERT_SEARCH, _INSERT_ATTACHMENTS, _INSERT_EVENTS = (
 _TICKET = Ticket.__table__
 _ADD_TICKET = _Inserting(_TICKET)
 _TICKET_COLUMNS = {c.key: c for c in _TICKET.columns}
-_CHANGES: dict[frozenset[str], Update] = {}   # UPDATE statements by the columns they set
+_CHANGES: dict[tuple[str, ...], Update] = {}   # UPDATE statements by the columns they set
+_INBOUND_KEYS = ("status", "reason", "processed_at")
 _INBOUND_DONE = (update(Inbound.__table__).where(Inbound.__table__.c.id == bindparam("b_id"))
                  .values(status=bindparam("status"), reason=bindparam("reason"),
                          processed_at=bindparam("processed_at")))
@@ -241,27 +289,39 @@ def write_ticket(session: Session, ticket: Ticket) -> None:
     statement. A new one (made by effects/record.py, not yet in the session) is inserted with
     every column and then joins the session as if loaded; one loaded before gets an UPDATE
     of the columns that changed, which then count as unchanged."""
-    state = inspect(ticket)
-    if state.transient:
-        values = {key: state.dict[key] if key in state.dict else _default(column)
-                  for key, column in _TICKET_COLUMNS.items()}
-        _ADD_TICKET(session.connection(), [values])
-        for key, value in values.items():
-            if key not in state.dict:
-                setattr(ticket, key, value)
-        make_transient_to_detached(ticket)
-        session.add(ticket)
+    change = _ticket_change(session, ticket)
+    if change is None:
         return
-    changed = {key: state.dict[key] for key in state.committed_state if key in _TICKET_COLUMNS}
-    if not changed:
+    keys, row, new = change
+    if new:
+        _ADD_TICKET(session.connection(), [row])
         return
-    keys = frozenset(changed)
     statement = _CHANGES.get(keys)
     if statement is None:
         statement = _CHANGES[keys] = (
             update(_TICKET).where(_TICKET.c.id == bindparam("b_id"))
             .values({key: bindparam(key) for key in keys}))
-    session.connection().execute(statement, {**changed, "b_id": ticket.id})
+    session.connection().execute(statement, row)
+
+
+def _ticket_change(session: Session, ticket: Ticket
+                   ) -> tuple[tuple[str, ...], dict[str, Any], bool] | None:
+    """What `write_ticket` writes: (its columns, the row, whether it is new), the ticket
+    taken as written (joins the session, or its changes count as unchanged); None: nothing.
+    The caller writes the row before anything reads the ticket from the database."""
+    state = inspect(ticket)
+    if state.transient:
+        values = {key: state.dict[key] if key in state.dict else _default(column)
+                  for key, column in _TICKET_COLUMNS.items()}
+        for key, value in values.items():
+            if key not in state.dict:
+                setattr(ticket, key, value)
+        make_transient_to_detached(ticket)
+        session.add(ticket)
+        return tuple(values), values, True
+    changed = {key: state.dict[key] for key in state.committed_state if key in _TICKET_COLUMNS}
+    if not changed:
+        return None
     for key, value in changed.items():
         set_committed_value(ticket, key, value)
     if not state.committed_state:
@@ -269,6 +329,7 @@ def write_ticket(session: Session, ticket: Ticket) -> None:
         # of the batch walks the unit of work to find nothing to write (as costly as a
         # statement). What the ORM's own flush does after writing (SQLAlchemy's private API).
         state._commit_all(state.dict, session.identity_map)
+    return tuple(sorted(changed)), {**changed, "b_id": ticket.id}, False
 
 
 def _default(column: Column[Any]) -> Any:
