@@ -104,3 +104,29 @@ def test_a_mail_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_is_d
     _store(desk, mail(CLIENT, "support@example.com", "Monitor flickers", "Since Monday.",
                       desk.clock.now()), mail_from=CLIENT, rcpt="support@example.com")
     assert [o.status for o in desk.processor.run_batch(limit=10)] == ["retry", "done"]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_mail_whose_rows_need_several_statements_is_recorded_whole(desk, monkeypatch):
+    """PostgreSQL writes a mail's ticket and rows as one statement (db/onestatement.py) and
+    splits it where the parameters would overflow: nothing is lost at the split."""
+    from maildesk.db import onestatement
+    from maildesk.db.models import Message, MessageReference, Outbox, TicketTimer
+
+    monkeypatch.setattr(onestatement, "MAX_PARAMETERS", 40)
+    monkeypatch.setattr(onestatement, "ROWS_PER_INSERT", 2)
+    raw = mail(CLIENT, "support@example.com", "Printer in shop 5 does not print",
+               "Nothing comes out.", desk.clock.now())
+    refs = " ".join(f"<old-{i}@customer.example>" for i in range(7))
+    raw = raw.replace(b"Subject:", b"References: " + refs.encode() + b"\nSubject:", 1)
+    desk.receive(raw)
+    with desk.ctx.make_session() as s:
+        (ticket,) = s.scalars(select(Ticket)).all()
+        (message,) = s.scalars(select(Message).where(Message.ticket_id == ticket.id,
+                                                     Message.inbound_id.is_not(None))).all()
+        referenced = s.scalars(select(MessageReference.referenced_id)
+                               .where(MessageReference.message_id == message.id)).all()
+        timers = s.scalars(select(TicketTimer).where(TicketTimer.ticket_id == ticket.id)).all()
+        outgoing = s.scalars(select(Outbox.kind).where(Outbox.ticket_id == ticket.id)).all()
+    assert sorted(referenced) == sorted(f"old-{i}@customer.example" for i in range(7))
+    assert len(timers) >= 2 and sorted(outgoing) == ["autoreply", "notification"]
