@@ -327,11 +327,11 @@ def _thread(message: ParsedMessage, arrival: Arrival, who: _Sender, token: _Toke
     """The ticket the message belongs to (pipeline/thread.py) and whether an agent wrote it:
     a sender listed in lines.yaml who writes to the agents' reply address of the ticket, or
     (where configured) whom our own MTA authenticated, on a known ticket."""
-    # A token decides first: then nobody needs to know who references this mail.
-    own_id = message.message_id if token.ticket is None else None
-    facts = replace(lookups.thread_facts(who.address, subject,
-                                         [*message.in_reply_to, *reversed(message.references)],
-                                         own_id), token_ticket=token.ticket)
+    # A token decides first (pipeline/thread.py): then nothing else is looked up.
+    facts = ThreadFacts(token_ticket=token.ticket, referenced=(), tagged=(), same_subject=()) \
+        if token.ticket is not None else lookups.thread_facts(
+            who.address, subject, [*message.in_reply_to, *reversed(message.references)],
+            message.message_id)
     thread = decide_thread(who.address, subject, facts, now=arrival.received_at,
                            reply_window=timedelta(days=settings.reply_window_days))
     is_agent = who.address in settings.agent_addresses() and (token.agents or (

@@ -103,6 +103,10 @@ class DbLookups:
             referenced_by = tuple(queries.tickets_referencing(s, message_id, sender))
         siblings = () if referenced or referenced_by or not ref_ids else tuple(
             queries.tickets_sharing_references(s, ref_ids, sender))
+        if referenced or referenced_by or siblings:   # the headers decide: tag and subject
+            return ThreadFacts(token_ticket=None, referenced=referenced,   # are not asked
+                               referenced_by=referenced_by, sharing_references=siblings,
+                               tagged=(), same_subject=())
         return ThreadFacts(
             token_ticket=None,
             referenced=referenced,
