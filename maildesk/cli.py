@@ -237,6 +237,9 @@ def serve_cmd(obj: dict[str, Any], only: str) -> None:
     unknown = [p for p in parts if p not in COMPONENTS]
     if unknown:
         _fail(f"unknown component(s) {', '.join(unknown)}; choose from {', '.join(COMPONENTS)}", 2)
+    if "process" in parts:
+        from maildesk.pipeline.isolate import start_parse_server
+        start_parse_server()   # its imports run beside the daemon's start
     ctx = _ctx(obj)
     logs = ctx.settings.logging  # maildesk.yaml's `logging:`, unless the options say otherwise
     configure_logging(obj["log_format"] or logs.format, "debug" if obj["verbose"] else logs.level)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import resource
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from multiprocessing.connection import Connection
 
@@ -61,6 +64,39 @@ def _worker(conn: Connection, memory_mb: int) -> None:
             return
 
 
+@contextmanager
+def _main_not_inherited() -> Iterator[None]:
+    """While a child is started: the parent's __main__ not named to it. multiprocessing has a
+    new child run the parent's main script (or module) again, as its __mp_main__; for the
+    daemon that is the console script, which imports the whole CLI: half a second each time
+    a parse child starts, for nothing (its target and arguments are this module's)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__.pop(k) for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__spec__ = None   # multiprocessing asks for it; None names no module
+    try:
+        yield
+    finally:
+        del main.__spec__
+        main.__dict__.update(saved)
+
+
+# What the forkserver imports before it forks parse children: the parser, once.
+PRELOAD = ["maildesk.pipeline.isolate"]
+
+
+def start_parse_server() -> None:
+    """Start the process parse children are forked from, now: it imports the parser (half a
+    second or more) on another core while the daemon goes on starting, instead of when the
+    processor first needs a child. Returns without waiting for it."""
+    from multiprocessing import forkserver
+
+    mp.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    forkserver.ensure_running()
+
+
 class ParseSandbox:
     """A reusable child process that parses one message at a time under limits."""
 
@@ -68,7 +104,7 @@ class ParseSandbox:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["maildesk.pipeline.isolate"])
+        self._ctx.set_forkserver_preload(PRELOAD)
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
 
@@ -76,7 +112,8 @@ class ParseSandbox:
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb),
                                        name="maildesk-parse", daemon=True)
-        self._proc.start()
+        with _main_not_inherited():
+            self._proc.start()
         child.close()
         self._conn = parent
         # The time bound is for parsing, not for starting the interpreter: wait for the child.

@@ -459,3 +459,30 @@ def test_hostile_input_is_ticketed_not_quarantined_as_too_slow(raw, sandbox):
     # (processing.parse_timeout_seconds = 20), quarantining an ordinary-looking message.
     result = sandbox.parse(raw)
     assert isinstance(result, ParsedMessage), result
+
+
+def test_the_parse_child_does_not_run_the_parents_main_script_again(tmp_path):
+    """multiprocessing would have each new parse child run the parent's main script again (for
+    the daemon: the console script, importing the whole CLI, half a second a child)."""
+    import subprocess
+    import sys
+
+    marker = tmp_path / "main-ran-in-child"
+    script = tmp_path / "main.py"
+    script.write_text(
+        "import pathlib\n"
+        "if __name__ != '__main__':\n"
+        f"    pathlib.Path({str(marker)!r}).write_text(__name__)\n"
+        "else:\n"
+        "    from maildesk.pipeline.isolate import ParseSandbox\n"
+        "    box = ParseSandbox(timeout=30, memory_mb=1024)\n"
+        "    first = box.parse(b'From: a@example.com\\r\\nSubject: one\\r\\n\\r\\nhello\\r\\n')\n"
+        "    box.close()   # the next mail starts a new child\n"
+        "    second = box.parse(b'From: a@example.com\\r\\nSubject: two\\r\\n\\r\\nhi\\r\\n')\n"
+        "    box.close()\n"
+        "    print(first.subject, second.subject)\n", encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["one", "two"]
+    assert not marker.exists()
