@@ -331,8 +331,14 @@ class Processor:
                       careful: bool = True) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for _ in pending:
-            if outcomes and yield_to is not None and yield_to():
-                break  # intake waits for the write lock: commit, the rest stays pending
+            if outcomes and yield_to is not None:
+                if yield_to():
+                    break  # intake waits for the write lock: commit, the rest stays pending
+                # Between two mails the interpreter is offered to the daemon's other threads
+                # (the listener above all), which otherwise wait for the switch interval
+                # (5 ms) at each step of an SMTP session while a batch runs: SMTP accepted
+                # 0.57-1.07 of the sink without, 0.84-1.21 with (end_to_end.py --quick).
+                time.sleep(0)
             if ready:
                 inbound_id, result = ready.pop()
             else:
