@@ -174,9 +174,13 @@ class HeldTickets:
         # PostgreSQL: the ticket read again as the statement that locked it found it (process/
         # contention.py): current for the applier, which need not read it once more.
         self.locked: int | None = None
-        # An address's latest tickets, newest first, as read with its autoreply counts:
-        # (address, [(id, number, subject, status, created_at)]), LATEST_TICKETS at most.
-        self.requester_tickets: tuple[str, list[tuple[Any, ...]]] | None = None
+        # Addresses' latest tickets, read with the autoreply counts, the ticket lock or a timer
+        # sweep: {address: [(id, number, subject, status, created_at)]}, LATEST_TICKETS at most
+        # each, newest first.
+        self.requester_tickets: dict[str, list[tuple[Any, ...]]] = {}
+        # A timer sweep's tickets' latest mails for their line notifications (effects/notify.py
+        # `_HISTORY`'s rows), by ticket id; each taken once (a later cause reads it again).
+        self.histories: dict[int, list[Any]] = {}
 
 
 def held_tickets(session: Session) -> HeldTickets | None:
@@ -309,7 +313,7 @@ def autoreply_counts(session: Session, address: str, domain: str, *, sent_since:
 def _counted(session: Session, address: str, rows: Sequence[Any]) -> Counts:
     held = session.info.get(_HELD)
     if held is not None:
-        held.requester_tickets = (address, [tuple(r[4:9]) for r in rows if r[4] is not None])
+        held.requester_tickets[address] = [tuple(r[4:9]) for r in rows if r[4] is not None]
     row = rows[0]
     return row[0] or 0, bool(row[1]), row[2] or 0, row[3] or 0
 

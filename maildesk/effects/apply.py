@@ -9,7 +9,7 @@ a handler queues goes through the outbox (effects/outgoing.py, the only maker of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,10 @@ class Applying:
     fresh_ticket: bool = False      # opened by this cause: it has no timers yet
     opened: bool = False            # this cause opened the ticket
     rows: Gathered = field(default_factory=Gathered)   # written by write_rows (events.py)
+    # A timer sweep: the ticket's timers as read for the sweep, and its lock held (rearm).
+    timers: list[Any] | None = None
+    locked: bool = False
+    claimed: Collection[int] = ()   # its other timers claimed, not yet carried out (rearm)
 
     def event(self, kind: EventKind, data: dict[str, Any], actor: str | None = None) -> None:
         self.events.append(event_row(self.ticket.id, self.now, kind, actor,
@@ -255,8 +259,9 @@ def _notify(ctx: Applying, e: NotifyLine) -> None:
 def _rearm(ctx: Applying, e: Rearm) -> None:
     if e.always or ctx.sla_changed:
         rearm(ctx.session, ctx.ticket, ctx.settings, ctx.now, fresh=ctx.fresh_ticket,
-              gathered=ctx.rows)
+              gathered=ctx.rows, timers=ctx.timers, locked=ctx.locked, claimed=ctx.claimed)
         ctx.sla_changed = ctx.fresh_ticket = False
+        ctx.timers = None   # as they were before this rearm: read again for another
 
 
 _HANDLERS: dict[type, Callable[[Applying, Any], None]] = {

@@ -8,7 +8,7 @@ the ticket and replaces its pending timers with those sla/schedule.py says it ne
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -65,23 +65,30 @@ def sla_state(ticket: Ticket) -> SlaState:
 
 
 def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *,
-          fresh: bool = False, gathered: Gathered | None = None) -> None:
+          fresh: bool = False, gathered: Gathered | None = None,
+          timers: list[TicketTimer] | None = None, locked: bool = False,
+          claimed: Collection[int] = ()) -> None:
     """Deadlines on the ticket, and exactly the pending timers it needs now. `fresh`: the
     ticket was made by this transaction and has no timers yet (nothing to read or lock:
     nobody else sees it). New timers go into `gathered` (written at the cause's end) when
-    given, else in at once."""
+    given, else in at once. `timers`: its pending and fired timers as they are now, read by
+    the caller (a timer sweep, for all its tickets at once); `locked`: the caller holds the
+    ticket's row lock already; `claimed`: timers a sweep has claimed (fired) but not carried
+    out yet, which count as pending: the plan may cancel them as before they were claimed."""
     if fresh:
         rows: list[TicketTimer] = []
     else:
         if gathered is not None:
             gathered.write(session)   # timers an earlier rearm of this cause gathered
-        if ticket.id is not None and session.get_bind().dialect.name == "postgresql":
+        if ticket.id is not None and not locked \
+                and session.get_bind().dialect.name == "postgresql":
             # The ticket's row lock before any of its timers' (as the timer sweep takes them):
             # one order for everyone, so a sweeper and the processor never deadlock.
             session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
-        rows = list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
+        rows = timers if timers is not None else \
+            list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
     fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
-                      if t.state is TimerState.FIRED)
+                      if _state(t, claimed) is TimerState.FIRED)
     state = sla_state(ticket)
     lines = {line.id: line for line in settings.lines}
 
@@ -99,7 +106,11 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *
         # a `#priority P2` in the mail that says `#resolve` or `#pending` (or while the ticket
         # waits) moves them as it would on a running clock.
         _show_deadlines(ticket, plan_for(replace(state, pauses=state.pauses[:-1])))
-    _replace_timers(session, ticket, rows, plan.timers, now, gathered)
+    _replace_timers(session, ticket, rows, plan.timers, now, gathered, claimed)
+
+
+def _state(timer: TicketTimer, claimed: Collection[int]) -> TimerState:
+    return TimerState.PENDING if timer.id in claimed else timer.state
 
 
 def _show_deadlines(ticket: Ticket, plan: Schedule) -> None:
@@ -109,15 +120,15 @@ def _show_deadlines(ticket: Ticket, plan: Schedule) -> None:
 
 def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
                     timers: Sequence[TimerSpec], now: datetime,
-                    gathered: Gathered | None) -> None:
+                    gathered: Gathered | None, claimed: Collection[int]) -> None:
     """Cancel the pending timers the plan no longer has; add those it has that are missing."""
     pending = {_identity(t.kind, t.stage, t.due_at, t.data.get("key", "")): t for t in rows
-               if t.state is TimerState.PENDING}
+               if _state(t, claimed) is TimerState.PENDING}
     wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in timers}
     stale = [t.id for key, t in pending.items() if key not in wanted]
-    if stale:
+    if stale:   # (the ORM's copies too: a sweep skips a claimed timer cancelled here)
         session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
-                        .values(state=TimerState.CANCELLED))
+                        .values(state=TimerState.CANCELLED, fired_at=None))
     added = [_row(ticket, spec, now) for key, spec in wanted.items() if key not in pending]
     if gathered is not None:
         gathered.timers.extend(added)

@@ -50,8 +50,9 @@ HISTORY_CHARS = 2000
 EARLIER_TICKETS = LATEST_TICKETS - 1   # those read with the counts, but the ticket itself
 
 # The columns shown, not whole Message objects (their JSON columns decoded for nothing).
-_HISTORY = (select(Message.id, Message.internal, Message.received_at, Message.from_name,
+HISTORY_COLUMNS = (Message.id, Message.internal, Message.received_at, Message.from_name,
                    Message.from_address, Message.role, Message.body_text)
+_HISTORY = (select(*HISTORY_COLUMNS)
             .where(Message.ticket_id == bindparam("ticket_id"))
             .order_by(Message.id.desc()).limit(HISTORY_ITEMS + 1))
 _EARLIER = (select(Ticket.number, Ticket.subject, Ticket.status, Ticket.created_at)
@@ -264,7 +265,10 @@ def _history(session: Session, ticket: Ticket, line: Line, row: MailRow | None,
     """The ticket's latest mails, newest first; an external line sees no internal ones.
     `pending`: the ticket's mails this cause records and has not written yet (Gathered);
     `stored` False: the database has none of them yet (a ticket the cause opened)."""
-    found = session.connection().execute(_HISTORY, {"ticket_id": ticket.id}).all() \
+    held = held_tickets(session)
+    read = held.histories.pop(ticket.id, None) if held is not None else None
+    found = (read if read is not None else
+             session.connection().execute(_HISTORY, {"ticket_id": ticket.id}).all()) \
         if stored else []
     mails = sorted([*found, *(SimpleNamespace(**m) for m in pending)],
                    key=lambda m: m.id, reverse=True)
@@ -287,9 +291,9 @@ def _earlier(session: Session, ticket: Ticket, line: Line, settings: Settings,
     # Other tickets (on the connection: nothing pending of this cause changes them), unless
     # the mail's autoreply counts read the requester's latest already (db/queries.py).
     held = held_tickets(session)
-    known = held.requester_tickets if held is not None else None
-    if known is not None and known[0] == ticket.requester:
-        rows = [r[1:] for r in known[1] if r[0] != ticket.id][:EARLIER_TICKETS]
+    known = held.requester_tickets.get(ticket.requester) if held is not None else None
+    if known is not None:
+        rows = [r[1:] for r in known if r[0] != ticket.id][:EARLIER_TICKETS]
     else:
         rows = session.connection().execute(_EARLIER, {"requester": ticket.requester,
                                                        "ticket_id": ticket.id}).all()

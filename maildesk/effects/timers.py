@@ -14,19 +14,23 @@ fired at the next sweep, oldest first.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from maildesk.config.model import Settings
-from maildesk.db.models import Ticket, TicketEvent, TicketStatus, TicketTimer, TimerState
+from maildesk.db.models import Message, Ticket, TicketEvent, TicketStatus, TicketTimer, TimerState
 from maildesk.actions import (Effect, Event, MarkBreached, MoveToLine, NotifyLine, Rearm,
                               SetStatus, deadline_info)
 from maildesk.domain import EventKind
+from maildesk.db.ids import draw_ids, release_ids
+from maildesk.db.queries import LATEST_TICKETS, hold_tickets
 from maildesk.effects.apply import Applying, apply_effects
 from maildesk.effects.events import Gathered
 from maildesk.effects.lifecycle import rearm, sla_state
+from maildesk.effects.notify import HISTORY_COLUMNS, HISTORY_ITEMS
 from maildesk.outbound.compose import Composer
 from maildesk.sla.schedule import RUNNING
 from maildesk.sla.timers import TimerAction, decide
@@ -51,13 +55,43 @@ _DUE = (select(TicketTimer.id)
 # as the statement).
 _DUE_TICKETS = (_DUE.join(Ticket, Ticket.id == TicketTimer.ticket_id)
                 .with_for_update(skip_locked=True, of=Ticket))
-# The claim hands back the timer it won, as the row is now: one statement, not an UPDATE and
-# a SELECT (and a second one to refresh what the session held).
+# The claim hands back the timers it won, as the rows are now: one statement for the sweep (a
+# timer another sweeper fired meanwhile is not among them).
 _CLAIM = (update(TicketTimer)
-          .where(TicketTimer.id == bindparam("timer_id"), TicketTimer.state == TimerState.PENDING)
+          .where(TicketTimer.id.in_(bindparam("timer_ids", expanding=True)),
+                 TicketTimer.state == TimerState.PENDING)
           .values(state=TimerState.FIRED, fired_at=bindparam("now"))
           .returning(TicketTimer)
           .execution_options(synchronize_session=False, populate_existing=True))
+# What the sweep's timers read, for all their tickets at once: the tickets; their pending and
+# fired timers (rearm), read after the claim; their latest mails and their requesters' latest
+# tickets (the line notifications).
+_TICKETS = select(Ticket).where(Ticket.id.in_(bindparam("ids", expanding=True)))
+_THEIR_TIMERS = (select(TicketTimer)
+                 .where(TicketTimer.ticket_id.in_(bindparam("ids", expanding=True)),
+                        TicketTimer.state.in_([TimerState.PENDING, TimerState.FIRED])))
+_RANKED = (select(*HISTORY_COLUMNS, Message.ticket_id,
+                  func.row_number().over(partition_by=Message.ticket_id,
+                                         order_by=Message.id.desc()).label("rank"))
+           .where(Message.ticket_id.in_(bindparam("ids", expanding=True))).subquery())
+_HISTORIES = (select(*(c for c in _RANKED.c if c.key != "rank"))
+              .where(_RANKED.c.rank <= HISTORY_ITEMS + 1)
+              .order_by(_RANKED.c.ticket_id, _RANKED.c.id.desc()))
+_LATEST_RANKED = (select(Ticket.requester, Ticket.id, Ticket.number, Ticket.subject,
+                         Ticket.status, Ticket.created_at,
+                         func.row_number().over(partition_by=Ticket.requester,
+                                                order_by=Ticket.id.desc()).label("rank"))
+                  .where(Ticket.requester.in_(bindparam("requesters", expanding=True)))
+                  .subquery())
+_REQUESTERS_LATEST = (select(*(c for c in _LATEST_RANKED.c if c.key != "rank"))
+                      .where(_LATEST_RANKED.c.rank <= LATEST_TICKETS)
+                      .order_by(_LATEST_RANKED.c.requester, _LATEST_RANKED.c.id.desc()))
+
+
+class SweepAgainCarefully(Exception):
+    """A timer failed in a sweep without savepoints: roll it back, sweep again carefully."""
+
+
 # Open tickets with no timer at all: made before timers existed (see migration 0005).
 _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
                                  ~select(TicketTimer.id).where(TicketTimer.ticket_id == Ticket.id)
@@ -66,30 +100,94 @@ _UNARMED = (select(Ticket).where(Ticket.status.in_(RUNNING),
 
 
 def fire_due(session: Session, settings: Settings, composer: Composer, now: datetime, *,
-             limit: int = 200, fired_log: list[tuple[str, str, float]] | None = None) -> int:
+             limit: int = 200, fired_log: list[tuple[str, str, float]] | None = None,
+             careful: bool = False) -> int:
     """Fire up to `limit` due timers in the caller's transaction; how many fired. Each fired
     timer's (kind, stage, seconds late) is added to `fired_log` (for the metrics, counted
-    once the caller has committed)."""
+    once the caller has committed).
+
+    Set-based: the due timers are claimed by one statement, and what carrying them out reads
+    (their tickets, the tickets' timers, latest mails and requesters' other tickets) is read
+    for all of them at once; a timer then costs the statement that writes what it did. Without
+    savepoints (`careful` False) a timer that fails raises `SweepAgainCarefully`: the caller rolls the
+    sweep back and runs it again with `careful`, each timer in a savepoint, so that only the
+    failing one is set aside (it stays fired, with a timer_failed event)."""
+    ids = due_timers(session, now, limit)
+    if not ids:
+        return 0
+    order = {timer_id: n for n, timer_id in enumerate(ids)}
+    timers = sorted(session.scalars(_CLAIM, {"timer_ids": ids, "now": now}).all(),
+                    key=lambda t: order[t.id])   # another sweeper may have taken some
+    if not timers:
+        return 0
+    sweep = _Sweep.read(session, timers)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    draw_ids(session, outbox=len(timers))   # PostgreSQL: one notification each, at most
+    unfired = {t.id for t in timers}
     fired = 0
-    for timer_id in due_timers(session, now, limit):
-        timer = session.scalars(_CLAIM, {"timer_id": timer_id, "now": now}).one_or_none()
-        if timer is None:
-            continue  # another process took it
-        fired += 1
-        if fired_log is not None:
-            fired_log.append((timer.kind, timer.stage, (now - timer.due_at).total_seconds()))
-        try:
-            with session.begin_nested():
-                _carry_out(session, timer, settings, composer, now)
-        except Exception as exc:   # one bad timer must not hold up the others
-            # What it wrote by Core is undone with the savepoint; the ticket it wrote by Core
-            # and marked unchanged (effects/events.py) is read again, as all the rest.
-            session.expire_all()
-            log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
-            session.add(TicketEvent(ticket_id=timer.ticket_id, at=now, kind=EventKind.TIMER_FAILED,
-                                    actor=None, data={"timer": timer.id,
-                                                      "error": f"{type(exc).__name__}: {exc}"}))
+    try:
+        for timer in timers:
+            unfired.discard(timer.id)
+            if timer.state is TimerState.CANCELLED:
+                continue   # an earlier timer of its ticket changed it so that it is not wanted
+            fired += 1
+            if fired_log is not None:
+                fired_log.append((timer.kind, timer.stage, (now - timer.due_at).total_seconds()))
+            if not careful:
+                try:
+                    _carry_out(session, timer, settings, composer, now, sweep, postgres, unfired)
+                except Exception as exc:
+                    log.info("timer %s failed in a sweep; the sweep runs again, each timer on "
+                             "its own", timer.id)
+                    raise SweepAgainCarefully() from exc
+                continue
+            try:
+                with session.begin_nested():
+                    _carry_out(session, timer, settings, composer, now, sweep, postgres, unfired)
+            except Exception as exc:   # one bad timer must not hold up the others
+                # What it wrote by Core is undone with the savepoint; the ticket it wrote by
+                # Core and marked unchanged (effects/events.py) is read again, as all the rest,
+                # and so are its timers.
+                session.expire_all()
+                sweep.timers.pop(timer.ticket_id, None)
+                log.exception("timer %s (%s %s) failed", timer.id, timer.kind, timer.stage)
+                session.add(TicketEvent(ticket_id=timer.ticket_id, at=now,
+                                        kind=EventKind.TIMER_FAILED, actor=None,
+                                        data={"timer": timer.id,
+                                              "error": f"{type(exc).__name__}: {exc}"}))
+    finally:
+        release_ids(session)
     return fired
+
+
+@dataclass
+class _Sweep:
+    """What a sweep read for its timers' tickets."""
+
+    tickets: dict[int, Ticket]
+    timers: dict[int, list[TicketTimer]]   # by ticket: each used once, by its first rearm
+
+    @classmethod
+    def read(cls, session: Session, timers: list[TicketTimer]) -> _Sweep:
+        ids = list(dict.fromkeys(t.ticket_id for t in timers))
+        tickets = {t.id: t for t in session.scalars(_TICKETS, {"ids": ids})}
+        theirs: dict[int, list[TicketTimer]] = {i: [] for i in ids}
+        for row in session.scalars(_THEIR_TIMERS, {"ids": ids}):
+            theirs[row.ticket_id].append(row)
+        held = hold_tickets(session)   # for the line notifications (effects/notify.py)
+        held.tickets.extend(tickets.values())
+        for row in session.execute(_HISTORIES, {"ids": ids}):
+            held.histories.setdefault(row.ticket_id, []).append(row)
+        for i in ids:
+            held.histories.setdefault(i, [])
+        requesters = sorted({t.requester for t in tickets.values() if t.requester})
+        if requesters:
+            for requester, *row in session.execute(_REQUESTERS_LATEST,
+                                                   {"requesters": requesters}):
+                held.requester_tickets.setdefault(requester, []).append(tuple(row))
+            for requester in requesters:
+                held.requester_tickets.setdefault(requester, [])
+        return cls(tickets, theirs)
 
 
 def due_timers(session: Session, now: datetime, limit: int) -> list[int]:
@@ -130,13 +228,16 @@ def timer_effects(action: TimerAction, timer_kind: str, due: str | None,
 
 
 def _carry_out(session: Session, timer: TicketTimer, settings: Settings, composer: Composer,
-               now: datetime) -> None:
-    ticket = session.get_one(Ticket, timer.ticket_id)
+               now: datetime, sweep: _Sweep, postgres: bool, claimed: set[int]) -> None:
+    ticket = sweep.tickets.get(timer.ticket_id) or session.get_one(Ticket, timer.ticket_id)
     lines = {line.id: line for line in settings.lines}
     action = decide(timer.kind, timer.stage, timer.data, sla_state(ticket), lines, now)
     ctx = Applying(session, settings, composer, now, ticket, key=f"timer.{timer.id}",
                    cause={"timer": timer.id}, at=now, contain_notifications=False,
-                   deadline=deadline_info(timer.data), rows=Gathered(tickets=[ticket]))
+                   deadline=deadline_info(timer.data), rows=Gathered(tickets=[ticket]),
+                   # The due query locked the ticket on PostgreSQL (SQLite: one writer).
+                   timers=sweep.timers.pop(ticket.id, None), locked=postgres,
+                   claimed=claimed)
     if action.stale:
         ctx.event(EventKind.TIMER_STALE, {"kind": timer.kind, "stage": timer.stage})
     else:

@@ -268,9 +268,9 @@ class Contention:
             if held is not None:   # kept loaded for the applier, and known to be current
                 held.tickets.append(ticket)
                 held.locked = joins
-                held.requester_tickets = (ticket.requester, [
+                held.requester_tickets[ticket.requester] = [
                     (i, number, subject, TicketStatus(status), datetime.fromisoformat(created))
-                    for i, number, subject, status, created in row.requester_tickets or ()])
+                    for i, number, subject, status, created in row.requester_tickets or ()]
         elif not (message.in_reply_to or message.references) and looks_like_reply(message):
             asked, earlier = self._earlier
             if asked != inbound_id:   # held_elsewhere was not asked first: ask now

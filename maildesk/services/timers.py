@@ -24,16 +24,22 @@ def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: boo
     """One sweep in one transaction: (first) arm tickets without timers, fire what is due;
     counted in the daemon's metrics once committed. `write_turn`: held for the transaction
     (`serve` on SQLite: the daemon's writers take turns)."""
-    from maildesk.effects.timers import arm_unarmed, fire_due
+    from maildesk.effects.timers import SweepAgainCarefully, arm_unarmed, fire_due
 
     now = ctx.clock.now()
-    fired_log: list[tuple[str, str, float]] = []
-    with write_turn or nullcontext(), ctx.make_session() as session, session.begin():
-        if arm:
-            armed = arm_unarmed(session, settings, now)
-            if armed:
-                log.info("armed the SLA timers of %d open tickets", armed)
-        fired = fire_due(session, settings, composer, now, limit=limit, fired_log=fired_log)
+    for careful in (False, True):   # a timer failed without savepoints: all again, with them
+        fired_log: list[tuple[str, str, float]] = []
+        try:
+            with write_turn or nullcontext(), ctx.make_session() as session, session.begin():
+                if arm:
+                    armed = arm_unarmed(session, settings, now)
+                    if armed:
+                        log.info("armed the SLA timers of %d open tickets", armed)
+                fired = fire_due(session, settings, composer, now, limit=limit,
+                                 fired_log=fired_log, careful=careful)
+            break
+        except SweepAgainCarefully:
+            continue
     if ctx.metrics is not None:
         for kind, stage, late in fired_log:
             ctx.metrics.timer_fired(kind, stage, late)

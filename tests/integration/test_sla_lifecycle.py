@@ -237,6 +237,41 @@ def test_a_ticket_left_on_line1_beyond_its_ola_moves_to_line2(make_desk):
     assert desk.mailbox(LINE1) == []
 
 
+def test_a_timer_that_fails_in_a_sweep_is_set_aside_and_the_others_fire_once(make_desk,
+                                                                              monkeypatch):
+    """A sweep fires its timers without a savepoint each; one that fails rolls the sweep back,
+    which runs again with savepoints: the failing timer is set aside (fired, with a
+    timer_failed event), the others act once, not twice."""
+    from maildesk.effects import timers
+
+    desk = make_desk()
+    for i in range(3):
+        desk.client_writes(f"Printer in shop {i} does not print", "It prints nothing at all.")
+    desk.read_all_mailboxes()
+    doomed = desk.ticket(1001).id
+    carry_out = timers._carry_out
+    attempts: list[int] = []
+
+    def fail_for_one(session, timer, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if timer.ticket_id == doomed:
+            attempts.append(timer.id)
+            raise OSError("template store unreachable")
+        return carry_out(session, timer, *args, **kwargs)
+
+    monkeypatch.setattr(timers, "_carry_out", fail_for_one)
+    desk.at(msk(2026, 11, 23, 14, 0))   # the OLAs of all three (4 business hours)
+    assert desk.fire() == 3
+    assert len(attempts) == 2 and len(set(attempts)) == 1   # the sweep, then its careful run
+    assert {desk.ticket(n).line for n in (1000, 1002)} == {"line2"}
+    assert desk.ticket(1001).line == "line1"
+    assert [e.data["to"] for e in desk.events("escalated")] == ["line2", "line2"]
+    (failed,) = desk.events("timer_failed")
+    assert failed.ticket_id == doomed and "template store unreachable" in failed.data["error"]
+    assert len(desk.mailbox(LINE2)) == 2
+    monkeypatch.undo()
+    assert desk.fire() == 0   # set aside: not fired again
+
+
 def test_without_a_next_line_the_lead_or_the_line_itself_is_told(config_set, make_desk):
     """`on_breach: lead` keeps a breached ticket on its line and tells the lead; a line with
     neither a next line nor a lead (the vendor here) is told itself, of a breach and of its
