@@ -13,7 +13,7 @@ import multiprocessing as mp
 import resource
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from multiprocessing.connection import Connection
 
@@ -69,7 +69,8 @@ def _main_not_inherited() -> Iterator[None]:
     """While a child is started: the parent's __main__ not named to it. multiprocessing has a
     new child run the parent's main script (or module) again, as its __mp_main__; for the
     daemon that is the console script, which imports the whole CLI: half a second each time
-    a parse child starts, for nothing (its target and arguments are this module's)."""
+    a parse child starts, for nothing (its target and arguments are this module's), as long as
+    the interpreter finds maildesk by itself (ParseSandbox falls back when it does not)."""
     main = sys.modules.get("__main__")
     if main is None:
         yield
@@ -107,17 +108,35 @@ class ParseSandbox:
         self._ctx.set_forkserver_preload(PRELOAD)
         self._proc: mp.process.BaseProcess | None = None
         self._conn: Connection | None = None
+        # Children start without the parent's main script (`_main_not_inherited`) unless that
+        # script is what makes maildesk importable: a launcher run with `python -S` that adds
+        # the site directory itself, or one found to be so when a child could not start.
+        self._without_main = not sys.flags.no_site
 
     def _start(self) -> Connection:
+        if self._without_main:
+            try:
+                return self._launch(inherit_main=False)
+            except (RuntimeError, EOFError, OSError):
+                log.warning("the parse child did not start without the daemon's main script; "
+                            "it is started with it from now on (slower)")
+                self._without_main = False
+        return self._launch(inherit_main=True)
+
+    def _launch(self, *, inherit_main: bool) -> Connection:
         parent, child = self._ctx.Pipe()
         self._proc = self._ctx.Process(target=_worker, args=(child, self.memory_mb),
                                        name="maildesk-parse", daemon=True)
-        with _main_not_inherited():
+        with nullcontext() if inherit_main else _main_not_inherited():
             self._proc.start()
         child.close()
         self._conn = parent
         # The time bound is for parsing, not for starting the interpreter: wait for the child.
-        if not parent.poll(STARTUP_SECONDS) or parent.recv_bytes() != _READY:
+        try:
+            ready = parent.poll(STARTUP_SECONDS) and parent.recv_bytes() == _READY
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
             self._kill()
             raise RuntimeError("the parser process did not start")
         return parent

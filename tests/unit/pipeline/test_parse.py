@@ -486,3 +486,33 @@ def test_the_parse_child_does_not_run_the_parents_main_script_again(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["one", "two"]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["-S"]], ids=["site", "no-site"])
+def test_a_launcher_that_makes_maildesk_importable_itself_still_gets_parse_children(tmp_path,
+                                                                                   flags):
+    """A wrapper script, run by another Python, that adds maildesk's site directory in its
+    main (as the Postfix tests' launcher for the pipe user does, with -S): where a child
+    cannot find maildesk without that script, it is started with it."""
+    import shutil
+    import subprocess
+    import sys
+    import sysconfig
+
+    system = shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}",
+                          path="/usr/bin:/usr/local/bin:/bin")
+    if system is None or system == sys.executable:
+        pytest.skip("no system Python of this version beside the venv's")
+    script = tmp_path / "launcher.py"
+    script.write_text(
+        "import site\n"
+        f"site.addsitedir({sysconfig.get_paths()['purelib']!r})\n"
+        "if __name__ == '__main__':\n"
+        "    from maildesk.pipeline.isolate import ParseSandbox\n"
+        "    box = ParseSandbox(timeout=30, memory_mb=1024)\n"
+        "    print(box.parse(b'From: a@example.com\\r\\nSubject: one\\r\\n\\r\\nhello\\r\\n').subject)\n"
+        "    box.close()\n", encoding="utf-8")
+    done = subprocess.run([system, *flags, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["one"]
