@@ -48,10 +48,10 @@ def draw_ids(session: Session, *, ticket: int = 0, message: int = 0, outbox: int
         locked = session.info.get(_UNDER_LOCK, {}).pop(inbound_id, None)
         # Drawn before: only for a ticket this mail opens; drawn with its ticket's lock: for
         # the ticket it joins.
-        for pool in (ahead if ticket else None, None if ticket else locked):
-            if pool is not None and all(len(pool.get(t, ())) >= n for t, n in wanted):
-                session.info[_POOL] = pool
-                return
+        pool = ahead if ticket else locked
+        if pool is not None and all(len(pool.get(t, ())) >= n for t, n in wanted):
+            session.info[_POOL] = pool
+            return
     pool: dict[str, list[int]] = {"ticket": [], "message": [], "outbox": []}
     for table, value in conn.execute(_DRAW, {"ticket": ticket, "message": message,
                                              "outbox": outbox}):

@@ -5,8 +5,9 @@ of the mail behind it, the mails it records (with their attachments, references 
 entries), new participants, outgoing mail, new timers and ticket events: rows nothing reads back
 from the database while the cause runs (what does read them, a line notification's history,
 gets the gathered ones from here). Gathered in the order they happen, each table's go in as one
-executemany (the same ids in the same order as row by row), the ticket first: these rows name
-it. Their own ids are drawn in advance where other rows name them (db/ids.py). Whoever gathers
+executemany on SQLite (the same ids in the same order as row by row), the ticket first: these
+rows name it; on PostgreSQL the ticket and all the tables' rows as one statement
+(db/onestatement.py). Their own ids are drawn in advance where other rows name them (db/ids.py). Whoever gathers
 rows writes them before the cause's transaction (or savepoint) ends.
 """
 
@@ -32,7 +33,8 @@ Rows = list[dict[str, Any]]
 
 class _Inserting:
     """The INSERT of one table's gathered rows (all with the same columns), as one executemany
-    of the statement compiled once per dialect and set of columns, its values converted by
+    (PostgreSQL: one multi-row INSERT, db/onestatement.py) of the statement compiled once per
+    dialect and set of columns, its values converted by
     the columns' own bind processors: SQLAlchemy's work per statement (compiling the
     parameters column by column, for each execution) cost more than SQLite's for these small
     rows. Through `exec_driver_sql`, so its events and error handling are those of any
@@ -42,22 +44,18 @@ class _Inserting:
         self.table = table
         self.statement = insert(table)
         self._prepared: dict[tuple[str, tuple[str, ...]], _Prepared | None] = {}
-        self._multi: dict[tuple[tuple[str, ...], int], str] = {}   # PostgreSQL: by keys, rows
 
     def __call__(self, conn: Connection, rows: Rows) -> None:
         keys = tuple(rows[0])
         dialect = conn.dialect
-        try:
-            prepared = self._prepared[dialect.name, keys]
-        except KeyError:
-            prepared = self._prepared[dialect.name, keys] = self._prepare(dialect, keys)
+        prepared = self._prepared_for(dialect, keys)
         if prepared is None:
             conn.execute(self.statement, rows)
             return
-        sql, order, convert, positional = prepared
-        if dialect.name == "postgresql":
-            self._values(conn, rows, keys, order, convert)
+        if dialect.name == "postgresql":   # multi-row VALUES, one statement (onestatement.py)
+            write_all(conn, [(insert_template(self.table, keys, dialect), rows)])
             return
+        sql, order, convert, positional = prepared
         if positional:
             params: list[Any] = [tuple([c(r[k]) if c else r[k] for k, c in zip(order, convert)])
                                  for r in rows]
@@ -68,27 +66,16 @@ class _Inserting:
     def template(self, dialect: Dialect, keys: tuple[str, ...]) -> RowTemplate | None:
         """PostgreSQL: the rows' INSERT as a part of one statement (db/onestatement.py); None
         when Core must fill a column's default."""
+        if self._prepared_for(dialect, keys) is None:
+            return None
+        return insert_template(self.table, keys, dialect)
+
+    def _prepared_for(self, dialect: Dialect, keys: tuple[str, ...]) -> _Prepared | None:
         try:
-            prepared = self._prepared[dialect.name, keys]
+            return self._prepared[dialect.name, keys]
         except KeyError:
             prepared = self._prepared[dialect.name, keys] = self._prepare(dialect, keys)
-        return None if prepared is None else insert_template(self.table, keys, dialect)
-
-    def _values(self, conn: Connection, rows: Rows, keys: tuple[str, ...],
-                order: tuple[str, ...], convert: tuple[Any, ...]) -> None:
-        """PostgreSQL: the rows as one INSERT ... VALUES (...), (...) per VALUES_ROWS rows.
-        psycopg's executemany sends (and the server plans, runs and answers) one statement a
-        row, and an ORM-free single-row INSERT still asks for the new id back."""
-        for start in range(0, len(rows), VALUES_ROWS):
-            chunk = rows[start:start + VALUES_ROWS]
-            sql = self._multi.get((keys, len(chunk)))
-            if sql is None:
-                sql = self._multi[keys, len(chunk)] = str(insert(self.table).values([
-                    {k: bindparam(f"{k}_{i}", type_=self.table.c[k].type) for k in order}
-                    for i in range(len(chunk))]).compile(dialect=conn.dialect))
-            conn.exec_driver_sql(sql, {f"{k}_{i}": c(r[k]) if c else r[k]
-                                       for i, r in enumerate(chunk)
-                                       for k, c in zip(order, convert)})
+            return prepared
 
     def _prepare(self, dialect: Dialect, keys: tuple[str, ...]) -> _Prepared | None:
         compiled = self.statement.compile(dialect=dialect, column_keys=list(keys))
@@ -102,7 +89,6 @@ class _Inserting:
 
 
 _Prepared = tuple[str, tuple[str, ...], tuple[Any, ...], bool]
-VALUES_ROWS = 100   # rows per multi-row INSERT (PostgreSQL)
 
 # On the tables: every row of one has the same columns, one executemany, and none of the ORM's
 # unit of work (several times the cost of the statement). Parents first.

@@ -103,18 +103,17 @@ class DbLookups:
             referenced_by = tuple(queries.tickets_referencing(s, message_id, sender))
         siblings = () if referenced or referenced_by or not ref_ids else tuple(
             queries.tickets_sharing_references(s, ref_ids, sender))
-        if referenced or referenced_by or siblings:   # the headers decide: tag and subject
-            return ThreadFacts(token_ticket=None, referenced=referenced,   # are not asked
-                               referenced_by=referenced_by, sharing_references=siblings,
-                               tagged=(), same_subject=())
+        # Where the headers decide, tag and subject are not asked (pipeline/thread.py).
+        by_subject = not (referenced or referenced_by or siblings)
         return ThreadFacts(
             token_ticket=None,
             referenced=referenced,
             referenced_by=referenced_by,
             sharing_references=siblings,
-            tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender)),
+            tagged=tuple(queries.tickets_by_numbers(s, subject.tag_numbers, sender))
+            if by_subject else (),
             same_subject=tuple(queries.tickets_by_subject(s, subject.key, sender))
-            if (subject.is_reply or subject.is_forward) else ())
+            if by_subject and (subject.is_reply or subject.is_forward) else ())
 
     def ticket_state(self, ticket_id: int) -> TicketState:
         t = self.session.get_one(Ticket, ticket_id)
