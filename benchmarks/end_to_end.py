@@ -322,6 +322,7 @@ class Watch:
         self.seen: dict[str, float] = {}
         self.last: dict[str, int] = {}
         self.changed = time.perf_counter()
+        self.series: list[tuple[float, dict[str, int]]] = []   # (perf_counter, values) on change
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="watch", daemon=True)
@@ -343,6 +344,7 @@ class Watch:
                 now = time.perf_counter()
                 if values != self.last:
                     self.last, self.changed = values, now
+                    self.series.append((now, values))
                 for name, reached in self.milestones.items():
                     if name not in self.seen and reached(values):
                         self.seen[name] = now
@@ -372,6 +374,15 @@ class Watch:
 
     def since(self, name: str, t0: float) -> float | None:
         return self.seen[name] - t0 if name in self.seen else None
+
+    def ticketed_by(self, t: float) -> int:
+        """Mails processed (stored, no longer pending) as of the last poll at or before `t`."""
+        done = 0
+        for when, v in self.series:
+            if when > t:
+                break
+            done = v["stored"] - v["pending"]
+        return done
 
 
 def mail_milestones(expected: dict[str, int], last_uid: int | None = None
@@ -666,6 +677,11 @@ def run_mail_daemons(corpus: Corpus, configs: list[Path], db_url: str, workdir: 
            "autoreplies_s": watch.since("autoreplies", t0), "outbox_s": watch.since("outbox", t0),
            "last_seen": watch.last}
     out["ticketed_rate"] = n / out["ticketed_s"] if out["ticketed_s"] else 0.0
+    # Per phase: what processing got done while the clients sent, and its rate after.
+    during = watch.ticketed_by(res.t_end)
+    out["ticketed_while_sending"] = during
+    after = (out["ticketed_s"] - res.seconds) if out["ticketed_s"] else None
+    out["rate_after_sending"] = (res.sent - during) / after if after and after > 0 else None
     out["check"] = check_run(db_url, corpus, res.sent, [maildir_of(configs[0])])
     out["log_errors"] = [line for p in procs for line in log_problems(p)]
     return out
@@ -677,6 +693,8 @@ def print_mail_run(r: dict, indent: str = "    ") -> None:
           f"and sent again {r['deferred']}, refused {r['errors']}); all ticketed "
           f"{fmt_s(r['ticketed_s'])} = {r['ticketed_rate']:.1f} mails/s; autoreplies delivered "
           f"{fmt_s(r['autoreplies_s'])}; outbox empty {fmt_s(r['outbox_s'])}"
+          + (f"; processed while the clients sent {r['ticketed_while_sending']}, after "
+             f"{r['rate_after_sending']:.1f} mails/s" if r.get("rate_after_sending") else "")
           + ("" if r["state"] == "done" else f"  [{r['state'].upper()}: {r['last_seen']}]"))
     print_log(r.get("log_errors", []), indent)
 
@@ -827,6 +845,11 @@ def run_imap_daemon(corpus: Corpus, raws: list[bytes], dovecot: Dovecot, folder:
            "in_folder": len(uids), "last_seen": watch.last}
     n = len(raws)
     out["ticketed_rate"] = n / out["ticketed_s"] if out["ticketed_s"] else 0.0
+    # Per phase: what processing got done while the clients sent, and its rate after.
+    during = watch.ticketed_by(res.t_end)
+    out["ticketed_while_sending"] = during
+    after = (out["ticketed_s"] - res.seconds) if out["ticketed_s"] else None
+    out["rate_after_sending"] = (res.sent - during) / after if after and after > 0 else None
     out["stored_rate"] = n / out["stored_s"] if out["stored_s"] else 0.0
     out["check"] = check_run(db_url, corpus, expected, [maildir_of(cfg)])
     out["check"]["flagged_seen"] = seen

@@ -2,7 +2,7 @@
 
 Every header value passes through `clean_header` (no CR, LF or other control character can
 reach a header, so a client's name or subject can never add one), addresses are IDNA-encoded,
-and non-ASCII text is RFC 2047-encoded by the email package.
+and non-ASCII text is RFC 2047-encoded (a subject here, names by the email package).
 """
 
 from __future__ import annotations
@@ -255,27 +255,63 @@ class _Encoded(str):
     """A header value to clean and RFC 2047-encode (when not ASCII) before folding."""
 
 
-# An autoreply and the line notification of a new ticket have the same subject, and so do the
-# ticket's later mails; the email package's encoder tries every prefix of the value.
-@lru_cache(maxsize=2048)
+# Every header is written here rather than by the email package's Header machinery (which
+# tried every split of a value and cost more than the rest of a mail's headers together):
+# a line of at most 78 characters where the words allow (RFC 5322 §2.1.1), folded at spaces,
+# non-ASCII text as UTF-8 base64 encoded words (RFC 2047) split between characters.
+_LINE = 78
+
+
 def _encoded_line(name: str, value: str) -> str:
-    encoded = encode_header(str(value), name)
-    return _fold(name, encoded) if isinstance(encoded, str) else _CRLF.fold(name, encoded)
+    """`Name: value` with the value cleaned and, when it is not ASCII, RFC 2047-encoded."""
+    value = clean_header(value)
+    if value.isascii():
+        return _fold(name, value)
+    return _encoded_words(name, value)
+
+
+def _encoded_words(name: str, value: str) -> str:
+    """Encoded words (`=?utf-8?b?...?=`), each filling the room left on its line: the first
+    after `Name: `, the others after the folding space. A character's bytes stay in one word
+    (RFC 2047 §5: each word decodes on its own)."""
+    words: list[str] = []
+    room = _LINE - len(name) - 2
+    chars: list[str] = []
+    size = 0
+    limit = max((room - 12) // 4 * 3, 4)   # the bytes whose base64 fits the room
+    for ch in value:
+        n = len(ch.encode("utf-8"))
+        if size + n > limit and chars:
+            words.append("".join(chars))
+            chars, size, limit = [], 0, (_LINE - 1 - 12) // 4 * 3
+        chars.append(ch)
+        size += n
+    words.append("".join(chars))
+    return f"{name}: " + "\r\n ".join(
+        "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode("ascii")
+        + "?=" for w in words) + "\r\n"
 
 
 def _fold(name: str, value: str) -> str:
-    """compat32's folding (`_CRLF.fold`), which leaves a one-line ASCII value that fits in 78
-    columns as it is: that case, nearly every header, is written here directly (the email
-    package's Header machinery cost more than the rest of the headers together)."""
-    if value.isascii() and len(name) + 2 + len(value) <= 78 \
+    """`Name: value` folded at spaces into lines of at most 78 characters where the words
+    allow (a longer word keeps a line of its own); a value with CR or LF goes through the
+    email package, which knows what to make of it."""
+    if len(name) + 2 + len(value) <= _LINE and value.isascii() \
             and "\r" not in value and "\n" not in value:
         return f"{name}: {value}\r\n"
-    return _long_line(name, value)
-
-
-@lru_cache(maxsize=2048)   # encoded names of the desk and its lines, recurring on most mails
-def _long_line(name: str, value: str) -> str:
-    return _CRLF.fold(name, value)
+    if "\r" in value or "\n" in value or not value.isascii():
+        return _CRLF.fold(name, value)
+    lines: list[str] = []
+    line, placed = f"{name}:", False   # placed: a word is on the line (never break before it)
+    for word in value.split(" "):
+        # Runs of spaces come back as empty words: each stays a space, where it was.
+        if placed and word and len(line) + 1 + len(word) > _LINE:
+            lines.append(line)
+            line = ""
+        line += " " + word
+        placed = placed or bool(word)
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _address_headers(from_name: str, from_address: str, to_name: str, to_address: str,
