@@ -845,11 +845,6 @@ def run_imap_daemon(corpus: Corpus, raws: list[bytes], dovecot: Dovecot, folder:
            "in_folder": len(uids), "last_seen": watch.last}
     n = len(raws)
     out["ticketed_rate"] = n / out["ticketed_s"] if out["ticketed_s"] else 0.0
-    # Per phase: what processing got done while the clients sent, and its rate after.
-    during = watch.ticketed_by(res.t_end)
-    out["ticketed_while_sending"] = during
-    after = (out["ticketed_s"] - res.seconds) if out["ticketed_s"] else None
-    out["rate_after_sending"] = (res.sent - during) / after if after and after > 0 else None
     out["stored_rate"] = n / out["stored_s"] if out["stored_s"] else 0.0
     out["check"] = check_run(db_url, corpus, expected, [maildir_of(cfg)])
     out["check"]["flagged_seen"] = seen
