@@ -78,8 +78,11 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *
     if fresh:
         rows: list[TicketTimer] = []
     else:
-        if gathered is not None:
-            gathered.write(session)   # timers an earlier rearm of this cause gathered
+        if gathered is not None and timers is None:
+            # Timers an earlier rearm of this cause gathered, before they are read. (Given
+            # `timers`, nothing is read: the ticket's new deadlines go in with the cause's
+            # other rows, not in an UPDATE of their own.)
+            gathered.write(session)
         if ticket.id is not None and not locked \
                 and session.get_bind().dialect.name == "postgresql":
             # The ticket's row lock before any of its timers' (as the timer sweep takes them):

@@ -125,6 +125,11 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
     draw_ids(session, outbox=len(timers))   # PostgreSQL: one notification each, at most
     unfired = {t.id for t in timers}
     fired = 0
+    # Without savepoints, what the timers write is gathered for the whole sweep and written
+    # at its end: one statement (PostgreSQL; one per table on SQLite) rather than one a timer.
+    # Nothing a later timer reads is among it (their tickets, timers and histories were read
+    # above; a second timer of one ticket reads its timers after writing what is gathered).
+    rows = None if careful else Gathered()
     try:
         for timer in timers:
             unfired.discard(timer.id)
@@ -135,7 +140,8 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
                 fired_log.append((timer.kind, timer.stage, (now - timer.due_at).total_seconds()))
             if not careful:
                 try:
-                    _carry_out(session, timer, settings, composer, now, sweep, postgres, unfired)
+                    _carry_out(session, timer, settings, composer, now, sweep, postgres, unfired,
+                               rows)
                 except Exception as exc:
                     log.info("timer %s failed in a sweep; the sweep runs again, each timer on "
                              "its own", timer.id)
@@ -155,6 +161,13 @@ def fire_due(session: Session, settings: Settings, composer: Composer, now: date
                                         kind=EventKind.TIMER_FAILED, actor=None,
                                         data={"timer": timer.id,
                                               "error": f"{type(exc).__name__}: {exc}"}))
+        if rows is not None:
+            try:
+                rows.write(session)
+            except Exception as exc:
+                log.info("writing a sweep's rows failed; the sweep runs again, each timer on its "
+                         "own")
+                raise SweepAgainCarefully() from exc
     finally:
         release_ids(session)
     return fired
@@ -228,13 +241,19 @@ def timer_effects(action: TimerAction, timer_kind: str, due: str | None,
 
 
 def _carry_out(session: Session, timer: TicketTimer, settings: Settings, composer: Composer,
-               now: datetime, sweep: _Sweep, postgres: bool, claimed: set[int]) -> None:
+               now: datetime, sweep: _Sweep, postgres: bool, claimed: set[int],
+               rows: Gathered | None = None) -> None:
+    """Carry out one timer; what it writes goes into `rows` (the sweep's, written at its
+    end) when given, else in at once."""
     ticket = sweep.tickets.get(timer.ticket_id) or session.get_one(Ticket, timer.ticket_id)
+    if rows is not None and all(t is not ticket for t in rows.tickets):
+        rows.tickets.append(ticket)
     lines = {line.id: line for line in settings.lines}
     action = decide(timer.kind, timer.stage, timer.data, sla_state(ticket), lines, now)
     ctx = Applying(session, settings, composer, now, ticket, key=f"timer.{timer.id}",
                    cause={"timer": timer.id}, at=now, contain_notifications=False,
-                   deadline=deadline_info(timer.data), rows=Gathered(tickets=[ticket]),
+                   deadline=deadline_info(timer.data),
+                   rows=rows if rows is not None else Gathered(tickets=[ticket]),
                    # The due query locked the ticket on PostgreSQL (SQLite: one writer).
                    timers=sweep.timers.pop(ticket.id, None), locked=postgres,
                    claimed=claimed)
@@ -243,4 +262,5 @@ def _carry_out(session: Session, timer: TicketTimer, settings: Settings, compose
     else:
         ticket.updated_at = now
         apply_effects(ctx, timer_effects(action, timer.kind, timer.data.get("due"), ticket.line))
-    ctx.write_rows()
+    if rows is None:
+        ctx.write_rows()

@@ -14,18 +14,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("maildesk")
 
-# Timers per transaction: on SQLite a sweep holds the write lock, which intake needs too.
+# Timers per transaction: on SQLite a sweep holds the write lock, which intake needs too;
+# PostgreSQL's sweep writes what its timers did in one statement, and more of them a sweep
+# cost less each (0.96-1.06 ms a timer at 50, 0.86-0.94 at 100, no less at 200).
 TIMER_BATCH = 50
+TIMER_BATCH_POSTGRES = 100
 
 
 def run_timers(ctx: Context, settings: Settings, composer: Composer, *, arm: bool = False,
-               limit: int = TIMER_BATCH,
+               limit: int | None = None,
                write_turn: AbstractContextManager[Any] | None = None) -> int:
-    """One sweep in one transaction: (first) arm tickets without timers, fire what is due;
-    counted in the daemon's metrics once committed. `write_turn`: held for the transaction
-    (`serve` on SQLite: the daemon's writers take turns)."""
+    """One sweep in one transaction: (first) arm tickets without timers, fire what is due
+    (`limit` at most: TIMER_BATCH, on PostgreSQL TIMER_BATCH_POSTGRES); counted in the
+    daemon's metrics once committed. `write_turn`: held for the transaction (`serve` on
+    SQLite: the daemon's writers take turns)."""
     from maildesk.effects.timers import SweepAgainCarefully, arm_unarmed, fire_due
 
+    if limit is None:
+        limit = TIMER_BATCH_POSTGRES if ctx.engine.dialect.name == "postgresql" else TIMER_BATCH
     now = ctx.clock.now()
     for careful in (False, True):   # a timer failed without savepoints: all again, with them
         fired_log: list[tuple[str, str, float]] = []

@@ -132,6 +132,34 @@ def test_warning_at_80_percent_then_breach_escalates_to_the_next_line_once(confi
     ]
 
 
+def test_one_sweep_fires_two_timers_of_each_of_several_tickets_once(make_desk):
+    """Nobody ran the timers all afternoon: one sweep finds two due on each of three tickets,
+    line 1's OLA (14:00) and the first-response warning (16:24). What they do is written at
+    the sweep's end, together: each ticket moves to line 2 once and warns once, line 2 hears
+    of each twice, and nothing fires again."""
+    desk = make_desk()
+    for shop in (1, 2, 3):
+        desk.client_writes(f"Printer in shop {shop} does not print", PRINTER[1])
+    desk.read_all_mailboxes()
+
+    desk.at(msk(2026, 11, 23, 16, 30))
+    assert desk.fire() == 6
+    assert desk.fire() == 0
+    for number in (1000, 1001, 1002):
+        assert desk.ticket(number).line == "line2"
+        assert [len(desk.events(kind, number)) for kind in
+                ("escalated", "sla_warning", "sla_breach")] == [1, 1, 0]
+        # Line 2's own OLA, counted from the move (a working day: Tuesday 16:30).
+        assert [(k, s) for k, s, _ in desk.timers(number)][:1] == [("first_response", "breach")]
+        assert ("ola", "due") in [(k, s) for k, s, _ in desk.timers(number)]
+    mails = desk.mailbox(LINE2)
+    assert desk.mailbox(LINE1) == []
+    assert Counter(m["Subject"] for m in mails) == {
+        f"[MD-100{i}] Printer in shop {i + 1} does not print": 2 for i in range(3)}
+    assert sorted(about(m).split(":")[0] for m in mails) == \
+        ["Deadline soon"] * 3 + ["Escalated from line1"] * 3
+
+
 # -- 2. deadlines over a weekend and the New Year holidays ---------------------------------------
 def test_deadlines_skip_the_weekend_and_the_new_year_holidays(make_desk):
     """Russia 2026/27: Thu 31 Dec is a day off, 1-8 Jan are holidays, 9-10 Jan a weekend; work
