@@ -130,8 +130,11 @@ def _replace_timers(session: Session, ticket: Ticket, rows: list[TicketTimer],
     wanted = {_identity(s.kind, s.stage, s.due_at, s.key): s for s in timers}
     stale = [t.id for key, t in pending.items() if key not in wanted]
     if stale:   # (the ORM's copies too: a sweep skips a claimed timer cancelled here)
-        session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
-                        .values(state=TimerState.CANCELLED, fired_at=None))
+        # Not preceded by a flush: the ticket's changes go in with the cause's rows (a timer
+        # sweep writes them at its end), not by the ORM's unit of work at every rearm.
+        with session.no_autoflush:
+            session.execute(update(TicketTimer).where(TicketTimer.id.in_(stale))
+                            .values(state=TimerState.CANCELLED, fired_at=None))
     added = [_row(ticket, spec, now) for key, spec in wanted.items() if key not in pending]
     if gathered is not None:
         gathered.timers.extend(added)
