@@ -9,6 +9,7 @@ the ticket and replaces its pending timers with those sla/schedule.py says it ne
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -78,18 +79,20 @@ def rearm(session: Session, ticket: Ticket, settings: Settings, now: datetime, *
     if fresh:
         rows: list[TicketTimer] = []
     else:
-        if gathered is not None and timers is None:
-            # Timers an earlier rearm of this cause gathered, before they are read. (Given
-            # `timers`, nothing is read: the ticket's new deadlines go in with the cause's
-            # other rows, not in an UPDATE of their own.)
-            gathered.write(session)
-        if ticket.id is not None and not locked \
-                and session.get_bind().dialect.name == "postgresql":
-            # The ticket's row lock before any of its timers' (as the timer sweep takes them):
-            # one order for everyone, so a sweeper and the processor never deadlock.
-            session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
-        rows = timers if timers is not None else \
-            list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
+        if gathered is not None and timers is None and gathered.timers:
+            gathered.write(session)   # timers an earlier rearm of this cause gathered
+        # A cause's ticket (and what else it changed) goes in with its rows at its end, in
+        # one statement with them: not flushed by the ORM before these reads, which ask for
+        # nothing it changed (the lock, the timers: new ones are gathered rows, cancelled ones
+        # updated at once).
+        with session.no_autoflush if gathered is not None else nullcontext():
+            if ticket.id is not None and not locked \
+                    and session.get_bind().dialect.name == "postgresql":
+                # The ticket's row lock before any of its timers' (as the timer sweep takes
+                # them): one order for everyone, so a sweeper and the processor never deadlock.
+                session.execute(_LOCK_TICKET, {"ticket_id": ticket.id})
+            rows = timers if timers is not None else \
+                list(session.scalars(_TIMERS, {"ticket_id": ticket.id}))
     fired = frozenset((t.kind, t.stage, t.data.get("key", "")) for t in rows
                       if _state(t, claimed) is TimerState.FIRED)
     state = sla_state(ticket)
