@@ -1068,32 +1068,36 @@ def _pg_run(args: argparse.Namespace, corpus: Corpus, tmp: Path, name: str, k: i
         res = run_mail_daemons(corpus, configs, db.url, work, args.deadline, f"pg{k}")
         print_mail_run(res)
         print_check(res["check"])
-        if not timers:
-            return res
-        # Timers: the daemons again (idle now), the due timers inserted under them.
-        procs: list[ServerProcess] = []
-        try:
-            for i, cfg in enumerate(configs):
-                procs.append(start_daemon(cfg, f"pg{k}-timers-d{i + 1}", work)[0])
-            time.sleep(1.0)   # each has made its first sweep (arming) by now
-            res["timers"] = run_timers(db.conninfo, base, args.timers, args)
-        finally:
-            stop_all(procs)
-        res["timers"]["log_errors"] = [line for p in procs for line in log_problems(p)]
-        t = res["timers"]
-        print(f"    timers: {t['fired']} of {t['count']} warnings fired; lateness fired_at - "
-              f"due_at p50 {t['p50_s']:.2f} s, p99 {t['p99_s']:.2f} s, max {t['max_s']:.2f} s "
-              f"(seen committed: p50 {t['observed_p50_s']:.2f}, p99 "
-              f"{t['observed_p99_s']:.2f} s); fired twice {t['fired_twice']}, failed "
-              f"{t['failed']}, warnings skipped {t['warnings_skipped']}; line notifications "
-              f"{t['notifications']} for {t['notified_tickets']} tickets"
-              + ("" if t["state"] == "done" else f"  [{t['state'].upper()}]"), flush=True)
-        print_log(t["log_errors"])
+        if timers:
+            res["timers"] = _pg_timers(args, db, base, configs, k, work)
         return res
     finally:
         db.cleanup()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _pg_timers(args: argparse.Namespace, db: ScratchDatabase, base: Path, configs: list[Path],
+               k: int, work: Path) -> dict:
+    """The daemons again (idle now), the due timers inserted under them; their lateness."""
+    procs: list[ServerProcess] = []
+    try:
+        for i, cfg in enumerate(configs):
+            procs.append(start_daemon(cfg, f"pg{k}-timers-d{i + 1}", work)[0])
+        time.sleep(1.0)   # each has made its first sweep (arming) by now
+        t = run_timers(db.conninfo, base, args.timers, args)
+    finally:
+        stop_all(procs)
+    t["log_errors"] = [line for p in procs for line in log_problems(p)]
+    print(f"    timers: {t['fired']} of {t['count']} warnings fired; lateness fired_at - "
+          f"due_at p50 {t['p50_s']:.2f} s, p99 {t['p99_s']:.2f} s, max {t['max_s']:.2f} s "
+          f"(seen committed: p50 {t['observed_p50_s']:.2f}, p99 "
+          f"{t['observed_p99_s']:.2f} s); fired twice {t['fired_twice']}, failed "
+          f"{t['failed']}, warnings skipped {t['warnings_skipped']}; line notifications "
+          f"{t['notifications']} for {t['notified_tickets']} tickets"
+          + ("" if t["state"] == "done" else f"  [{t['state'].upper()}]"), flush=True)
+    print_log(t["log_errors"])
+    return t
 
 
 def _pg_summary(runs: list[dict]) -> dict:
@@ -1174,7 +1178,8 @@ def main() -> int:
     ap.add_argument("--timer-interval", default="1s",
                     help="timers.interval for part (c) (the example says 30s; 1s so the "
                     "lateness is the sweep's, not the poll's phase)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per side in (a) and (b), per daemon count in (c)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per side in (a) and (b), per daemon count in (c)")
     ap.add_argument("--shipped-caps", action="store_true",
                     help="keep autoreply.max_per_hour 100 / max_per_domain_per_hour 20")
     ap.add_argument("--deadline", type=float, default=1800.0,
