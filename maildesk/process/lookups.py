@@ -173,8 +173,6 @@ class EmptyLookups:
         return first
 
     def duplicate_of(self, key: str) -> tuple[int, int] | None:
-        if self._known_copy is not None and self._known_copy[0] == key:
-            return self._known_copy[1]
         return None
 
     def outgoing(self, outbox_id: int | None, legacy_tag: str | None) -> OutgoingFacts | None:

@@ -251,6 +251,21 @@ def test_rules_test_names_the_default_and_the_ignore_rule(cli, tmp_path):
     assert "ignored: kept, no ticket (rule 'mailing lists are not tickets')" in out
 
 
+def test_rules_test_before_the_database_is_made_decides_as_for_an_empty_one(tmp_path):
+    # An admin trying the rules of a fresh `maildesk init`, before `db upgrade`.
+    target = tmp_path / "site"
+    subprocess.run([EXE, "init", str(target)], capture_output=True, check=True)
+    eml = tmp_path / "plain.eml"
+    eml.write_bytes(mail(subject="Question about a delivery"))
+    proc = subprocess.run([EXE, "--config", str(target / "config" / "maildesk.yaml"), "rules",
+                           "test", str(eml), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["decision"]["outcome"] == "new ticket"
+    assert result["line"] == "line1"
+    assert "decided as for an empty one" in result["database"]
+
+
 @pytest.mark.parametrize("old, new, key, problem", [
     ('regex: "(?i)не печата(ет|ются) чеки"', 'regex: "(?i)не печата(ет"',
      "rules[0].match.any[1].body.regex", "not a valid regular expression"),
