@@ -205,8 +205,12 @@ class FolderPoller:
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        """A write transaction, begun by renewing our lease (LeaseLost: not ours any more)."""
-        with self.make_session.begin() as session:
+        """A write transaction, begun by renewing our lease (LeaseLost: not ours any more).
+        In `serve` it takes the daemon's write turn (IntakeGate.storing), as the listener's
+        commits do: through SQLite's busy handler alone it could starve for the lock while the
+        processor's batches and the deliverer took it back to back."""
+        with (self.intake.storing() if self.intake else nullcontext()), \
+                self.make_session.begin() as session:
             if self.lease is not None:
                 self.lease.confirm(session)
             yield session

@@ -293,7 +293,8 @@ class ImapService:
 
     def _watch(self, accounts: Iterable[ImapAccount]) -> list[FolderWatcher]:
         return [FolderWatcher(p, self._metrics, FolderLease(
-                    self._make_session, self._clock, a.name, p.folder.name, self.owner))
+                    self._make_session, self._clock, a.name, p.folder.name, self.owner,
+                    write_turn=self._intake.storing if self._intake else None))
                 for a in accounts
                 for p in _pollers(a, self._make_session, self._clock, self.max_size,
                                   self._on_stored, intake=self._intake)]

@@ -18,7 +18,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -47,8 +50,11 @@ class FolderLease:
     """The lease of one folder of one account, held on behalf of `owner`."""
 
     def __init__(self, make_session: sessionmaker[Session], clock: Clock, account: str,
-                 folder: str, owner: str, *, duration: timedelta = LEASE):
+                 folder: str, owner: str, *, duration: timedelta = LEASE,
+                 write_turn: Callable[[], AbstractContextManager[Any]] | None = None):
         self.make_session = make_session
+        # `serve`: the daemon's write turn (IntakeGate.storing), taken for each transaction.
+        self._turn = write_turn or nullcontext
         self.clock = clock
         self.account = account
         self.folder = folder
@@ -72,7 +78,7 @@ class FolderLease:
             set_={"owner": stmt.excluded.owner, "expires_at": stmt.excluded.expires_at},
             where=(table.c.owner == self.owner) | (table.c.expires_at < now),
         ).returning(table.c.owner)
-        with self.make_session.begin() as session:
+        with self._turn(), self.make_session.begin() as session:
             if session.execute(take).first() is not None:
                 return None
             holder = session.scalar(select(ImapLease.owner).where(
@@ -93,6 +99,6 @@ class FolderLease:
 
     def release(self) -> None:
         """Give it up (a clean stop): a standby takes the folder at its next try."""
-        with self.make_session.begin() as session:
+        with self._turn(), self.make_session.begin() as session:
             session.execute(update(ImapLease).where(*self._mine).values(expires_at=_EXPIRED)
                             .execution_options(synchronize_session=False))

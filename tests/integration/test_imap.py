@@ -367,6 +367,46 @@ def test_idle_brings_new_mail_without_waiting_for_the_interval(imap_config, conf
         ctx.close()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_in_serve_a_pass_waits_its_turn_for_the_write_lock_instead_of_failing(
+        imap_config, config_set, dovecot, caplog):
+    """In `serve` the poller's transactions (its lease, what it stores) take the daemon's
+    write turn (IntakeGate), as the listener's commits do: while another writer of the daemon
+    holds SQLite's lock for five lock timeouts, the pass waits for it; it does not fail with
+    "database is locked" and reconnect."""
+    import logging
+    import sqlite3
+
+    from maildesk.app import IntakeGate
+    from maildesk.ingress.imap_service import ImapService
+
+    caplog.set_level(logging.WARNING)
+    imap_config(import_existing="all")
+    config_set.write(database={"lock_timeout_ms": 200})
+    dovecot.append("INBOX", client_mail(1))
+    ctx = load(config_set)
+    gate = IntakeGate()
+    imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
+                       max_size=ctx.settings.smtp.max_message_size, intake=gate)
+    blocker = sqlite3.connect(ctx.engine.url.database, isolation_level=None)
+    try:
+        with gate.turn:                      # the deliverer or the timers, writing
+            blocker.execute("BEGIN IMMEDIATE")
+            imap.start()
+            wait_for(gate.waiting, "the poller asking for its turn", 30)
+            time.sleep(1.0)                  # five lock timeouts (not an assertion on speed)
+            assert imap_inbound(ctx) == []
+            blocker.execute("COMMIT")
+        _wait_stored(ctx, 1)
+        wait_for(lambda: all(b"\\Seen" in f for f in dovecot.flags("INBOX").values()),
+                 "the message flagged")
+    finally:
+        imap.stop()
+        blocker.close()
+        ctx.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 # -- connections and configuration ------------------------------------------------------------
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_tls_connections_verify_the_server(imap_config, config_set, dovecot, security):
