@@ -338,7 +338,8 @@ class TimersThread(Worker):
         fired = run_timers(self.ctx, self.settings, self.composer, arm=not self._armed,
                            write_turn=self.write_turn)
         self._armed = True
-        scheduled = run_schedules(self.ctx, self.settings, self.composer)
+        scheduled = run_schedules(self.ctx, self.settings, self.composer,
+                                  write_turn=self.write_turn)
         if (fired or scheduled) and self.on_outbox:
             self.on_outbox()
         # Sweep again at once while sweeps fire anything: a batch can fire fewer than it

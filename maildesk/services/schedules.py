@@ -27,9 +27,10 @@ later finds the key and does nothing. A digest with nothing to list still record
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -156,9 +157,13 @@ def due_mails(settings: Settings, now: datetime) -> list[DueMail]:
 
 # -- sending -------------------------------------------------------------------------------------
 def run_schedules(ctx: Context, settings: Settings, composer: Composer,
-                  now: datetime | None = None) -> int:
+                  now: datetime | None = None,
+                  write_turn: AbstractContextManager[Any] | None = None) -> int:
     """Send every digest and report due at `now` (default: the clock's) and not done yet;
-    how many mails were queued. One that fails is logged and tried again at the next sweep."""
+    how many mails were queued. One that fails is logged and tried again at the next sweep.
+    `write_turn`: `serve`'s on SQLite, held for each write transaction (the daemon's
+    writers take turns rather than starve in SQLite's busy handler)."""
+    turn = write_turn or nullcontext()
     now = now or ctx.clock.now()
     due = due_mails(settings, now)
     if not due:
@@ -171,8 +176,8 @@ def run_schedules(ctx: Context, settings: Settings, composer: Composer,
         if item.key in done:
             continue
         try:
-            queued += (_send_digest(ctx, settings, composer, item, now) if item.line
-                       else _send_report(ctx, settings, composer, item, now))
+            queued += (_send_digest(ctx, settings, composer, item, now, turn) if item.line
+                       else _send_report(ctx, settings, composer, item, now, turn))
         except IntegrityError:
             log.info("%s: done by another process", item.key)
         except OperationalError as exc:   # locked past the lock timeout: try again
@@ -184,11 +189,11 @@ def run_schedules(ctx: Context, settings: Settings, composer: Composer,
 
 
 def _send_digest(ctx: Context, settings: Settings, composer: Composer, item: DueMail,
-                 now: datetime) -> int:
+                 now: datetime, turn: AbstractContextManager[Any]) -> int:
     from maildesk.effects.digest import queue_digest
 
     assert item.line is not None
-    with ctx.make_session() as session, session.begin():
+    with turn, ctx.make_session() as session, session.begin():
         row = ScheduledMail(key=item.key, sent_at=now, mails=0)
         session.add(row)
         session.flush()   # a second daemon stops here (IntegrityError), before any mail
@@ -200,7 +205,7 @@ def _send_digest(ctx: Context, settings: Settings, composer: Composer, item: Due
 
 
 def _send_report(ctx: Context, settings: Settings, composer: Composer, item: DueMail,
-                 now: datetime) -> int:
+                 now: datetime, turn: AbstractContextManager[Any]) -> int:
     from maildesk.report.kpi import build_report
     from maildesk.services.reports import prepare_report_mail, queue_report_mail
 
@@ -213,7 +218,7 @@ def _send_report(ctx: Context, settings: Settings, composer: Composer, item: Due
                             by=report.by, now=now)
     prepared = prepare_report_mail(settings, composer, data, every=report.every,
                                    label=period.label)
-    with ctx.make_session() as session, session.begin():
+    with turn, ctx.make_session() as session, session.begin():
         session.add(ScheduledMail(key=item.key, sent_at=now, mails=len(report.to)))
         session.flush()
         queue_report_mail(session, settings, prepared, report.to, now)

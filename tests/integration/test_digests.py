@@ -211,6 +211,45 @@ def test_the_timers_thread_sends_the_digest(make_desk, config_set):
     assert thread._step() is False and woken == [1]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_in_serve_the_digest_waits_its_turn_for_the_write_lock_instead_of_failing(
+        make_desk, config_set, caplog, monkeypatch):
+    """The timers thread queues the digest in the daemon's write turn (IntakeGate), as its
+    sweeps do: while another writer of the daemon holds SQLite's lock for five lock timeouts,
+    the digest waits for it; it is not put off to the next sweep as "database busy"."""
+    import sqlite3
+
+    import maildesk.app
+    from maildesk.app import IntakeGate
+
+    monkeypatch.setattr(maildesk.app, "run_timers", lambda *a, **kw: 0)   # the digest alone
+
+    config_set.write(database={"lock_timeout_ms": 200})
+    edit_lines(config_set, line1={"ola": None})
+    desk = make_desk(msk(2026, 11, 24, 8, 0))                         # Tuesday, before work
+    number = desk.client_writes("Printer does not print", "Nothing comes out.").number
+    desk.read_all_mailboxes()
+    desk.at(msk(2026, 11, 24, 9, 5))
+    gate = IntakeGate()
+    thread = TimersThread(desk.ctx, write_turn=gate.turn)
+    blocker = sqlite3.connect(desk.ctx.engine.url.database, isolation_level=None)
+    caplog.set_level(logging.WARNING)
+    stepped = threading.Thread(target=thread._step)
+    try:
+        with gate.turn:                      # the processor or the deliverer, writing
+            blocker.execute("BEGIN IMMEDIATE")
+            stepped.start()
+            stepped.join(1.0)                # five lock timeouts (not an assertion on speed)
+            assert stepped.is_alive()        # waiting for its turn
+            blocker.execute("COMMIT")
+        stepped.join(60)
+    finally:
+        blocker.close()
+    (msg,) = digests(desk, LINE1)
+    assert sections(msg) == {"due_today": [number], "unassigned": [number]}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
 def test_a_digest_is_not_sent_when_it_would_list_nothing_and_lines_can_be_chosen(
         make_desk, config_set):
     config_set.write(digests={"lines": ["line2", "vendor"]})
