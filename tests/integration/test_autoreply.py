@@ -9,8 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from helpers import (cli_outbox, deliver, inbound_statuses, maildir_mails, outbox_count,
                      outbox_rows, send_smtp, store, ticket_count)

@@ -13,13 +13,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from helpers import deliver, outbox_rows, send_smtp, store, ticket_count
+from helpers import deliver, outbox_rows, store, ticket_count
 from mails import mail
 from maildesk import addresses
 from maildesk.app import Context
 from maildesk.clock import FixedClock
 from maildesk.config.secrets import rotate_secret_file
-from maildesk.db.models import Inbound, Outbox, OutboxStatus, Ticket, TicketEvent
+from maildesk.db.models import Inbound, Outbox, Ticket, TicketEvent
 from maildesk.process.run import Processor
 
 
