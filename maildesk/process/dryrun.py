@@ -5,6 +5,7 @@ read-only session, so the dry run cannot disagree with the daemon. Changes nothi
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,6 +141,10 @@ def dry_run_with_database(raw: bytes, settings: Settings, at: datetime) -> dict[
     read (not created or not migrated yet), which the result then says."""
     from maildesk.db.session import make_engine, make_read_sessionmaker
 
+    if _sqlite_file_missing(settings.database.url):   # connecting would create it, empty
+        result = dry_run(raw, settings, at)
+        result["database"] = "not created yet (maildesk db upgrade); decided as for an empty one"
+        return result
     engine = make_engine(settings.database)
     try:
         with make_read_sessionmaker(engine)() as session:
@@ -152,6 +157,17 @@ def dry_run_with_database(raw: bytes, settings: Settings, at: datetime) -> dict[
                 return result
     finally:
         engine.dispose()
+
+
+def _sqlite_file_missing(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return False
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return False
+    return not Path(parsed.database).exists()
 
 
 def _decision(d: Decision, settings: Settings) -> dict[str, Any]:

@@ -264,6 +264,7 @@ def test_rules_test_before_the_database_is_made_decides_as_for_an_empty_one(tmp_
     assert result["decision"]["outcome"] == "new ticket"
     assert result["line"] == "line1"
     assert "decided as for an empty one" in result["database"]
+    assert not (target / "var" / "maildesk.db").exists()   # a dry run makes no database
 
 
 @pytest.mark.parametrize("old, new, key, problem", [
