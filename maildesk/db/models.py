@@ -46,6 +46,26 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
+    def bind_processor(self, dialect: Any) -> Any:
+        """SQLite: the text SQLAlchemy's DATETIME stores ('2026-12-04 10:00:00.000000') in one
+        step; the two-step path (this decorator, then SQLite's DATETIME formatting a dict of
+        seven fields) cost about 2 % of a mail's processing (some 30 bound datetimes a mail)."""
+        impl = self.impl_instance.dialect_impl(dialect)
+        if dialect.name != "sqlite" or getattr(impl, "_storage_format", None) \
+                != getattr(type(impl), "_storage_format", ""):
+            return super().bind_processor(dialect)   # another backend or a custom format
+        utc = timezone.utc
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to a UTC column")
+            if value.tzinfo is not utc:
+                value = value.astimezone(utc)
+            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return process
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)

@@ -27,6 +27,7 @@ written as English.
 
 from __future__ import annotations
 
+from datetime import date as date_of
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -101,20 +102,29 @@ def phrase(value: Any, lang: str, form: str = PLAIN, *, now: datetime | None = N
     if base not in ("ru", "en") and locale is not None:
         return (f"{format_date(value, 'full', locale=locale)}, "
                 f"{format_time(value, 'short', locale=locale)}")
-    if base not in ("ru", "en"):
-        base = "en"
+    # The wall-clock fields, not the datetime: two aware datetimes of one instant in different
+    # zones are equal (and hash alike) but read differently.
+    return _grammar_phrase(value.year, value.month, value.day, value.hour, value.minute,
+                           "ru" if base == "ru" else "en", form, year)
+
+
+@lru_cache(maxsize=4096)
+def _grammar_phrase(y: int, m: int, d: int, hour: int, minute: int, base: str, form: str,
+                    year: bool) -> str:
+    """A phrase in a language whose grammar is written here; the mails of a minute share their
+    deadlines, and each mail names several (autoreply, line notification)."""
     days, months = _names(base)
-    day = days[value.weekday()]
-    time = f"{value.hour}:{value.minute:02d}"
+    day = days[date_of(y, m, d).weekday()]
+    time = f"{hour}:{minute:02d}"
     if base == "ru":
-        date = f"{value.day} {months[value.month - 1]}" + (f" {value.year} г." if year else "")
+        date = f"{d} {months[m - 1]}" + (f" {y} г." if year else "")
         if form == BY:
             return f"до {ru_genitive(day)}, {date}, {time}"
         if form == ON:
             weekday = ru_accusative(day)
             return f"{ru_in(weekday)} {weekday}, {date}, в {time}"
         return f"{day}, {date}, {time}"
-    date = f"{value.day} {months[value.month - 1]}" + (f" {value.year}" if year else "")
+    date = f"{d} {months[m - 1]}" + (f" {y}" if year else "")
     if form == BY:
         return f"by {day} {date}, {time}"
     if form == ON:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from maildesk.analyzer import Analysed
 
@@ -58,11 +59,15 @@ class ParsedMessage:
 
     def header(self, name: str) -> str | None:
         """The first header of that name (case-insensitive), decoded; None when absent."""
-        lname = name.lower()
+        return self._first_headers.get(name.lower())
+
+    @cached_property
+    def _first_headers(self) -> dict[str, str]:
+        # Built once: deciding asks a dozen headers of each mail (loops.py alone eight).
+        first: dict[str, str] = {}
         for k, v in self.headers:
-            if k.lower() == lname:
-                return v
-        return None
+            first.setdefault(k.lower(), v)
+        return first
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,10 @@ def test_minutes_midnight_and_other_zones():
     assert phrase(msk(9, 9, 5), "ru", "by", now=NOW) == "до среды, 9 декабря, 9:05"
     assert phrase(msk(9, 0), "ru", "on", now=NOW) == "в среду, 9 декабря, в 0:00"
     assert phrase(msk(9, 23, 59), "en", "on", now=NOW) == "on Wednesday 9 December at 23:59"
-    # Written in the zone the value carries: Moscow's 17:00 is 21:00 at UTC+7.
+    # Written in the zone the value carries: Moscow's 17:00 is 21:00 at UTC+7 (the same
+    # instant, an equal datetime: phrases are not remembered by the datetime).
     plus7 = timezone(timedelta(hours=7))
+    assert phrase(msk(9, 17), "ru", "by", now=NOW) == "до среды, 9 декабря, 17:00"
     assert phrase(msk(9, 17).astimezone(plus7), "ru", "by", now=NOW) == \
         "до среды, 9 декабря, 21:00"
     assert zone_name(msk(9, 17)) == "Europe/Moscow"
