@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,13 +79,17 @@ _LATEST = (select(Ticket.id, Ticket.number, Ticket.subject, Ticket.status, Ticke
 _COUNTS = (select(_HISTORY.c.sent, _HISTORY.c.bounced, _TO_DOMAIN, _TOTAL, _LATEST.c.id,
                   _LATEST.c.number, _LATEST.c.subject, _LATEST.c.status, _LATEST.c.created_at)
            .select_from(_HISTORY.outerjoin(_LATEST, true())))
-# PostgreSQL: and the tickets whose recorded mail names `message_id` (`tickets_referencing`),
-# as an array beside them.
+# And the tickets whose recorded mail names `message_id` (`tickets_referencing`), as an array
+# beside them (SQLite: a JSON array).
 _NAMING_ONE = (select(MessageReference.ticket_id).distinct()
                .where(MessageReference.referenced_id == bindparam("message_id"))
                .order_by(MessageReference.ticket_id).limit(10).subquery())
-_COUNTS_AND_NAMING = _COUNTS.add_columns(
-    select(func.array_agg(_NAMING_ONE.c.ticket_id)).scalar_subquery().label("naming"))
+_COUNTS_AND_NAMING = {
+    "postgresql": _COUNTS.add_columns(
+        select(func.array_agg(_NAMING_ONE.c.ticket_id)).scalar_subquery().label("naming")),
+    "sqlite": _COUNTS.add_columns(
+        select(func.json_group_array(_NAMING_ONE.c.ticket_id)).scalar_subquery()
+        .label("naming"))}
 
 
 # A batch of the processor on SQLite, holding the write lock from its first statement to its
@@ -321,10 +326,19 @@ def _counted(session: Session, address: str, rows: Sequence[Any]) -> Counts:
 def referencing_and_counts(session: Session, message_id: str, sender: str, domain: str, *,
                            sent_since: datetime, bounced_since: datetime,
                            since: datetime) -> tuple[list[TicketFacts], Counts]:
-    """PostgreSQL: `tickets_referencing` and `autoreply_counts` in one round trip, for a mail
-    that names no other (most likely it opens a ticket, and then it asks for both)."""
-    rows = session.connection().execute(_COUNTS_AND_NAMING, {
+    """`tickets_referencing` and `autoreply_counts` in one statement, for a mail that names no
+    other (most likely it opens a ticket, and then it asks for both)."""
+    conn = session.connection()
+    statement = _COUNTS_AND_NAMING.get(conn.dialect.name)
+    if statement is None:   # no array aggregate known here: the two statements
+        return (tickets_referencing(session, message_id, sender),
+                autoreply_counts(session, sender, domain, sent_since=sent_since,
+                                 bounced_since=bounced_since, since=since))
+    rows = conn.execute(statement, {
         "sent_since": sent_since, "bounced_since": bounced_since, "address": sender,
         "domain": domain.lower(), "since": since, "message_id": message_id}).all()
     counts = _counted(session, sender, rows)
-    return _tickets_by_id(session, rows[0].naming or [], sender), counts
+    naming = rows[0].naming
+    if isinstance(naming, str):   # SQLite's JSON text
+        naming = json.loads(naming)
+    return _tickets_by_id(session, naming or [], sender), counts

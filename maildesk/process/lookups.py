@@ -42,8 +42,8 @@ class DbLookups:
                  known_copy: tuple[str, tuple[int, int] | None] | None = None,
                  history_window: tuple[datetime, datetime] | None = None):
         self.session = session
-        # PostgreSQL (the processor): `sender_history`'s (since, bounced_since), to ask it with
-        # the thread lookups of a mail that names no other; what they found, by its question.
+        # The processor: `sender_history`'s (since, bounced_since), to ask it with the thread
+        # lookups of a mail that names no other; what they found, by its question.
         self._window = history_window
         self._history: tuple[tuple[str, datetime, datetime], SenderHistory] | None = None
         self._inbound_id = inbound_id

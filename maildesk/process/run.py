@@ -422,8 +422,7 @@ class Processor:
             copy = self._contention.copy if contended else None
             lookups = DbLookups(session, inbound.id, known_copy=copy[1:]
                                 if copy is not None and copy[0] == inbound.id else None,
-                                history_window=history_window(now, self.settings)
-                                if self._postgres else None)
+                                history_window=history_window(now, self.settings))
             d = decide(result, arrival, lookups, self.settings, now=now,
                        languages=self.composer.languages)
             if contended:
