@@ -102,6 +102,41 @@ def verdict_max(ratio: float, target: float) -> str:
     return "PASS" if ratio <= target else "MISS"
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot (Linux's /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields[:8])
+
+
+SETTLE_IDLE = 0.85    # share of the CPUs idle over SETTLE_WINDOW that counts as settled
+SETTLE_WINDOW = 0.5
+SETTLE_MAX = 30.0
+
+
+def settle() -> float:
+    """Before a timed run: the previous run's leftovers finish first (its dirty pages, the
+    checkpoint PostgreSQL makes after DROP DATABASE, daemons exiting, the floor's files
+    removed), so that no configuration is timed on the tail of another. Without it the runs of
+    part (c) that followed 4 daemons or a timer phase started on a busy machine (load 4-5 on
+    2 CPUs) and the others did not. Returns the seconds waited (SETTLE_MAX at most)."""
+    t0 = time.monotonic()
+    os.sync()
+    while time.monotonic() - t0 < SETTLE_MAX:
+        before = _cpu_times()
+        time.sleep(SETTLE_WINDOW)
+        after = _cpu_times()
+        if before is None or after is None:
+            break
+        total = after[1] - before[1]
+        if total <= 0 or (after[0] - before[0]) / total >= SETTLE_IDLE:
+            break
+    return time.monotonic() - t0
+
+
 def crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
@@ -631,6 +666,7 @@ def run_sink(corpus: Corpus, workdir: Path) -> dict:
     server = ServerProcess("sink", [sys.executable, str(HERE / "sqlite_sink.py"), "--port",
                                     str(port), "--db", str(db)], "sink serving", workdir)
     try:
+        settle()
         res = send_shards(corpus, [port], "sink")
     finally:
         server.stop()
@@ -660,6 +696,7 @@ def run_mail_daemons(corpus: Corpus, configs: list[Path], db_url: str, workdir: 
             p, s = start_daemon(cfg, f"{label}-d{i + 1}", workdir)
             procs.append(p)
             startup.append(s)
+        settled = settle()
         watch.start()
         res = send_shards(corpus, [smtp_port(c) for c in configs], label)
         expect["n"] = res.sent   # a mail refused for good (5xx, 4xx ten times) is not stored
@@ -670,6 +707,7 @@ def run_mail_daemons(corpus: Corpus, configs: list[Path], db_url: str, workdir: 
         stop_all(procs)
     t0 = res.t0
     out = {"daemons": len(configs), "startup_s": [round(s, 2) for s in startup],
+           "settled_s": round(settled, 1),
            "accepted_s": res.seconds, "accepted_rate": res.rate, "sent": res.sent,
            "errors": res.errors, "deferred": res.deferred,
            "p50_ms": percentile(res.latencies, 50) * 1e3,
@@ -696,6 +734,8 @@ def print_mail_run(r: dict, indent: str = "    ") -> None:
           f"{fmt_s(r['autoreplies_s'])}; outbox empty {fmt_s(r['outbox_s'])}"
           + (f"; processed while the clients sent {r['ticketed_while_sending']}, after "
              f"{r['rate_after_sending']:.1f} mails/s" if r.get("rate_after_sending") else "")
+          + (f"; waited {r['settled_s']:.1f} s for a quiet machine first"
+             if r.get("settled_s", 0) >= 1 else "")
           + ("" if r["state"] == "done" else f"  [{r['state'].upper()}: {r['last_seen']}]"))
     print_log(r.get("log_errors", []), indent)
 
@@ -770,6 +810,7 @@ def imap_floor(dovecot: Dovecot, folder: str, workdir: Path) -> dict:
     con.execute("PRAGMA synchronous=FULL")
     con.execute("CREATE TABLE mail (id INTEGER PRIMARY KEY, uid INTEGER, message_id TEXT, "
                 "subject TEXT, text TEXT, data BLOB NOT NULL)")
+    settle()
     got = 0
     try:
         with Timer() as t:
@@ -836,6 +877,7 @@ def run_imap_daemon(corpus: Corpus, raws: list[bytes], dovecot: Dovecot, folder:
           f"{expected} distinct]", flush=True)
     watch = Watch(db_url, mail_milestones({"n": expected}, uids[-1]), mail_near({"n": expected}))
     procs: list[ServerProcess] = []
+    settle()
     t_start = time.perf_counter()
     try:
         proc, startup = start_daemon(cfg, "imap", workdir)
@@ -1085,6 +1127,7 @@ def _pg_timers(args: argparse.Namespace, db: ScratchDatabase, base: Path, config
         for i, cfg in enumerate(configs):
             procs.append(start_daemon(cfg, f"pg{k}-timers-d{i + 1}", work)[0])
         time.sleep(1.0)   # each has made its first sweep (arming) by now
+        settle()
         t = run_timers(db.conninfo, base, args.timers, args)
     finally:
         stop_all(procs)
