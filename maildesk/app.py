@@ -20,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -192,10 +193,14 @@ class IntakeGate:
     # it lets intake in: processing keeps a share (a sixth) of a flood.
     SHARE = 0.2
 
+    # How busy intake was lately (`busy_share`): the stores that ended in the last WINDOW s.
+    WINDOW = 0.5
+
     def __init__(self, quiet: float = QUIET) -> None:
         self.quiet = quiet
         self._busy = 0
         self._last = 0.0   # monotonic time the last store ended
+        self._stores: deque[tuple[float, float]] = deque()   # (start, end) of recent stores
         self._cond = threading.Condition()
         # SQLite's write lock, as this process hands it on: the processor holds it for a
         # batch, the listener's writer takes it for a commit. Waiting on it, the writer gets
@@ -211,6 +216,7 @@ class IntakeGate:
 
     @contextmanager
     def busy(self) -> Iterator[None]:
+        start = time.monotonic()
         with self._cond:
             self._busy += 1
         try:
@@ -219,7 +225,18 @@ class IntakeGate:
             with self._cond:
                 self._busy -= 1
                 self._last = time.monotonic()
+                self._stores.append((start, self._last))
                 self._cond.notify_all()
+
+    def busy_share(self) -> float:
+        """The share of the last WINDOW seconds intake spent storing (or waiting to): near 1
+        in a burst, a fraction under a steady flow."""
+        with self._cond:
+            since = time.monotonic() - self.WINDOW
+            while self._stores and self._stores[0][1] < since:
+                self._stores.popleft()
+            busy = sum(end - max(start, since) for start, end in self._stores)
+        return min(1.0, busy / self.WINDOW)
 
     def wait_idle(self) -> bool:
         """Wait until intake has been quiet for QUIET, MAX_HOLD at most: False when it did
@@ -253,6 +270,7 @@ class ProcessorThread(Worker):
         from maildesk.process.run import Processor
 
         self.intake = intake or IntakeGate()
+        self._least = self.intake.LEAST   # how long a batch works before intake waiting ends it
         # On SQLite a batch commits early when intake waits for the write lock: the listener's
         # 250 must not wait for a batch of processing (on PostgreSQL they do not contend).
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
@@ -277,11 +295,33 @@ class ProcessorThread(Worker):
     # (0.5 s: what an autoreply may wait for the deliverer's turn in a burst).
     BATCH, HOLD = 200, 0.5
 
+    # Mail that waited longer than BEHIND before its batch, while intake is busy less than
+    # STEADY of the time, means processing falls behind a steady flow: the next batch works
+    # twice as long before it lets intake in, up to LONGEST, so that fewer, longer batches pay
+    # their overhead (reading what is pending, starting the parse feed, the commit) less
+    # often. At a steady 100 mails/s, batches of LEAST did two or three mails each and the
+    # backlog grew by the second (benchmarks/outbox.py: autoreplies 0.5-5.8 s after the 250).
+    # Not in a burst (intake busy nearly all the time): there longer batches only take the
+    # interpreter from the listener (SMTP accepted 0.40-0.54 of the sink with them, ticketed
+    # no sooner: benchmarks/end_to_end.py).
+    BEHIND, STEADY, LONGEST = 0.1, 0.5, 0.1
+
+    @classmethod
+    def next_least(cls, least: float, waited: float, busy_share: float) -> float:
+        """How long the next batch works before intake waiting ends it, after a batch whose
+        longest-waiting mail waited `waited` s, intake busy `busy_share` of the time lately."""
+        if waited > cls.BEHIND and busy_share < cls.STEADY:
+            return min(cls.LONGEST, 2 * least)
+        return IntakeGate.LEAST
+
     def _step(self) -> bool:
         quiet = self.intake.wait_idle()
-        least = self.intake.LEAST if quiet else self.intake.SHARE
+        least = self._least if quiet else self.intake.SHARE
         outcomes = self.processor.run_batch(limit=self.BATCH, least=least)
         now = self.processor.clock.now()
+        waited = max(((now - o.received_at).total_seconds() for o in outcomes
+                      if o.received_at is not None), default=0.0)
+        self._least = self.next_least(self._least, waited, self.intake.busy_share())
         if any(o.status == "deferred" for o in outcomes):
             # Another daemon's batch holds what they need: soon again, not at the next poll.
             timer = threading.Timer(DEFER_WAIT, self.wake)
