@@ -225,6 +225,9 @@ class IntakeGate:
             with self._cond:
                 self._busy -= 1
                 self._last = time.monotonic()
+                # Forgotten here too, not only when asked: a daemon without a processor
+                # (`serve --only smtp`) never asks.
+                self._forget_before(self._last - self.WINDOW)
                 self._stores.append((start, self._last))
                 self._cond.notify_all()
 
@@ -233,10 +236,13 @@ class IntakeGate:
         in a burst, a fraction under a steady flow."""
         with self._cond:
             since = time.monotonic() - self.WINDOW
-            while self._stores and self._stores[0][1] < since:
-                self._stores.popleft()
+            self._forget_before(since)
             busy = sum(end - max(start, since) for start, end in self._stores)
         return min(1.0, busy / self.WINDOW)
+
+    def _forget_before(self, since: float) -> None:
+        while self._stores and self._stores[0][1] < since:
+            self._stores.popleft()
 
     def wait_idle(self) -> bool:
         """Wait until intake has been quiet for QUIET, MAX_HOLD at most: False when it did

@@ -329,12 +329,7 @@ def referencing_and_counts(session: Session, message_id: str, sender: str, domai
     """`tickets_referencing` and `autoreply_counts` in one statement, for a mail that names no
     other (most likely it opens a ticket, and then it asks for both)."""
     conn = session.connection()
-    statement = _COUNTS_AND_NAMING.get(conn.dialect.name)
-    if statement is None:   # no array aggregate known here: the two statements
-        return (tickets_referencing(session, message_id, sender),
-                autoreply_counts(session, sender, domain, sent_since=sent_since,
-                                 bounced_since=bounced_since, since=since))
-    rows = conn.execute(statement, {
+    rows = conn.execute(_COUNTS_AND_NAMING[conn.dialect.name], {
         "sent_since": sent_since, "bounced_since": bounced_since, "address": sender,
         "domain": domain.lower(), "since": since, "message_id": message_id}).all()
     counts = _counted(session, sender, rows)
