@@ -61,6 +61,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -589,12 +590,28 @@ def configure(workdir: Path, db_url: str, *, shipped_caps: bool, timer_interval:
 
 def with_port(config: Path, name: str, port: int) -> Path:
     """A copy of `config` in the same directory (same var dir, key, Maildir) with its own SMTP
-    port."""
+    port, and its metrics on a port of their own (as an admin watching several daemons)."""
     data = yaml.safe_load(config.read_text(encoding="utf-8"))
     data["smtp"]["port"] = port
+    data.setdefault("metrics", {})["listen"] = f"127.0.0.1:{free_port()}"
     path = config.parent / name
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def deferred_count(config: Path) -> int | None:
+    """maildesk_mail_deferred_total of the daemon on `config` (None: no metrics listener)."""
+    listen = (yaml.safe_load(config.read_text(encoding="utf-8")).get("metrics") or {}).get(
+        "listen")
+    if not listen:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://{listen}/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(int(float(line.split()[-1])) for line in text.splitlines()
+               if line.startswith("maildesk_mail_deferred_total"))
 
 
 def smtp_port(config: Path) -> int:
@@ -701,6 +718,8 @@ def run_mail_daemons(corpus: Corpus, configs: list[Path], db_url: str, workdir: 
         res = send_shards(corpus, [smtp_port(c) for c in configs], label)
         expect["n"] = res.sent   # a mail refused for good (5xx, 4xx ten times) is not stored
         state = watch.wait(res.t0 + deadline_s)
+        counts = [deferred_count(c) for c in configs]
+        deferred_mail = sum(counts) if None not in counts else None  # type: ignore[arg-type]
     finally:
         if watch._thread.is_alive():
             watch.stop()
@@ -709,7 +728,7 @@ def run_mail_daemons(corpus: Corpus, configs: list[Path], db_url: str, workdir: 
     out = {"daemons": len(configs), "startup_s": [round(s, 2) for s in startup],
            "settled_s": round(settled, 1),
            "accepted_s": res.seconds, "accepted_rate": res.rate, "sent": res.sent,
-           "errors": res.errors, "deferred": res.deferred,
+           "errors": res.errors, "deferred": res.deferred, "deferred_mail": deferred_mail,
            "p50_ms": percentile(res.latencies, 50) * 1e3,
            "p99_ms": percentile(res.latencies, 99) * 1e3, "state": state,
            "stored_s": watch.since("stored", t0), "ticketed_s": watch.since("ticketed", t0),
@@ -734,6 +753,8 @@ def print_mail_run(r: dict, indent: str = "    ") -> None:
           f"{fmt_s(r['autoreplies_s'])}; outbox empty {fmt_s(r['outbox_s'])}"
           + (f"; processed while the clients sent {r['ticketed_while_sending']}, after "
              f"{r['rate_after_sending']:.1f} mails/s" if r.get("rate_after_sending") else "")
+          + (f"; mails deferred between daemons {r['deferred_mail']}"
+             if r.get("deferred_mail") is not None and r["daemons"] > 1 else "")
           + (f"; waited {r['settled_s']:.1f} s for a quiet machine first"
              if r.get("settled_s", 0) >= 1 else "")
           + ("" if r["state"] == "done" else f"  [{r['state'].upper()}: {r['last_seen']}]"))

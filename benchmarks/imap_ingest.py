@@ -81,7 +81,7 @@ def start_maildesk(config: Path):  # type: ignore[no-untyped-def]
     ctx = Context.load(config)
     processor = ProcessorThread(ctx)
     imap = ImapService(ctx.settings.imap_accounts, ctx.make_session, ctx.clock,
-                       max_size=ctx.settings.smtp.max_message_size, on_stored=processor.wake,
+                       max_size=ctx.settings.smtp.max_message_size, on_stored=processor.stored,
                        intake=processor.intake)
     return ctx, processor, imap
 

@@ -273,6 +273,7 @@ class ProcessorThread(Worker):
 
     def __init__(self, ctx: Context, on_outbox=None, probes=None,  # type: ignore[no-untyped-def]
                  intake: IntakeGate | None = None):
+        from maildesk.process.affinity import OwnIntake
         from maildesk.process.run import Processor
 
         self.intake = intake or IntakeGate()
@@ -281,9 +282,17 @@ class ProcessorThread(Worker):
         # 250 must not wait for a batch of processing (on PostgreSQL they do not contend).
         self.processor = Processor(ctx.settings, ctx.make_session, ctx.clock, on_outbox=on_outbox,
                                    probes=probes, yield_to=self.intake.waiting,
-                                   write_turn=self.intake.turn, hold_seconds=self.HOLD)
+                                   write_turn=self.intake.turn, hold_seconds=self.HOLD,
+                                   own=OwnIntake())
         self.on_quarantine = None  # the IMAP poller copies quarantined mail to its folder
         super().__init__("processor", self._step, metrics=ctx.metrics)
+
+    def stored(self, ids: list[int]) -> None:
+        """The listener or an IMAP poller of this daemon committed these: process them now
+        (on PostgreSQL before other daemons' mail, process/affinity.py)."""
+        if self.processor.own is not None:
+            self.processor.own.add(ids)
+        self.wake()
 
     def prepare(self) -> None:
         # The parse child takes about half a second to start, and the first mail would compile
@@ -328,7 +337,10 @@ class ProcessorThread(Worker):
         waited = max(((now - o.received_at).total_seconds() for o in outcomes
                       if o.received_at is not None), default=0.0)
         self._least = self.next_least(self._least, waited, self.intake.busy_share())
-        if any(o.status == "deferred" for o in outcomes):
+        deferred = sum(o.status == "deferred" for o in outcomes)
+        if deferred:
+            if self.metrics is not None:
+                self.metrics.mail_deferred(deferred)
             # Another daemon's batch holds what they need: soon again, not at the next poll.
             timer = threading.Timer(DEFER_WAIT, self.wake)
             timer.daemon = True
@@ -456,7 +468,7 @@ def _assemble(ctx: Context, components: tuple[str, ...]) -> Daemon:
                  if "process" in components else None)
     timers = (TimersThread(ctx, on_outbox=wake_outbound, write_turn=turn)
               if "timers" in components else None)
-    writer = GroupCommitWriter(ctx.engine, on_stored=processor.wake if processor else None,
+    writer = GroupCommitWriter(ctx.engine, on_stored=processor.stored if processor else None,
                                intake=processor.intake.storing if processor else None)
     daemon = Daemon(ctx, ctx.settings, probes, writer, outbound, processor, timers,
                     components=components, relays=relays)
@@ -476,7 +488,7 @@ def _imap_service(ctx: Context, processor: ProcessorThread | None,
 
     imap = ImapService(settings.imap_accounts, ctx.make_session, ctx.clock,
                        max_size=settings.smtp.max_message_size,
-                       on_stored=processor.wake if processor else None,
+                       on_stored=processor.stored if processor else None,
                        intake=processor.intake if processor else None, metrics=ctx.metrics)
     if processor:
         processor.on_quarantine = imap.wake

@@ -178,7 +178,7 @@ class FolderPoller:
 
     def __init__(self, account: ImapAccount, folder: ImapFolderSettings,
                  make_session: sessionmaker[Session], clock: Clock, *, max_size: int,
-                 on_stored: Callable[[], None] | None = None,
+                 on_stored: Callable[[list[int]], None] | None = None,
                  progress: Callable[[str], None] | None = None,
                  handles_quarantine: bool = True, intake: Any = None):
         self.account = account
@@ -351,7 +351,7 @@ class FolderPoller:
         state.last_uid = uids[-1]
         result.stored += len(ids)
         if ids and self.on_stored:
-            self.on_stored()
+            self.on_stored(ids)
         result.acked += self._act(client, [f.uid for f in got])
         # Known done; written with the next batch's commit or the end of the pass. A crash
         # before that only repeats the action, which is harmless.

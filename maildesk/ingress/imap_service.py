@@ -44,7 +44,7 @@ _NEWS = (b"EXISTS", b"RECENT")
 
 
 def _pollers(account: ImapAccount, make_session: sessionmaker[Session], clock: Clock,
-             max_size: int, on_stored: Callable[[], None] | None,
+             max_size: int, on_stored: Callable[[list[int]], None] | None,
              progress: Callable[[str], None] | None = None,
              intake: Any = None) -> list[FolderPoller]:
     return [FolderPoller(account, folder, make_session, clock, max_size=max_size,
@@ -277,7 +277,7 @@ class ImapService:
     """Every watcher of every enabled account, for `serve`."""
 
     def __init__(self, accounts: tuple[ImapAccount, ...], make_session: sessionmaker[Session],
-                 clock: Clock, *, max_size: int, on_stored: Callable[[], None] | None = None,
+                 clock: Clock, *, max_size: int, on_stored: Callable[[list[int]], None] | None = None,
                  intake: Any = None, metrics: Metrics | None = None):
         """`intake`: an IntakeGate the processor honours, so storing goes first."""
         self._metrics = metrics

@@ -45,6 +45,10 @@ class Metrics:
             "maildesk_mail_processed", "Stored mails processed, by outcome: done (a ticket "
             "entry), duplicate, ignored, quarantined, retry (failed, tried again later).",
             ["outcome"], registry=r)
+        self.deferred = Counter(
+            "maildesk_mail_deferred", "Stored mails left pending for a later batch because "
+            "another daemon's batch held their thread, their ticket or a copy of them (several "
+            "daemons on PostgreSQL).", registry=r)
         self.tickets_opened = Counter(
             "maildesk_tickets_opened", "New tickets opened by processed mail.", registry=r)
         self.latency = Histogram(
@@ -97,6 +101,10 @@ class Metrics:
             self.tickets_opened.inc()
         if latency is not None and outcome != "retry":
             self.latency.observe(max(latency, 0.0))
+
+    def mail_deferred(self, n: int = 1) -> None:
+        if n:
+            self.deferred.inc(n)
 
     def delivered(self, result: str) -> None:
         self.deliveries.labels(result).inc()

@@ -35,6 +35,7 @@ from maildesk.pipeline.isolate import ParseSandbox
 from maildesk.pipeline.parse import ParsedMessage, Unparseable
 from maildesk.pipeline.plan import sender_of
 from maildesk.probes import TokenProbeGuard, source_ip
+from maildesk.process.affinity import OwnIntake, claim_pending
 from maildesk.process.contention import Contention
 from maildesk.process.lookups import DbLookups
 
@@ -160,7 +161,7 @@ class Processor:
                  probes: TokenProbeGuard | None = None,
                  yield_to: Callable[[], bool] | None = None,
                  write_turn: AbstractContextManager[Any] | None = None,
-                 hold_seconds: float | None = None):
+                 hold_seconds: float | None = None, own: OwnIntake | None = None):
         self.settings = settings  # the property below derives what each message needs
         self.make_session = make_session
         self.on_outbox = on_outbox  # told after a commit that queued mail, to deliver it now
@@ -180,6 +181,9 @@ class Processor:
         self._postgres = make_session.kw["bind"].dialect.name == "postgresql"
         self._read_session = make_read_sessionmaker(make_session.kw["bind"])
         self._contention = Contention()   # PostgreSQL: what other processors hold
+        # PostgreSQL: the mail this daemon stored itself, claimed before the others'
+        # (process/affinity.py).
+        self.own = own if self._postgres else None
         # Parse results of a batch that ended before it used them (intake waiting, the hold
         # over): the next batch claims the same oldest pending mail and takes
         # them instead of parsing again. Parsing is a pure function of the stored bytes.
@@ -220,18 +224,6 @@ class Processor:
             return [(i, bytes(data.get(i, b""))) for i in ids
                     if i in data or i in self._parsed_ahead]
 
-    @staticmethod
-    def _claim(session: Session, limit: int, only: list[int] | None) -> dict[int, Inbound]:
-        """PostgreSQL: the oldest pending messages no other processor holds, locked by the
-        statement that finds them (the claim lasts as long as this transaction: a processor
-        that dies releases it). A second daemon claims the next ones; none parses a message
-        another one is working on."""
-        q = (select(Inbound).where(Inbound.status == InboundStatus.PENDING)
-             .order_by(Inbound.id).limit(limit).with_for_update(skip_locked=True))
-        if only is not None:
-            q = q.where(Inbound.id.in_(only))
-        return {row.id: row for row in session.scalars(q)}
-
     def run_batch(self, limit: int = 100, only: list[int] | None = None,
                   least: float = 0.0) -> list[Outcome]:
         """Process up to `limit` pending messages (oldest first); return what became of them.
@@ -250,6 +242,8 @@ class Processor:
         except _Careful as again:
             self._noted.clear()
             outcomes = self._run(limit, again.ids, least, careful=True)
+        if self.own is not None:   # done, or deferred: to be taken up in the order of all
+            self.own.forget(o.inbound_id for o in outcomes)
         for inbound_id, source, decision in self._noted:
             self._log_and_count(inbound_id, source, decision)
         self._noted.clear()
@@ -268,7 +262,7 @@ class Processor:
         try:
             if self._postgres:
                 with self.make_session.begin() as session:
-                    rows = self._claim(session, limit, only)
+                    rows = claim_pending(session, limit, self.own, only, self.clock.now())
                     if not rows:
                         return []
                     data = dict(session.execute(select(RawMessage.id, RawMessage.data).where(

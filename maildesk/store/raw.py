@@ -107,7 +107,7 @@ class GroupCommitWriter:
     """A writer thread that commits the arrivals queued while the previous commit ran together."""
 
     def __init__(self, engine: Engine, *, max_batch: int = 64,
-                 on_stored: Callable[[], None] | None = None,
+                 on_stored: Callable[[list[int]], None] | None = None,
                  intake: Callable[[], AbstractContextManager[None]] | None = None):
         """`intake`: marks each commit as intake at work (serve's IntakeGate.busy), so that
         the processor, sharing SQLite's one write lock, lets it go first."""
@@ -158,7 +158,7 @@ class GroupCommitWriter:
             for job, inbound_id in zip(jobs, ids):
                 job.future.set_result(inbound_id)
             if self._on_stored is not None:
-                self._on_stored()
+                self._on_stored(ids)
 
     @staticmethod
     def _failed(jobs: list[_Job], exc: Exception) -> None:

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select, text
@@ -24,8 +24,8 @@ from maildesk.effects.timers import due_timers
 from maildesk.pipeline.parse import parse_message
 from maildesk.pipeline.plan import dedupe_key
 from maildesk.process import contention
+from maildesk.process.affinity import STALE, OwnIntake, claim_pending
 from maildesk.process import run
-from maildesk.process.run import Processor
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 
@@ -87,11 +87,69 @@ def test_a_second_processor_takes_the_next_mail_not_the_claimed_one(ctx, process
     ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
            for i in range(6)]
     with another_batch(ctx) as other:
-        held = Processor._claim(other, 3, None)   # another daemon's batch, in flight
+        held = claim_pending(other, 3)   # another daemon's batch, in flight
         assert sorted(held) == ids[:3]
         outcomes = processor.run_batch(limit=10)
         assert sorted(o.inbound_id for o in outcomes) == ids[3:]
     assert sorted(o.inbound_id for o in processor.drain()) == ids[:3]
+
+
+def test_a_daemon_processes_the_mail_it_stored_before_older_mail_of_another(ctx, processor):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(6)]
+    processor.own = OwnIntake()
+    processor.own.add(ids[4:])      # what this daemon's listener stored; the rest came elsewhere
+    assert sorted(o.inbound_id for o in processor.run_batch(limit=10)) == ids[4:]
+    assert len(processor.own) == 0
+    assert sorted(o.inbound_id for o in processor.run_batch(limit=10)) == ids[:4]
+
+
+def test_a_daemon_that_dies_leaves_its_mail_to_the_others(ctx, processor):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(6)]
+    theirs = OwnIntake()
+    theirs.add(ids[3:])
+    with another_batch(ctx) as other:
+        # The other daemon claims only its own, though older mail is pending ...
+        assert sorted(claim_pending(other, 10, theirs, now=datetime.now(timezone.utc))) == ids[3:]
+        assert sorted(o.inbound_id for o in processor.run_batch(limit=10)) == ids[:3]
+    # ... and dies: its claims end, this daemon takes its mail up.
+    assert sorted(o.inbound_id for o in processor.drain()) == ids[3:]
+
+
+def test_own_mail_done_elsewhere_is_forgotten_and_the_oldest_of_all_claimed(ctx):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(6)]
+    own = OwnIntake()
+    own.add(ids[:2])
+    with another_batch(ctx) as other, another_batch(ctx) as mine:
+        claim_pending(other, 10, only=ids[:2])          # another daemon took them over
+        assert sorted(claim_pending(mine, 3, own, now=datetime.now(timezone.utc))) == ids[2:5]
+        assert len(own) == 0
+
+
+def test_a_reply_of_its_own_waiting_for_an_original_nobody_claims_is_not_stuck(ctx, processor):
+    # The original came in at a daemon that died before processing it; the reply here.
+    original = store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
+    reply = store(ctx, mail(subject="Re: Printer", message_id="<re@customer.example>",
+                            in_reply_to="<orig@customer.example>"))
+    processor.own = OwnIntake()
+    processor.own.add([reply])
+    assert [(o.inbound_id, o.status) for o in processor.run_batch(limit=10)] == [
+        (reply, "deferred")]                       # an earlier mail of its thread is pending
+    done = processor.run_batch(limit=10)           # then the order of all: the original first
+    assert [(o.inbound_id, o.status) for o in done] == [(original, "done"), (reply, "done")]
+    assert done[0].ticket_number == done[1].ticket_number
+
+
+def test_mail_pending_long_is_taken_before_a_daemons_own(ctx):
+    ids = [store(ctx, mail(sender=f"c{i}@customer.example", subject=f"question {i}"))
+           for i in range(4)]
+    own = OwnIntake()
+    own.add(ids[2:])
+    later = datetime.now(timezone.utc) + STALE + timedelta(seconds=1)
+    with another_batch(ctx) as mine:
+        assert sorted(claim_pending(mine, 2, own, now=later)) == ids[:2]
 
 
 # -- what a batch needs that another one holds: it waits its turn, it does not wait on a lock --
@@ -106,7 +164,7 @@ def test_a_reply_waits_while_its_original_is_held_by_another_processor(ctx, proc
                             in_reply_to="<orig@customer.example>",
                             references=["<orig@customer.example>"]))
     with another_batch(ctx) as other:
-        assert list(Processor._claim(other, 1, None)) == [original]   # being written
+        assert list(claim_pending(other, 1)) == [original]   # being written
         (outcome,) = processor.run_batch(limit=10)
         assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
         assert ticket_numbers(ctx) == []            # no ticket of its own
@@ -119,7 +177,7 @@ def test_an_original_waits_while_its_reply_stored_before_it_is_held_elsewhere(ct
                             in_reply_to="<orig@customer.example>"))
     original = store(ctx, mail(subject="Printer", message_id="<orig@customer.example>"))
     with another_batch(ctx) as other:
-        assert list(Processor._claim(other, 1, None)) == [reply]
+        assert list(claim_pending(other, 1)) == [reply]
         (outcome,) = processor.run_batch(limit=10)
         assert (outcome.inbound_id, outcome.status) == (original, "deferred")
     assert [o.status for o in processor.drain()] == ["done", "done"]
@@ -131,7 +189,7 @@ def test_a_new_mail_of_another_thread_does_not_wait(ctx, processor):
     other_thread = store(ctx, mail(sender="Somebody <else@elsewhere.example>",
                                    subject="Scanner", message_id="<scan@elsewhere.example>"))
     with another_batch(ctx) as other:
-        Processor._claim(other, 1, None)
+        claim_pending(other, 1)
         (outcome,) = processor.run_batch(limit=10)
         assert (outcome.inbound_id, outcome.status) == (other_thread, "done")
 
@@ -144,7 +202,7 @@ def test_a_reply_by_subject_waits_while_mail_naming_its_sender_is_held_elsewhere
                      mail_from="bounces@lists.customer.example")
     reply = store(ctx, mail(subject="Re: Printer"), mail_from="client@customer.example")
     with another_batch(ctx) as other:
-        assert list(Processor._claim(other, 1, None)) == [original]   # being written
+        assert list(claim_pending(other, 1)) == [original]   # being written
         (outcome,) = processor.run_batch(limit=10)
         assert (outcome.inbound_id, outcome.status) == (reply, "deferred")
     assert [o.status for o in processor.drain()] == ["done", "done"]
@@ -159,7 +217,7 @@ def test_a_reply_by_subject_does_not_wait_for_mail_of_other_senders(ctx, process
     forward = store(ctx, mail(subject="Fwd: invoice from our supplier"),
                     mail_from="client@customer.example")
     with another_batch(ctx) as other:
-        Processor._claim(other, 1, None)
+        claim_pending(other, 1)
         (outcome,) = processor.run_batch(limit=10)
         assert (outcome.inbound_id, outcome.status) == (forward, "done")
 
@@ -183,7 +241,7 @@ def test_a_copy_another_processor_is_applying_waits_and_is_then_a_duplicate(ctx,
     store(ctx, raw)
     copy = store(ctx, raw, rcpt=("help@example.com",))
     with another_batch(ctx) as other:
-        Processor._claim(other, 1, None)               # the first copy, being applied
+        claim_pending(other, 1)               # the first copy, being applied
         other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                       {"k": contention._key(dedupe_key(parsed))})
         (outcome,) = processor.run_batch(limit=10)
@@ -221,7 +279,7 @@ def test_a_copy_in_the_middle_of_a_batch_waits_while_the_others_go_ahead(ctx, pr
     after = store(ctx, mail(sender="b@customer.example", subject="Scanner"))
     parser_ahead.rest = 2
     with another_batch(ctx) as other:
-        Processor._claim(other, 1, None)               # the first copy, being applied
+        claim_pending(other, 1)               # the first copy, being applied
         other.execute(text("SELECT pg_advisory_xact_lock(:k)"),
                       {"k": contention._key(dedupe_key(parse_message(raw)))})
         outcomes = processor.run_batch(limit=10)
