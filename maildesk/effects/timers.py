@@ -26,6 +26,7 @@ from maildesk.actions import (Effect, Event, MarkBreached, MoveToLine, NotifyLin
                               SetStatus, deadline_info)
 from maildesk.domain import EventKind
 from maildesk.db.ids import draw_ids, release_ids
+from maildesk.db.precompiled import Precompiled
 from maildesk.db.queries import LATEST_TICKETS, hold_tickets
 from maildesk.effects.apply import Applying, apply_effects
 from maildesk.effects.events import Gathered
@@ -55,6 +56,9 @@ _DUE = (select(TicketTimer.id)
 # as the statement).
 _DUE_TICKETS = (_DUE.join(Ticket, Ticket.id == TicketTimer.ticket_id)
                 .with_for_update(skip_locked=True, of=Ticket))
+# ... compiled once (db/precompiled.py): SQLAlchemy's work per execution was two thirds of the
+# server's for it.
+_DUE_TICKETS_SQL = Precompiled(_DUE_TICKETS)
 # The claim hands back the timers it won, as the rows are now: one statement for the sweep (a
 # timer another sweeper fired meanwhile is not among them).
 _CLAIM = (update(TicketTimer)
@@ -207,7 +211,7 @@ def due_timers(session: Session, now: datetime, limit: int) -> list[int]:
     """Up to `limit` due timers, oldest first, claimed on PostgreSQL (their tickets locked)."""
     params = {"now": now, "limit": limit}
     if session.get_bind().dialect.name == "postgresql":
-        return list(session.connection().scalars(_DUE_TICKETS, params))
+        return [row[0] for row in _DUE_TICKETS_SQL.execute(session.connection(), params)]
     return list(session.scalars(_DUE, params))
 
 
